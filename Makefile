@@ -1,0 +1,17 @@
+# The README's two commands, and a few helpers.
+.PHONY: serve test model fmt lint
+
+serve: ## run aitier on the embedded default model
+	scripts/serve.sh
+
+test: ## run the whole test suite
+	scripts/test.sh
+
+model: ## fetch the default model into models/
+	scripts/fetch-model.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings

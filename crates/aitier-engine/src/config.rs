@@ -1,0 +1,30 @@
+use std::path::PathBuf;
+
+/// How one local model is loaded and scheduled.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub path: PathBuf,
+    /// Sequences decoded together in one batch (llama.cpp's "slots").
+    pub slots: u32,
+    /// Tokens one sequence may hold, prompt and completion together.
+    pub ctx_per_slot: u32,
+    /// Tokens per llama_decode call; long prompts are fed in chunks of this.
+    pub batch_size: u32,
+    /// CPU threads for llama.cpp; 0 means one per available core.
+    pub threads: u32,
+    /// Requests that may wait for a slot before new ones are refused.
+    pub queue_depth: u32,
+}
+
+impl EngineConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            slots: 4,
+            ctx_per_slot: 4096,
+            batch_size: 512,
+            threads: 0,
+            queue_depth: 256,
+        }
+    }
+}

@@ -1,0 +1,339 @@
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use aitier_core::{
+    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, PromptInput, Provider,
+    ProviderStats, RequestCtx, TokenPiece,
+};
+use std::sync::atomic::Ordering;
+
+use crate::config::EngineConfig;
+use crate::template::{ChatTemplate, TemplateError};
+use crate::worker::{Counters, Job, Worker, WorkerConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model file {0} not found")]
+    MissingFile(String),
+    #[error("llama.cpp backend: {0}")]
+    Backend(String),
+    #[error("loading {path}: {why}")]
+    Load { path: String, why: String },
+    #[error("model has no usable chat template: {0}")]
+    Template(#[from] TemplateError),
+    #[error("bad engine configuration: {0}")]
+    Config(String),
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Backend(e.clone()))
+}
+
+/// A GGUF model served in-process.
+pub struct LocalModel {
+    model: Arc<LlamaModel>,
+    template: Option<ChatTemplate>,
+    jobs: mpsc::Sender<Job>,
+    ctx_per_slot: u32,
+    n_vocab: u32,
+    bos_text: String,
+    counters: Arc<Counters>,
+}
+
+impl LocalModel {
+    /// Loads the model and starts its engine thread. Blocking: call it from a
+    /// blocking-friendly thread.
+    pub fn load(cfg: &EngineConfig) -> Result<Arc<Self>, EngineError> {
+        if cfg.slots == 0 || cfg.ctx_per_slot < 16 || cfg.batch_size == 0 {
+            return Err(EngineError::Config(
+                "slots and batch_size must be positive and ctx_per_slot at least 16".into(),
+            ));
+        }
+        if !cfg.path.is_file() {
+            return Err(EngineError::MissingFile(cfg.path.display().to_string()));
+        }
+        let backend = backend()?;
+        let path = cfg.path.display().to_string();
+        let model = LlamaModel::load_from_file(backend, &cfg.path, &LlamaModelParams::default())
+            .map_err(|e| EngineError::Load {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+        let model = Arc::new(model);
+        let vocab = model.vocab();
+        let piece = |t: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+        };
+        let bos_text = piece(vocab.bos());
+        let eos_text = piece(vocab.eos());
+        let template = match model.chat_template(None) {
+            Ok(t) => {
+                let src = t.to_string().map_err(|e| EngineError::Load {
+                    path: path.clone(),
+                    why: format!("chat template is not UTF-8: {e}"),
+                })?;
+                Some(ChatTemplate::new(&src, &bos_text, &eos_text)?)
+            }
+            Err(_) => {
+                tracing::warn!(%path, "model has no chat template; only /v1/completions will work");
+                None
+            }
+        };
+        let n_vocab = vocab.n_tokens().max(0) as u32;
+        let ctx_per_slot = cfg.ctx_per_slot.min(model.n_ctx_train().max(16));
+        let threads = if cfg.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
+        } else {
+            cfg.threads as i32
+        };
+        let n_ctx = ctx_per_slot
+            .checked_mul(cfg.slots)
+            .ok_or_else(|| EngineError::Config("slots × ctx_per_slot overflows".into()))?;
+        let (jobs_tx, jobs_rx) = mpsc::channel(cfg.queue_depth.max(1) as usize);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let worker_model = model.clone();
+        let counters = Arc::new(Counters::default());
+        let worker_counters = counters.clone();
+        let batch_size = cfg.batch_size;
+        let slots = cfg.slots;
+        std::thread::Builder::new()
+            .name("aitier-engine".into())
+            .spawn(move || {
+                let params = LlamaContextParams::default()
+                    .with_n_ctx(NonZeroU32::new(n_ctx))
+                    .with_n_batch(batch_size)
+                    .with_n_ubatch(batch_size)
+                    .with_n_seq_max(slots)
+                    .with_kv_unified(true)
+                    .with_n_threads(threads)
+                    .with_n_threads_batch(threads);
+                let ctx = match worker_model.new_context(backend, params) {
+                    Ok(ctx) => ctx,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let cfg = WorkerConfig {
+                    slots,
+                    ctx_per_slot,
+                    batch_size,
+                };
+                Worker::new(&worker_model, ctx, cfg, worker_counters).run(jobs_rx);
+                tracing::debug!("engine thread stopped");
+            })
+            .map_err(|e| EngineError::Backend(e.to_string()))?;
+        ready_rx
+            .recv()
+            .map_err(|_| EngineError::Backend("engine thread died while starting".into()))?
+            .map_err(|why| EngineError::Load { path, why })?;
+        Ok(Arc::new(Self {
+            model,
+            template,
+            jobs: jobs_tx,
+            ctx_per_slot,
+            n_vocab,
+            bos_text,
+            counters,
+        }))
+    }
+
+    fn tokenize_text(&self, text: &str, add_special: bool) -> Vec<u32> {
+        // Special tokens in the text are parsed as such: chat templates
+        // write them, and llama.cpp's server does the same for raw prompts.
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, true)
+            .into_iter()
+            .map(|t| t.0 as u32)
+            .collect()
+    }
+
+    /// Renders and tokenises the prompts, checks them against the context
+    /// and builds the engine job.
+    fn prepare(&self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>, CoreError> {
+        let prompts = match &req.prompt {
+            PromptInput::Chat(messages) => {
+                let template = self.template.as_ref().ok_or_else(|| {
+                    CoreError::invalid(
+                        "messages",
+                        "this model has no chat template; use /v1/completions",
+                    )
+                })?;
+                let text = template.render(messages).map_err(|e| match e {
+                    TemplateError::Render(m) => CoreError::invalid("messages", m),
+                    TemplateError::Compile(m) => CoreError::Internal(m),
+                })?;
+                // The template writes BOS itself when the model wants it.
+                let add_bos = self.bos_text.is_empty() || !text.starts_with(&self.bos_text);
+                vec![self.tokenize_text(&text, add_bos)]
+            }
+            PromptInput::Texts(texts) => {
+                texts.iter().map(|t| self.tokenize_text(t, true)).collect()
+            }
+            PromptInput::Tokens(lists) => {
+                for (i, list) in lists.iter().enumerate() {
+                    if let Some(bad) = list.iter().find(|&&t| t >= self.n_vocab) {
+                        return Err(CoreError::invalid(
+                            "prompt",
+                            format!("prompt {i} has token id {bad}, outside the vocabulary of {} tokens", self.n_vocab),
+                        ));
+                    }
+                }
+                lists.clone()
+            }
+        };
+        for (i, p) in prompts.iter().enumerate() {
+            if p.is_empty() {
+                return Err(CoreError::invalid(
+                    "prompt",
+                    format!("prompt {i} is empty after tokenisation"),
+                ));
+            }
+        }
+        if let Some(&(bad, _)) = req
+            .sampling
+            .logit_bias
+            .iter()
+            .find(|(t, _)| *t >= self.n_vocab)
+        {
+            return Err(CoreError::invalid(
+                "logit_bias",
+                format!(
+                    "token id {bad} is outside the vocabulary of {} tokens",
+                    self.n_vocab
+                ),
+            ));
+        }
+        Ok(prompts)
+    }
+
+    fn max_new(&self, prompt_len: usize, asked: Option<u32>) -> Result<u32, CoreError> {
+        let ctx = self.ctx_per_slot as usize;
+        let room = ctx.saturating_sub(prompt_len);
+        match asked {
+            Some(m) if prompt_len + m as usize > ctx => Err(CoreError::ContextLengthExceeded {
+                message: format!(
+                    "This model's maximum context length is {ctx} tokens. However, you requested {} tokens ({prompt_len} in the messages, {m} in the completion). Please reduce the length of the messages or completion.",
+                    prompt_len + m as usize
+                ),
+            }),
+            Some(m) => Ok(m),
+            None if room == 0 => Err(CoreError::ContextLengthExceeded {
+                message: format!(
+                    "This model's maximum context length is {ctx} tokens. However, your messages resulted in {prompt_len} tokens. Please reduce the length of the messages."
+                ),
+            }),
+            None => Ok(room as u32),
+        }
+    }
+}
+
+impl Provider for LocalModel {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            context_length: self.ctx_per_slot,
+        }
+    }
+
+    fn generate(
+        &self,
+        req: GenerateRequest,
+        ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
+        Box::pin(async move {
+            let prompts = self.prepare(&req)?;
+            let max_new = prompts
+                .iter()
+                .map(|p| self.max_new(p.len(), req.max_tokens))
+                .collect::<Result<Vec<_>, _>>()?;
+            let prompt_tokens: u32 = prompts.iter().map(|p| p.len() as u32).sum();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(GenEvent::Started { prompt_tokens });
+            let job = Job {
+                prompts,
+                n: req.n,
+                max_new,
+                stop: req.stop,
+                logprobs: req.logprobs,
+                sampling: req.sampling,
+                deadline: ctx.deadline,
+                events: tx,
+            };
+            self.jobs.try_send(job).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => CoreError::Overloaded {
+                    message: "the model's queue is full; retry shortly".into(),
+                    retry_after: Duration::from_secs(1),
+                },
+                mpsc::error::TrySendError::Closed(_) => {
+                    CoreError::Internal("the engine thread has stopped".into())
+                }
+            })?;
+            Ok(UnboundedReceiverStream::new(rx).boxed())
+        })
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenPiece>, CoreError> {
+        let vocab = self.model.vocab();
+        Ok(self
+            .tokenize_text(text, add_special)
+            .into_iter()
+            .map(|id| TokenPiece {
+                id,
+                piece: String::from_utf8_lossy(&vocab.token_to_piece(
+                    LlamaToken(id as i32),
+                    true,
+                    None,
+                ))
+                .into_owned(),
+            })
+            .collect())
+    }
+
+    fn stats(&self) -> ProviderStats {
+        let c = &self.counters;
+        ProviderStats {
+            prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
+            generated_tokens: c.generated_tokens.load(Ordering::Relaxed),
+            requests_finished: c.finished.load(Ordering::Relaxed),
+            requests_cancelled: c.cancelled.load(Ordering::Relaxed),
+            running: c.running.load(Ordering::Relaxed),
+            waiting: c.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, CoreError> {
+        if let Some(bad) = tokens.iter().find(|&&t| t >= self.n_vocab) {
+            return Err(CoreError::invalid(
+                "tokens",
+                format!(
+                    "token id {bad} is outside the vocabulary of {} tokens",
+                    self.n_vocab
+                ),
+            ));
+        }
+        let toks: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t as i32)).collect();
+        let bytes = self.model.vocab().detokenize(&toks, false, false);
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}

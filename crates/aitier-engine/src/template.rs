@@ -1,0 +1,181 @@
+//! Chat templates from the model's own GGUF metadata, rendered with
+//! minijinja under the Hugging Face conventions (`messages`,
+//! `add_generation_prompt`, `bos_token`, `eos_token`, `raise_exception`).
+use minijinja::{context, Environment, Error, ErrorKind, Value};
+use serde::Serialize;
+
+use aitier_core::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the chat template does not compile: {0}")]
+    Compile(String),
+    /// The template refused the conversation (`raise_exception`), or failed on it.
+    #[error("{0}")]
+    Render(String),
+}
+
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+#[derive(Serialize)]
+struct TemplateMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+fn strftime_now(format: String) -> String {
+    // Templates use this to stamp today's date; without a time-zone database
+    // UTC is the honest answer.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    format
+        .replace("%Y", &y.to_string())
+        .replace("%m", &format!("{m:02}"))
+        .replace("%d", &format!("{d:02}"))
+        .replace("%B", MONTHS[(m - 1) as usize])
+        .replace("%b", &MONTHS[(m - 1) as usize][..3])
+}
+
+/// Days since 1970-01-01 → (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+impl ChatTemplate {
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| TemplateError::Compile(e.to_string()))?;
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    pub fn render(&self, messages: &[Message]) -> Result<String, TemplateError> {
+        let msgs: Vec<TemplateMessage<'_>> = messages
+            .iter()
+            .map(|m| TemplateMessage {
+                role: m.role.as_str(),
+                content: &m.content,
+                name: m.name.as_deref(),
+            })
+            .collect();
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| TemplateError::Compile(e.to_string()))?;
+        tmpl.render(context! {
+            messages => msgs,
+            add_generation_prompt => true,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        })
+        .map_err(|e| TemplateError::Render(render_message(&e)))
+    }
+}
+
+fn render_message(e: &Error) -> String {
+    match e.detail() {
+        Some(d) => d.to_string(),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aitier_core::Role;
+
+    // The shape of SmolLM2's template (ChatML with a default system prompt).
+    const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    fn user(text: &str) -> Message {
+        Message {
+            role: Role::User,
+            content: text.into(),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn renders_chatml_with_generation_prompt() {
+        let t = ChatTemplate::new(CHATML, "<|im_start|>", "<|im_end|>").expect("compiles");
+        let out = t.render(&[user("Hi")]).expect("renders");
+        assert!(out.starts_with("<|im_start|>system\nYou are a helpful"));
+        assert!(out.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+    }
+
+    #[test]
+    fn raise_exception_becomes_a_render_error() {
+        let src = "{% if messages[0]['role'] == 'assistant' %}{{ raise_exception('Conversation must start with user') }}{% endif %}ok";
+        let t = ChatTemplate::new(src, "", "").expect("compiles");
+        let msg = Message {
+            role: Role::Assistant,
+            content: "x".into(),
+            name: None,
+        };
+        match t.render(&[msg]) {
+            Err(TemplateError::Render(m)) => assert!(m.contains("must start with user"), "{m}"),
+            other => panic!(
+                "expected a render error, got {other:?}",
+                other = other.is_ok()
+            ),
+        }
+    }
+
+    #[test]
+    fn python_string_methods_work() {
+        let src = "{{ messages[0]['content'].strip() }}|{{ bos_token }}";
+        let t = ChatTemplate::new(src, "<s>", "</s>").expect("compiles");
+        assert_eq!(t.render(&[user("  hi  ")]).expect("renders"), "hi|<s>");
+    }
+
+    #[test]
+    fn civil_date_is_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+    }
+}

@@ -1,0 +1,329 @@
+//! Configuration: defaults, then a TOML file, then `AITIER_*` environment,
+//! then command-line flags (clap folds the last two together). Raw structs
+//! reject unknown keys; `ServeConfig` is the validated result.
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use aitier_engine::EngineConfig;
+
+pub const DEFAULT_MODEL_NAME: &str = "smollm2-135m-instruct";
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "AITIER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "AITIER_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on; 0 picks a free one (the address is printed).
+    #[arg(long, env = "AITIER_PORT")]
+    pub port: Option<u16>,
+    /// Serve a GGUF model under a name: NAME=PATH. Repeatable; replaces the
+    /// models of the config file.
+    #[arg(long = "model", value_name = "NAME=PATH")]
+    pub models: Vec<String>,
+    /// Where the embedded default model lives.
+    #[arg(long, env = "AITIER_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Sequences decoded together per model.
+    #[arg(long, env = "AITIER_SLOTS")]
+    pub slots: Option<u32>,
+    /// Context tokens per sequence.
+    #[arg(long, env = "AITIER_CTX_SIZE")]
+    pub ctx_size: Option<u32>,
+    /// CPU threads per model (0: one per core).
+    #[arg(long, env = "AITIER_THREADS")]
+    pub threads: Option<u32>,
+    /// Tokens per decode call.
+    #[arg(long, env = "AITIER_BATCH_SIZE")]
+    pub batch_size: Option<u32>,
+    /// Requests that may wait per model before new ones get 429.
+    #[arg(long, env = "AITIER_QUEUE_DEPTH")]
+    pub queue_depth: Option<u32>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "AITIER_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    engine: FileEngine,
+    #[serde(default)]
+    models: Vec<FileModel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    host: Option<String>,
+    port: Option<u16>,
+    max_body_bytes: Option<usize>,
+    models_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEngine {
+    slots: Option<u32>,
+    ctx_size: Option<u32>,
+    threads: Option<u32>,
+    batch_size: Option<u32>,
+    queue_depth: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    name: String,
+    path: PathBuf,
+    #[serde(flatten)]
+    engine: FileEngine,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub max_body_bytes: usize,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {why}")]
+    Read { path: String, why: String },
+    #[error("{path}: {why}")]
+    Parse { path: String, why: String },
+    #[error("--model takes NAME=PATH, got `{0}`")]
+    ModelSpec(String),
+    #[error("host `{0}` is not an IP address")]
+    Host(String),
+    #[error("model name `{0}` is declared twice")]
+    DuplicateModel(String),
+    #[error("model `{name}`: file {path} not found{hint}")]
+    MissingModel {
+        name: String,
+        path: String,
+        hint: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let host_text = args
+            .host
+            .clone()
+            .or(file.server.host.clone())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let host = if host_text == "localhost" {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            host_text
+                .parse()
+                .map_err(|_| ConfigError::Host(host_text.clone()))?
+        };
+        let port = args.port.or(file.server.port).unwrap_or(DEFAULT_PORT);
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.server.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        let models_dir = args
+            .models_dir
+            .clone()
+            .or(file.server.models_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("models"));
+        let defaults = &file.engine;
+        let engine_for = |path: &Path, own: &FileEngine| {
+            let mut e = EngineConfig::new(path);
+            let pick = |cli: Option<u32>, model: Option<u32>, global: Option<u32>, dflt: u32| {
+                cli.or(model).or(global).unwrap_or(dflt)
+            };
+            e.slots = pick(args.slots, own.slots, defaults.slots, e.slots);
+            e.ctx_per_slot = pick(
+                args.ctx_size,
+                own.ctx_size,
+                defaults.ctx_size,
+                e.ctx_per_slot,
+            );
+            e.threads = pick(args.threads, own.threads, defaults.threads, e.threads);
+            e.batch_size = pick(
+                args.batch_size,
+                own.batch_size,
+                defaults.batch_size,
+                e.batch_size,
+            );
+            e.queue_depth = pick(
+                args.queue_depth,
+                own.queue_depth,
+                defaults.queue_depth,
+                e.queue_depth,
+            );
+            e
+        };
+        let mut models = Vec::new();
+        if !args.models.is_empty() {
+            for spec in &args.models {
+                let (name, path) = spec
+                    .split_once('=')
+                    .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                    .ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
+                models.push(ModelConfig {
+                    name: name.to_string(),
+                    engine: engine_for(Path::new(path), &FileEngine::default()),
+                });
+            }
+        } else if !file.models.is_empty() {
+            for m in &file.models {
+                models.push(ModelConfig {
+                    name: m.name.clone(),
+                    engine: engine_for(&m.path, &m.engine),
+                });
+            }
+        } else {
+            models.push(ModelConfig {
+                name: DEFAULT_MODEL_NAME.into(),
+                engine: engine_for(&models_dir.join(DEFAULT_MODEL_FILE), &FileEngine::default()),
+            });
+        }
+        for (i, m) in models.iter().enumerate() {
+            if models[..i].iter().any(|o| o.name == m.name) {
+                return Err(ConfigError::DuplicateModel(m.name.clone()));
+            }
+            let e = &m.engine;
+            if e.slots == 0 || e.batch_size == 0 || e.queue_depth == 0 || e.ctx_per_slot < 16 {
+                return Err(ConfigError::Invalid(format!(
+                    "model `{}`: slots, batch_size and queue_depth must be positive and ctx_size at least 16",
+                    m.name
+                )));
+            }
+            if !e.path.is_file() {
+                let hint = if m.name == DEFAULT_MODEL_NAME
+                    && args.models.is_empty()
+                    && file.models.is_empty()
+                {
+                    "; run `make model` (or scripts/fetch-model.sh) to fetch the default model"
+                        .to_string()
+                } else {
+                    String::new()
+                };
+                return Err(ConfigError::MissingModel {
+                    name: m.name.clone(),
+                    path: e.path.display().to_string(),
+                    hint,
+                });
+            }
+        }
+        Ok(Self {
+            host,
+            port,
+            max_body_bytes,
+            models,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aitier-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn file_then_flags_win_in_order() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\n", gguf.display()),
+        );
+        let args = ServeArgs {
+            config: Some(cfg),
+            port: Some(9100),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.models[0].name, "a");
+        assert_eq!(c.models[0].engine.slots, 2);
+        assert_eq!(c.models[0].engine.ctx_per_slot, 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let d = tempdir();
+        let cfg = write(&d, "c.toml", "[server]\nprot = 1\n");
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .expect_err("typo");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_model_spec_and_missing_file_are_clear() {
+        let args = ServeArgs {
+            models: vec!["nopath".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeConfig::resolve(&args),
+            Err(ConfigError::ModelSpec(_))
+        ));
+        let args = ServeArgs {
+            models_dir: Some(tempdir()),
+            ..Default::default()
+        };
+        let err = ServeConfig::resolve(&args).expect_err("missing");
+        assert!(err.to_string().contains("make model"), "{err}");
+    }
+}

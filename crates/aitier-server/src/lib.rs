@@ -1,0 +1,15 @@
+//! The aitier HTTP service: the OpenAI-compatible API over axum, its
+//! configuration, request ids and error mapping, and the serve loop. The
+//! `aitier` binary (`src/main.rs`) only parses the command line and calls in.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod request_id;
+pub mod respond;
+pub mod routes;
+pub mod serve;
+
+/// Reported as `system_fingerprint`.
+pub const FINGERPRINT: &str = concat!("aitier-", env!("CARGO_PKG_VERSION"));

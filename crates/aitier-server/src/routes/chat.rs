@@ -1,0 +1,136 @@
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::StreamExt;
+
+use aitier_core::{validate, GenEvent, RequestCtx};
+use aitier_protocol::chat::{
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChunkChoice, Delta, CHAT_COMPLETION, CHAT_COMPLETION_CHUNK,
+};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::request_id::RequestId;
+use crate::respond::{chat_logprobs, collect, new_id, sse_data, sse_done, sse_response, unix_now};
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    OpenAiJson(req): OpenAiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let (gen, delivery) = validate::chat(&req)?;
+    let provider = state.registry.resolve(&req.model)?;
+    let choices = gen.choices();
+    let want_logprobs = gen.logprobs.is_some();
+    tracing::Span::current().record("model", req.model.as_str());
+    let ctx = RequestCtx {
+        tenant: req.user.clone().unwrap_or_else(|| "anonymous".into()),
+        ..RequestCtx::anonymous(rid.0.clone())
+    };
+    let events = provider.generate(gen, ctx).await?;
+    let id = new_id("chatcmpl");
+    let created = unix_now();
+    let model = req.model;
+    let fingerprint = Some(crate::FINGERPRINT.to_string());
+    if !delivery.stream {
+        let (collected, usage) = collect(events, choices).await?;
+        let body = ChatCompletion {
+            id,
+            object: CHAT_COMPLETION,
+            created,
+            model,
+            system_fingerprint: fingerprint,
+            choices: collected
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| ChatChoice {
+                    index: i as u32,
+                    message: AssistantMessage {
+                        role: "assistant",
+                        content: c.text,
+                        refusal: None,
+                    },
+                    logprobs: want_logprobs.then(|| chat_logprobs(c.logprobs)),
+                    finish_reason: c.finish_reason.map(Into::into),
+                })
+                .collect(),
+            usage,
+        };
+        return Ok(Json(body).into_response());
+    }
+    let chunk = move |choices: Vec<ChunkChoice>| ChatCompletionChunk {
+        id: id.clone(),
+        object: CHAT_COMPLETION_CHUNK,
+        created,
+        model: model.clone(),
+        system_fingerprint: fingerprint.clone(),
+        choices,
+        usage: None,
+    };
+    let include_usage = delivery.include_usage;
+    let opening: Vec<_> = (0..choices as u32)
+        .map(|index| {
+            sse_data(&chunk(vec![ChunkChoice {
+                index,
+                delta: Delta {
+                    role: Some("assistant"),
+                    content: Some(String::new()),
+                },
+                logprobs: None,
+                finish_reason: None,
+            }]))
+        })
+        .collect();
+    let body = futures::stream::iter(opening).chain(
+        events
+            .scan(false, move |ended, ev| {
+                if *ended {
+                    return futures::future::ready(None);
+                }
+                let out = match ev {
+                    GenEvent::Started { .. } => vec![],
+                    GenEvent::Delta {
+                        index,
+                        text,
+                        logprobs,
+                    } => vec![sse_data(&chunk(vec![ChunkChoice {
+                        index,
+                        delta: Delta {
+                            role: None,
+                            content: Some(text),
+                        },
+                        logprobs: want_logprobs.then(|| chat_logprobs(logprobs)),
+                        finish_reason: None,
+                    }]))],
+                    GenEvent::Finished { index, reason } => {
+                        vec![sse_data(&chunk(vec![ChunkChoice {
+                            index,
+                            delta: Delta::default(),
+                            logprobs: None,
+                            finish_reason: Some(reason.as_str().into()),
+                        }]))]
+                    }
+                    GenEvent::Done { usage } => {
+                        *ended = true;
+                        let mut out = Vec::new();
+                        if include_usage {
+                            let mut last = chunk(vec![]);
+                            last.usage = Some(usage);
+                            out.push(sse_data(&last));
+                        }
+                        out.push(sse_done());
+                        out
+                    }
+                    GenEvent::Error(e) => {
+                        *ended = true;
+                        vec![sse_data(&ApiError::from(e).to_body())]
+                    }
+                };
+                futures::future::ready(Some(futures::stream::iter(out)))
+            })
+            .flatten(),
+    );
+    Ok(sse_response(body))
+}

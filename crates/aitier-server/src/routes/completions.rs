@@ -1,0 +1,123 @@
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::StreamExt;
+
+use aitier_core::{validate, GenEvent, RequestCtx};
+use aitier_protocol::completions::{
+    Completion, CompletionChoice, CompletionRequest, TEXT_COMPLETION,
+};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::request_id::RequestId;
+use crate::respond::{
+    collect, completion_logprobs, new_id, sse_data, sse_done, sse_response, unix_now,
+};
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    OpenAiJson(req): OpenAiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let (gen, delivery) = validate::completion(&req)?;
+    let provider = state.registry.resolve(&req.model)?;
+    let choices = gen.choices();
+    let want_logprobs = gen.logprobs.is_some();
+    tracing::Span::current().record("model", req.model.as_str());
+    let ctx = RequestCtx {
+        tenant: req.user.clone().unwrap_or_else(|| "anonymous".into()),
+        ..RequestCtx::anonymous(rid.0.clone())
+    };
+    let events = provider.generate(gen, ctx).await?;
+    let id = new_id("cmpl");
+    let created = unix_now();
+    let model = req.model;
+    let fingerprint = Some(crate::FINGERPRINT.to_string());
+    if !delivery.stream {
+        let (collected, usage) = collect(events, choices).await?;
+        let body = Completion {
+            id,
+            object: TEXT_COMPLETION,
+            created,
+            model,
+            system_fingerprint: fingerprint,
+            choices: collected
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| CompletionChoice {
+                    index: i as u32,
+                    logprobs: want_logprobs.then(|| completion_logprobs(c.logprobs, &mut 0)),
+                    text: c.text,
+                    finish_reason: c.finish_reason.map(Into::into),
+                })
+                .collect(),
+            usage: Some(usage),
+        };
+        return Ok(Json(body).into_response());
+    }
+    let chunk = move |choices: Vec<CompletionChoice>| Completion {
+        id: id.clone(),
+        object: TEXT_COMPLETION,
+        created,
+        model: model.clone(),
+        system_fingerprint: fingerprint.clone(),
+        choices,
+        usage: None,
+    };
+    let include_usage = delivery.include_usage;
+    // Character offset reached by each choice, for `text_offset`.
+    let mut offsets = vec![0u32; choices];
+    let body = events
+        .scan(false, move |ended, ev| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let out = match ev {
+                GenEvent::Started { .. } => vec![],
+                GenEvent::Delta {
+                    index,
+                    text,
+                    logprobs,
+                } => {
+                    let logprobs = match offsets.get_mut(index as usize) {
+                        Some(off) if want_logprobs => Some(completion_logprobs(logprobs, off)),
+                        _ => None,
+                    };
+                    vec![sse_data(&chunk(vec![CompletionChoice {
+                        index,
+                        text,
+                        logprobs,
+                        finish_reason: None,
+                    }]))]
+                }
+                GenEvent::Finished { index, reason } => {
+                    vec![sse_data(&chunk(vec![CompletionChoice {
+                        index,
+                        text: String::new(),
+                        logprobs: None,
+                        finish_reason: Some(reason.as_str().into()),
+                    }]))]
+                }
+                GenEvent::Done { usage } => {
+                    *ended = true;
+                    let mut out = Vec::new();
+                    if include_usage {
+                        let mut last = chunk(vec![]);
+                        last.usage = Some(usage);
+                        out.push(sse_data(&last));
+                    }
+                    out.push(sse_done());
+                    out
+                }
+                GenEvent::Error(e) => {
+                    *ended = true;
+                    vec![sse_data(&ApiError::from(e).to_body())]
+                }
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten();
+    Ok(sse_response(body))
+}

@@ -1,0 +1,60 @@
+//! Prometheus text exposition of the providers' counters. A first cut on the
+//! API listener; the operations work moves metrics to a listener of their own.
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::app::AppState;
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let ready = state.registry.ready();
+    let mut out = String::new();
+    let series: [(&str, &str, &str, fn(&aitier_core::ProviderStats) -> u64); 6] = [
+        (
+            "aitier_prompt_tokens_total",
+            "counter",
+            "Prompt tokens accepted.",
+            |s| s.prompt_tokens,
+        ),
+        (
+            "aitier_generated_tokens_total",
+            "counter",
+            "Tokens generated.",
+            |s| s.generated_tokens,
+        ),
+        (
+            "aitier_requests_finished_total",
+            "counter",
+            "Requests that ran to completion.",
+            |s| s.requests_finished,
+        ),
+        (
+            "aitier_requests_cancelled_total",
+            "counter",
+            "Requests dropped because the client went away.",
+            |s| s.requests_cancelled,
+        ),
+        (
+            "aitier_sequences_running",
+            "gauge",
+            "Sequences decoding now.",
+            |s| s.running,
+        ),
+        (
+            "aitier_sequences_waiting",
+            "gauge",
+            "Sequences waiting for a slot.",
+            |s| s.waiting,
+        ),
+    ];
+    let stats: Vec<_> = ready.iter().map(|(n, p)| (n, p.stats())).collect();
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (model, s) in &stats {
+            let _ = writeln!(out, "{name}{{model=\"{model}\"}} {}", get(s));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

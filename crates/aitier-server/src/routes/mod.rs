@@ -1,0 +1,6 @@
+pub mod chat;
+pub mod completions;
+pub mod health;
+pub mod metrics;
+pub mod models;
+pub mod tokenize;

@@ -1,0 +1,58 @@
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+
+use aitier_core::{CoreError, Provider};
+use aitier_protocol::tokenize::{
+    DetokenizeRequest, DetokenizeResponse, TokenOut, TokenizeRequest, TokenizeResponse,
+};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+
+fn provider(state: &AppState, model: Option<&str>) -> Result<Arc<dyn Provider>, ApiError> {
+    let name = match model {
+        Some(m) => m.to_string(),
+        None => state.registry.first().ok_or_else(|| {
+            ApiError::from(CoreError::ModelNotFound {
+                model: String::new(),
+            })
+        })?,
+    };
+    Ok(state.registry.resolve(&name)?)
+}
+
+pub async fn tokenize(
+    State(state): State<AppState>,
+    OpenAiJson(req): OpenAiJson<TokenizeRequest>,
+) -> Result<Json<TokenizeResponse>, ApiError> {
+    let p = provider(&state, req.model.as_deref())?;
+    let pieces = tokio::task::spawn_blocking(move || p.tokenize(&req.content, req.add_special))
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))??;
+    let tokens = pieces
+        .into_iter()
+        .map(|t| {
+            if req.with_pieces {
+                TokenOut::WithPiece {
+                    id: t.id,
+                    piece: t.piece,
+                }
+            } else {
+                TokenOut::Id(t.id)
+            }
+        })
+        .collect();
+    Ok(Json(TokenizeResponse { tokens }))
+}
+
+pub async fn detokenize(
+    State(state): State<AppState>,
+    OpenAiJson(req): OpenAiJson<DetokenizeRequest>,
+) -> Result<Json<DetokenizeResponse>, ApiError> {
+    let p = provider(&state, req.model.as_deref())?;
+    let content = p.detokenize(&req.tokens)?;
+    Ok(Json(DetokenizeResponse { content }))
+}

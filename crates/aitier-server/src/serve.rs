@@ -1,0 +1,71 @@
+//! Starting and stopping the service.
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aitier_core::{ModelRegistry, Provider};
+use aitier_engine::LocalModel;
+
+use crate::app::{router, AppState};
+use crate::config::ServeConfig;
+use crate::respond::unix_now;
+
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let registry = Arc::new(ModelRegistry::new());
+    for m in &cfg.models {
+        registry.declare(&m.name);
+    }
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find a port-0 listener.
+    println!("aitier listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
+    for m in cfg.models.clone() {
+        let registry = registry.clone();
+        tokio::task::spawn_blocking(move || match LocalModel::load(&m.engine) {
+            Ok(model) => {
+                tracing::info!(model = %m.name, path = %m.engine.path.display(), context = model.info().context_length, "model ready");
+                registry.set_ready(&m.name, model);
+            }
+            Err(e) => {
+                tracing::error!(model = %m.name, error = %e, "model failed to load");
+                registry.set_failed(&m.name, e.to_string());
+            }
+        });
+    }
+    let state = AppState {
+        registry,
+        started_at: unix_now(),
+    };
+    axum::serve(listener, router(state, cfg.max_body_bytes))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

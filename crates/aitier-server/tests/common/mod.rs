@@ -1,0 +1,80 @@
+//! Starts the real `aitier` binary on a free port with the real default
+//! model, and stops it when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn default_model() -> PathBuf {
+    let p = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "{} missing: run `make model` first",
+        p.display()
+    );
+    p
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let model = default_model();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aitier"));
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .arg("--model")
+            .arg(format!("smollm2-135m-instruct={}", model.display()))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start aitier");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read address line");
+        let base = line
+            .trim()
+            .strip_prefix("aitier listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        let server = Server { child, base };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let client = reqwest::blocking::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{}/ready", self.base)).send() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

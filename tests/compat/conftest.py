@@ -1,0 +1,112 @@
+"""Starts one aitier server for the whole session and hands out clients.
+
+The binary comes from $AITIER_BIN (default: <repo>/target/debug/aitier). It is
+started on port 0 and the address is read from the single line it prints on
+stdout; its logs (stderr) go to a file whose tail is shown when startup fails.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "smollm2-135m-instruct"
+READY_TIMEOUT_S = 120
+REQUEST_TIMEOUT_S = 120
+LISTEN_LINE = re.compile(r"^aitier listening on (http://\S+)$")
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+def _read_first_line(proc: subprocess.Popen, timeout: float) -> str | None:
+    """readline() with a deadline, so a server that never prints cannot hang the session."""
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0] if result else None
+
+
+@pytest.fixture(scope="session")
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("aitier") / "server.log"
+
+
+@pytest.fixture(scope="session")
+def base_url(server_log: Path):
+    binary = Path(os.environ.get("AITIER_BIN", REPO / "target" / "debug" / "aitier"))
+    if not binary.is_file():
+        pytest.fail(f"aitier binary not found at {binary} (build it or set AITIER_BIN)")
+    log = server_log.open("wb")
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--port", "0", "--host", "127.0.0.1", "--models-dir", str(REPO / "models")],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        line = _read_first_line(proc, READY_TIMEOUT_S)
+        match = LISTEN_LINE.match((line or "").strip())
+        if not match:
+            pytest.fail(f"server printed {line!r} instead of its address; log tail:\n{_log_tail(server_log)}")
+        url = match.group(1)
+        _wait_ready(proc, url, server_log)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, server_log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode} while loading; log tail:\n{_log_tail(server_log)}")
+        try:
+            r = httpx.get(f"{url}/ready", timeout=5)
+            last = f"{r.status_code} {r.text}"
+            if r.status_code == 200:
+                return
+            if r.status_code == 503 and r.json().get("status") == "failed":
+                pytest.fail(f"model failed to load: {r.text}; log tail:\n{_log_tail(server_log)}")
+        except httpx.TransportError as e:
+            last = repr(e)
+        time.sleep(0.25)
+    pytest.fail(f"server not ready after {READY_TIMEOUT_S}s (last /ready: {last}); log tail:\n{_log_tail(server_log)}")
+
+
+@pytest.fixture(scope="session")
+def client(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=REQUEST_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def http(base_url: str):
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def model() -> str:
+    return MODEL
