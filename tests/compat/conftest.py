@@ -51,9 +51,12 @@ def base_url(server_log: Path):
     if not binary.is_file():
         pytest.fail(f"aitier binary not found at {binary} (build it or set AITIER_BIN)")
     log = server_log.open("wb")
+    # The engine logs each client-gone cancellation at debug level; test_stream_cancel looks for it.
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,llama-cpp-2=warn"))
     proc = subprocess.Popen(
         [str(binary), "serve", "--port", "0", "--host", "127.0.0.1", "--models-dir", str(REPO / "models")],
         cwd=REPO,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=log,

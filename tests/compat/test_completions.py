@@ -80,7 +80,7 @@ def test_two_prompts_two_choices(client, model, reference):
     assert by_index[1].text == greedy(client, model, prompt=OTHER).choices[0].text
 
 
-def test_token_prompt(client, model, http, reference):
+def test_token_prompt(client, model, http):
     ids = http.post("/tokenize", json={"content": PROMPT, "add_special": False}).json()["tokens"]
     r = greedy(client, model, prompt=ids)
     assert r.usage.prompt_tokens == len(ids)

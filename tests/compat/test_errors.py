@@ -118,6 +118,36 @@ def test_tools_rejected(client, model):
     assert e.param == "tools"
 
 
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"logit_bias": {"not-a-token": 1}}, "logit_bias"),
+        ({"top_p": 0}, "top_p"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
+         "messages[0].content[0].type"),
+    ],
+    ids=["json_object", "top_logprobs_without_logprobs", "stream_options_without_stream", "logit_bias_key",
+         "top_p_zero", "image_part"],
+)
+def test_unsupported_or_invalid_param(client, model, kwargs, param):
+    kwargs = {"messages": MSG, **kwargs}
+    e = raises(openai.BadRequestError, client.chat.completions.create, model=model, max_tokens=2, **kwargs)
+    assert e.param == param
+    assert e.type == "invalid_request_error"
+
+
+def test_sdk_extra_fields_are_ignored(client, model):
+    """Fields the SDK sends that do not change generation must not be rejected."""
+    r = client.chat.completions.create(
+        model=model, messages=MSG, max_tokens=2, store=False, metadata={"k": "v"}, user="u1",
+        parallel_tool_calls=True, tool_choice="none",
+    )
+    assert r.choices[0].message.role == "assistant"
+
+
 def test_stream_error_before_stream(client, model):
     """Validation errors on a streaming request are a plain HTTP error, not an SSE body."""
     e = raises(

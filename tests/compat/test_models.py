@@ -31,7 +31,7 @@ def test_health(http):
     assert r.status_code == 200
 
 
-def test_ready(http, model):
+def test_ready(http):
     r = http.get("/ready")
     assert r.status_code == 200
     assert r.json()["status"] == "ready"

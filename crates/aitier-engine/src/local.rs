@@ -188,9 +188,19 @@ impl LocalModel {
                 let add_bos = self.bos_text.is_empty() || !text.starts_with(&self.bos_text);
                 vec![self.tokenize_text(&text, add_bos)]
             }
-            PromptInput::Texts(texts) => {
-                texts.iter().map(|t| self.tokenize_text(t, true)).collect()
-            }
+            PromptInput::Texts(texts) => texts
+                .iter()
+                .map(|t| {
+                    let toks = self.tokenize_text(t, true);
+                    // OpenAI accepts an empty prompt: start from BOS alone.
+                    let bos = self.model.vocab().bos().0;
+                    if toks.is_empty() && bos >= 0 && (bos as u32) < self.n_vocab {
+                        vec![bos as u32]
+                    } else {
+                        toks
+                    }
+                })
+                .collect(),
             PromptInput::Tokens(lists) => {
                 for (i, list) in lists.iter().enumerate() {
                     if let Some(bad) = list.iter().find(|&&t| t >= self.n_vocab) {

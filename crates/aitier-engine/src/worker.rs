@@ -319,7 +319,7 @@ impl<'m> Worker<'m> {
             }
         }
         // Highest index first so swap_remove keeps the others valid.
-        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         for (i, reason) in finished {
             let seq = self.running.swap_remove(i);
             self.finish(seq, reason);

@@ -1,8 +1,9 @@
 //! The axum application: routes, shared state and the layers around them.
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -12,6 +13,31 @@ use aitier_core::ModelRegistry;
 
 use crate::error::ApiError;
 use crate::routes::{chat, completions, health, metrics, models, tokenize};
+
+/// A body whose declared length is over the limit is refused before any of
+/// it is read; bodies without a length are cut off by `DefaultBodyLimit`.
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let mut resp = ApiError::body_too_large(format!(
+            "The request body is larger than this server accepts ({limit} bytes)."
+        ))
+        .into_response();
+        // The unread body would otherwise be drained or misread as the next request.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    next.run(req).await
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -42,6 +68,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            refuse_declared_oversize,
+        ))
         .layer(CatchPanicLayer::custom(|_| -> Response {
             tracing::error!("a handler panicked");
             ApiError::internal().into_response()

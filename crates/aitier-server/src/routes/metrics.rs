@@ -8,10 +8,18 @@ use axum::response::IntoResponse;
 
 use crate::app::AppState;
 
+/// name, Prometheus type, help, and how to read it from the stats.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&aitier_core::ProviderStats) -> u64,
+);
+
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let ready = state.registry.ready();
     let mut out = String::new();
-    let series: [(&str, &str, &str, fn(&aitier_core::ProviderStats) -> u64); 6] = [
+    let series: [Series; 6] = [
         (
             "aitier_prompt_tokens_total",
             "counter",
