@@ -45,6 +45,8 @@ pub struct TokenPiece {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderStats {
     pub prompt_tokens: u64,
+    /// Prompt tokens evaluated rather than served from a prefix cache.
+    pub prompt_computed: u64,
     pub generated_tokens: u64,
     pub requests_finished: u64,
     /// Requests dropped because their client went away.

@@ -14,6 +14,12 @@ pub struct EngineConfig {
     pub threads: u32,
     /// Requests that may wait for a slot before new ones are refused.
     pub queue_depth: u32,
+    /// Prompt tokens prefilled per step while other sequences are decoding;
+    /// bounds how long one step (and so every stream's next token) can take.
+    pub prefill_chunk: u32,
+    /// KV cells idle slots may keep as prefix cache (LRU beyond it); None
+    /// means all of them.
+    pub cache_cells: Option<u64>,
 }
 
 impl EngineConfig {
@@ -25,6 +31,8 @@ impl EngineConfig {
             batch_size: 512,
             threads: 0,
             queue_depth: 256,
+            prefill_chunk: 64,
+            cache_cells: None,
         }
     }
 }

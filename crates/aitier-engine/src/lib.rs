@@ -4,6 +4,7 @@
 //! llama.cpp; the rest of aitier sees it through `aitier_core::Provider`.
 
 mod config;
+mod fair;
 mod local;
 mod sampler;
 mod template;

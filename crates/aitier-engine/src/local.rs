@@ -57,6 +57,8 @@ pub struct LocalModel {
     n_vocab: u32,
     bos_text: String,
     counters: Arc<Counters>,
+    /// Requests beyond which new ones are refused: slots plus queue depth.
+    capacity: u64,
 }
 
 impl LocalModel {
@@ -108,13 +110,16 @@ impl LocalModel {
         let n_ctx = ctx_per_slot
             .checked_mul(cfg.slots)
             .ok_or_else(|| EngineError::Config("slots × ctx_per_slot overflows".into()))?;
-        let (jobs_tx, jobs_rx) = mpsc::channel(cfg.queue_depth.max(1) as usize);
+        // `in_flight` is the real bound; the channel only needs room for it.
+        let (jobs_tx, jobs_rx) = mpsc::channel((cfg.slots + cfg.queue_depth).max(1) as usize);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let worker_model = model.clone();
         let counters = Arc::new(Counters::default());
         let worker_counters = counters.clone();
         let batch_size = cfg.batch_size;
         let slots = cfg.slots;
+        let prefill_chunk = cfg.prefill_chunk.clamp(1, cfg.batch_size);
+        let cache_cells = cfg.cache_cells.unwrap_or(u64::from(n_ctx));
         std::thread::Builder::new()
             .name("aitier-engine".into())
             .spawn(move || {
@@ -138,6 +143,8 @@ impl LocalModel {
                     slots,
                     ctx_per_slot,
                     batch_size,
+                    prefill_chunk,
+                    cache_cells,
                 };
                 Worker::new(&worker_model, ctx, cfg, worker_counters).run(jobs_rx);
                 tracing::debug!("engine thread stopped");
@@ -155,6 +162,7 @@ impl LocalModel {
             n_vocab,
             bos_text,
             counters,
+            capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),
         }))
     }
 
@@ -288,17 +296,28 @@ impl Provider for LocalModel {
                 logprobs: req.logprobs,
                 sampling: req.sampling,
                 deadline: ctx.deadline,
+                tenant: ctx.tenant,
+                weight: ctx.weight,
                 events: tx,
             };
-            self.jobs.try_send(job).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => CoreError::Overloaded {
-                    message: "the model's queue is full; retry shortly".into(),
-                    retry_after: Duration::from_secs(1),
-                },
-                mpsc::error::TrySendError::Closed(_) => {
-                    CoreError::Internal("the engine thread has stopped".into())
-                }
-            })?;
+            let overloaded = || CoreError::Overloaded {
+                message: "this model's queue is full; retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+            };
+            let before = self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            if before >= self.capacity {
+                self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return Err(overloaded());
+            }
+            if let Err(e) = self.jobs.try_send(job) {
+                self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return Err(match e {
+                    mpsc::error::TrySendError::Full(_) => overloaded(),
+                    mpsc::error::TrySendError::Closed(_) => {
+                        CoreError::Internal("the engine thread has stopped".into())
+                    }
+                });
+            }
             Ok(UnboundedReceiverStream::new(rx).boxed())
         })
     }
@@ -327,6 +346,7 @@ impl Provider for LocalModel {
             generated_tokens: c.generated_tokens.load(Ordering::Relaxed),
             requests_finished: c.finished.load(Ordering::Relaxed),
             requests_cancelled: c.cancelled.load(Ordering::Relaxed),
+            prompt_computed: c.prompt_computed.load(Ordering::Relaxed),
             running: c.running.load(Ordering::Relaxed),
             waiting: c.waiting.load(Ordering::Relaxed),
         }

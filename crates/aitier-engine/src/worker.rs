@@ -2,7 +2,7 @@
 //! admitted sequence in one shared batch per decode step. Requests arrive as
 //! `Job`s over a bounded channel; events go back over each request's own
 //! channel, whose closing (client gone) cancels the request at the next step.
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use aitier_core::{CoreError, FinishReason, GenEvent, SamplingParams, TokenLogprob};
 use aitier_protocol::Usage;
 
+use crate::fair::FairQueue;
 use crate::sampler::Sampler;
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
 
@@ -30,6 +31,8 @@ pub(crate) struct Job {
     pub logprobs: Option<u32>,
     pub sampling: SamplingParams,
     pub deadline: Option<Instant>,
+    pub tenant: String,
+    pub weight: u32,
     pub events: mpsc::UnboundedSender<GenEvent>,
 }
 
@@ -42,12 +45,22 @@ pub(crate) struct Counters {
     pub cancelled: AtomicU64,
     pub running: AtomicU64,
     pub waiting: AtomicU64,
+    /// Prompt tokens actually evaluated (not served from the prefix cache).
+    pub prompt_computed: AtomicU64,
+    /// Requests accepted and not yet ended; bounds the queue.
+    pub in_flight: AtomicU64,
 }
 
 pub(crate) struct WorkerConfig {
     pub slots: u32,
     pub ctx_per_slot: u32,
     pub batch_size: u32,
+    /// Most prompt tokens one sequence may prefill per step, so a long
+    /// prompt shares the batch instead of filling it.
+    pub prefill_chunk: u32,
+    /// Cells idle slots may keep as prefix cache before the least recently
+    /// used are cleared.
+    pub cache_cells: u64,
 }
 
 struct Request {
@@ -55,14 +68,21 @@ struct Request {
     unfinished: u32,
     prompt_tokens: u32,
     completion_tokens: u32,
+    cached_tokens: u32,
     logprobs: Option<u32>,
     deadline: Option<Instant>,
+    n: u32,
+    /// Per prompt: whether its first choice has prefilled it, so the other
+    /// choices can share its cells instead of prefilling again.
+    prefilled: Vec<bool>,
 }
 
 /// A choice waiting for a slot.
 struct Pending {
     req: u64,
     index: u32,
+    /// Which prompt of the request; choices of one prompt share its cells.
+    prompt_idx: usize,
     prompt: Vec<u32>,
     max_new: u32,
     stop: Vec<String>,
@@ -72,6 +92,8 @@ struct Pending {
 struct Seq {
     req: u64,
     index: u32,
+    prompt_idx: usize,
+    prompt_len: usize,
     slot: i32,
     /// Prompt then completion.
     tokens: Vec<u32>,
@@ -93,10 +115,25 @@ pub(crate) struct Worker<'m> {
     cfg: WorkerConfig,
     requests: HashMap<u64, Request>,
     next_req: u64,
-    waiting: VecDeque<Pending>,
+    waiting: FairQueue<Pending>,
     running: Vec<Seq>,
-    free_slots: Vec<i32>,
+    slots: Vec<SlotCache>,
+    /// Bumped on every use of a slot, for LRU.
+    clock: u64,
     counters: Arc<Counters>,
+}
+
+/// What one sequence id holds in the KV cache while no sequence runs on it.
+#[derive(Default)]
+struct SlotCache {
+    busy: bool,
+    /// Tokens at positions 0.. (only meaningful while idle).
+    tokens: Vec<u32>,
+    last_used: u64,
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl<'m> Worker<'m> {
@@ -106,16 +143,17 @@ impl<'m> Worker<'m> {
         cfg: WorkerConfig,
         counters: Arc<Counters>,
     ) -> Self {
-        let free_slots = (0..cfg.slots as i32).rev().collect();
+        let slots = (0..cfg.slots).map(|_| SlotCache::default()).collect();
         Self {
             model,
             ctx,
+            waiting: FairQueue::new(u64::from(cfg.batch_size)),
             cfg,
             requests: HashMap::new(),
             next_req: 0,
-            waiting: VecDeque::new(),
             running: Vec::new(),
-            free_slots,
+            slots,
+            clock: 0,
             counters,
         }
     }
@@ -159,14 +197,21 @@ impl<'m> Worker<'m> {
         let choices = job.prompts.len() as u32 * job.n;
         for (p, prompt) in job.prompts.iter().enumerate() {
             for j in 0..job.n {
-                self.waiting.push_back(Pending {
-                    req: id,
-                    index: p as u32 * job.n + j,
-                    prompt: prompt.clone(),
-                    max_new: job.max_new[p],
-                    stop: job.stop.clone(),
-                    sampling: job.sampling.clone(),
-                });
+                let cost = prompt.len() as u64 + u64::from(job.max_new[p]);
+                self.waiting.push(
+                    &job.tenant,
+                    job.weight,
+                    Pending {
+                        req: id,
+                        index: p as u32 * job.n + j,
+                        prompt_idx: p,
+                        prompt: prompt.clone(),
+                        max_new: job.max_new[p],
+                        stop: job.stop.clone(),
+                        sampling: job.sampling.clone(),
+                    },
+                    cost,
+                );
             }
         }
         self.requests.insert(
@@ -176,8 +221,11 @@ impl<'m> Worker<'m> {
                 unfinished: choices,
                 prompt_tokens,
                 completion_tokens: 0,
+                cached_tokens: 0,
                 logprobs: job.logprobs,
                 deadline: job.deadline,
+                n: job.n,
+                prefilled: vec![false; job.prompts.len()],
             },
         );
     }
@@ -198,7 +246,7 @@ impl<'m> Worker<'m> {
 
     fn expire_waiting(&mut self) {
         let now = Instant::now();
-        let expired: Vec<u64> = self
+        let mut expired: Vec<u64> = self
             .waiting
             .iter()
             .filter(|p| {
@@ -209,6 +257,8 @@ impl<'m> Worker<'m> {
             })
             .map(|p| p.req)
             .collect();
+        expired.sort_unstable();
+        expired.dedup();
         for id in expired {
             if let Some(r) = self.requests.get(&id) {
                 let _ = r.events.send(GenEvent::Error(CoreError::Timeout {
@@ -221,41 +271,157 @@ impl<'m> Worker<'m> {
 
     /// Forgets a request and frees the KV cells of its running choices.
     fn remove_request(&mut self, id: u64) {
-        self.requests.remove(&id);
+        if self.requests.remove(&id).is_some() {
+            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         self.waiting.retain(|p| p.req != id);
         let mut i = 0;
         while i < self.running.len() {
             if self.running[i].req == id {
                 let seq = self.running.swap_remove(i);
-                self.free(seq.slot);
+                self.release(seq);
             } else {
                 i += 1;
             }
         }
     }
 
-    fn free(&mut self, slot: i32) {
-        if let Err(e) = self.ctx.clear_kv_cache_seq(Some(slot as u32), None, None) {
-            tracing::error!(slot, error = %e, "failed to free KV cells");
+    /// A sequence leaves its slot; what it computed stays as prefix cache.
+    fn release(&mut self, mut seq: Seq) {
+        seq.tokens.truncate(seq.n_past);
+        self.clock += 1;
+        let slot = &mut self.slots[seq.slot as usize];
+        slot.busy = false;
+        slot.tokens = seq.tokens;
+        slot.last_used = self.clock;
+        self.enforce_cache_budget();
+    }
+
+    fn clear_slot(&mut self, slot: usize, from: usize) {
+        if let Err(e) = self
+            .ctx
+            .clear_kv_cache_seq(Some(slot as u32), Some(from as u32), None)
+        {
+            tracing::error!(slot, error = %e, "failed to clear KV cells");
         }
-        self.free_slots.push(slot);
+        self.slots[slot].tokens.truncate(from);
+    }
+
+    /// Clears least recently used idle caches until they fit the budget.
+    fn enforce_cache_budget(&mut self) {
+        loop {
+            let held: u64 = self
+                .slots
+                .iter()
+                .filter(|s| !s.busy)
+                .map(|s| s.tokens.len() as u64)
+                .sum();
+            if held <= self.cfg.cache_cells {
+                return;
+            }
+            let Some(lru) = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.busy && !s.tokens.is_empty())
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            self.clear_slot(lru, 0);
+        }
+    }
+
+    /// Picks the slot for a new sequence and reuses the longest cached
+    /// prefix of its prompt: the slot's own cells, or another sequence's
+    /// shared into it. Returns the slot and how many prompt tokens are cached.
+    fn place(&mut self, prompt: &[u32]) -> Option<(usize, usize)> {
+        // At least the last prompt token is evaluated, for its logits.
+        let usable = prompt.len().saturating_sub(1);
+        let target = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.busy)
+            .max_by_key(|(_, s)| {
+                (
+                    common_prefix(&s.tokens, prompt).min(usable),
+                    std::cmp::Reverse(s.last_used),
+                )
+            })
+            .map(|(i, _)| i)?;
+        let own = common_prefix(&self.slots[target].tokens, prompt).min(usable);
+        let mut donor: Option<(usize, usize)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if i != target && !s.busy {
+                let n = common_prefix(&s.tokens, prompt).min(usable);
+                if n > donor.map_or(own, |d| d.1) {
+                    donor = Some((i, n));
+                }
+            }
+        }
+        for seq in &self.running {
+            let n = common_prefix(&seq.tokens[..seq.n_past], prompt).min(usable);
+            if n > donor.map_or(own, |d| d.1) {
+                donor = Some((seq.slot as usize, n));
+            }
+        }
+        let cached = match donor {
+            Some((from, n)) => {
+                self.clear_slot(target, 0);
+                if let Err(e) =
+                    self.ctx
+                        .kv_cache_seq_cp(from as i32, target as i32, Some(0), Some(n as u32))
+                {
+                    tracing::error!(error = %e, "failed to share cached cells");
+                    0
+                } else {
+                    n
+                }
+            }
+            None => {
+                self.clear_slot(target, own);
+                own
+            }
+        };
+        self.clock += 1;
+        let slot = &mut self.slots[target];
+        slot.busy = true;
+        slot.tokens.clear();
+        slot.last_used = self.clock;
+        Some((target, cached))
     }
 
     fn admit(&mut self) {
-        while !self.free_slots.is_empty() {
-            let Some(p) = self.waiting.pop_front() else {
+        while self.slots.iter().any(|s| !s.busy) {
+            let requests = &self.requests;
+            // A request's further choices wait until its first one has
+            // prefilled the prompt, then share those cells.
+            let Some(p) = self.waiting.pop_where(|p| {
+                requests
+                    .get(&p.req)
+                    .is_some_and(|r| p.index % r.n == 0 || r.prefilled[p.prompt_idx])
+            }) else {
                 break;
             };
-            let Some(slot) = self.free_slots.pop() else {
+            let Some((slot, cached)) = self.place(&p.prompt) else {
                 break;
             };
+            if let Some(r) = self.requests.get_mut(&p.req) {
+                if p.index % r.n == 0 {
+                    r.cached_tokens += cached as u32;
+                }
+            }
             let stream = u64::from(p.index);
             self.running.push(Seq {
                 req: p.req,
                 index: p.index,
-                slot,
+                prompt_idx: p.prompt_idx,
+                prompt_len: p.prompt.len(),
+                slot: slot as i32,
                 tokens: p.prompt,
-                n_past: 0,
+                n_past: cached,
                 generated: 0,
                 max_new: p.max_new,
                 sampler: Sampler::new(p.sampling, stream),
@@ -271,17 +437,37 @@ impl<'m> Worker<'m> {
     /// prompts fill what is left of the batch in chunks.
     fn step(&mut self, batch: &mut LlamaBatch) {
         batch.clear();
-        let mut budget = self.cfg.batch_size as usize;
+        let decoding = self
+            .running
+            .iter()
+            .filter(|s| s.tokens.len() - s.n_past == 1)
+            .count();
+        // While streams are decoding, prompts get a small share of the step
+        // so no stream's next token waits behind a long prefill.
+        let mut prefill_budget = if decoding > 0 {
+            self.cfg.prefill_chunk as usize
+        } else {
+            self.cfg.batch_size as usize
+        };
+        let mut room = self.cfg.batch_size as usize;
         let mut order: Vec<usize> = (0..self.running.len()).collect();
-        // Decoding sequences first so a long prompt never stalls them.
-        order.sort_by_key(|&i| self.running[i].tokens.len() - self.running[i].n_past > 1);
+        // Decoding sequences first; then prompts, shortest remaining first so
+        // a short request is not stuck behind a long one.
+        order.sort_by_key(|&i| {
+            let s = &self.running[i];
+            s.tokens.len() - s.n_past
+        });
         for i in order {
-            if budget == 0 {
-                break;
-            }
             let seq = &mut self.running[i];
             let remaining = seq.tokens.len() - seq.n_past;
-            let take = remaining.min(budget);
+            let take = if remaining == 1 {
+                room.min(1)
+            } else {
+                remaining.min(room).min(prefill_budget)
+            };
+            if take == 0 {
+                continue;
+            }
             let done_after = seq.n_past + take == seq.tokens.len();
             for k in 0..take {
                 let pos = seq.n_past + k;
@@ -293,12 +479,25 @@ impl<'m> Worker<'m> {
                 }
             }
             seq.logits_at = done_after.then(|| batch.n_tokens() - 1);
+            if seq.n_past + take >= seq.prompt_len {
+                if let Some(r) = self.requests.get_mut(&seq.req) {
+                    r.prefilled[seq.prompt_idx] = true;
+                }
+            }
+            let in_prompt = seq.prompt_len.saturating_sub(seq.n_past).min(take);
+            self.counters
+                .prompt_computed
+                .fetch_add(in_prompt as u64, Ordering::Relaxed);
             seq.n_past += take;
-            budget -= take;
+            room -= take;
+            if remaining > 1 {
+                prefill_budget -= take;
+            }
         }
         if let Err(e) = self.ctx.decode(batch) {
             tracing::error!(error = %e, "llama_decode failed");
             let failed: Vec<u64> = self.running.iter().map(|s| s.req).collect();
+            let slots: Vec<usize> = self.running.iter().map(|s| s.slot as usize).collect();
             for id in failed {
                 if let Some(r) = self.requests.get(&id) {
                     let _ = r.events.send(GenEvent::Error(CoreError::Internal(format!(
@@ -306,6 +505,10 @@ impl<'m> Worker<'m> {
                     ))));
                 }
                 self.remove_request(id);
+            }
+            // What this batch would have written is unknown: cache nothing.
+            for slot in slots {
+                self.clear_slot(slot, 0);
             }
             return;
         }
@@ -384,8 +587,9 @@ impl<'m> Worker<'m> {
     }
 
     fn finish(&mut self, mut seq: Seq, reason: FinishReason) {
-        self.free(seq.slot);
-        let Some(r) = self.requests.get_mut(&seq.req) else {
+        let (req, index) = (seq.req, seq.index);
+        let Some(r) = self.requests.get_mut(&req) else {
+            self.release(seq);
             return;
         };
         let mut tail = String::new();
@@ -395,20 +599,22 @@ impl<'m> Worker<'m> {
         }
         if !tail.is_empty() || !seq.logprobs.is_empty() {
             let _ = r.events.send(GenEvent::Delta {
-                index: seq.index,
+                index,
                 text: tail,
                 logprobs: std::mem::take(&mut seq.logprobs),
             });
         }
-        let _ = r.events.send(GenEvent::Finished {
-            index: seq.index,
-            reason,
-        });
+        let _ = r.events.send(GenEvent::Finished { index, reason });
         r.unfinished -= 1;
-        if r.unfinished == 0 {
-            let usage = Usage::new(r.prompt_tokens, r.completion_tokens, 0);
+        let done = r.unfinished == 0;
+        if done {
+            let usage = Usage::new(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
             let _ = r.events.send(GenEvent::Done { usage });
-            self.requests.remove(&seq.req);
+        }
+        self.release(seq);
+        if done {
+            self.requests.remove(&req);
+            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.counters.finished.fetch_add(1, Ordering::Relaxed);
         }
     }

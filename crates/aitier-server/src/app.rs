@@ -9,7 +9,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use aitier_core::ModelRegistry;
+use std::time::Instant;
+
+use aitier_core::{ModelRegistry, RequestCtx};
+
+use crate::config::Scheduling;
 
 use crate::error::ApiError;
 use crate::routes::{chat, completions, health, metrics, models, tokenize};
@@ -44,6 +48,21 @@ pub struct AppState {
     pub registry: Arc<ModelRegistry>,
     /// Reported as each model's `created`.
     pub started_at: u64,
+    pub scheduling: Arc<Scheduling>,
+}
+
+impl AppState {
+    /// The context a request runs under: its tenant (the `user` field until
+    /// API keys exist), that tenant's weight, and its queueing deadline.
+    pub fn request_ctx(&self, request_id: &str, user: Option<&str>) -> RequestCtx {
+        let tenant = user.unwrap_or("anonymous").to_string();
+        RequestCtx {
+            weight: self.scheduling.weight_of(&tenant),
+            deadline: Some(Instant::now() + self.scheduling.queue_timeout),
+            request_id: request_id.to_string(),
+            tenant,
+        }
+    }
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

@@ -1,8 +1,10 @@
 //! Configuration: defaults, then a TOML file, then `AITIER_*` environment,
 //! then command-line flags (clap folds the last two together). Raw structs
 //! reject unknown keys; `ServeConfig` is the validated result.
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
@@ -13,6 +15,7 @@ pub const DEFAULT_MODEL_NAME: &str = "smollm2-135m-instruct";
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_QUEUE_TIMEOUT_SECS: u64 = 600;
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
@@ -47,6 +50,15 @@ pub struct ServeArgs {
     /// Requests that may wait per model before new ones get 429.
     #[arg(long, env = "AITIER_QUEUE_DEPTH")]
     pub queue_depth: Option<u32>,
+    /// Prompt tokens prefilled per step while others decode.
+    #[arg(long, env = "AITIER_PREFILL_CHUNK")]
+    pub prefill_chunk: Option<u32>,
+    /// KV cells idle slots may keep as prefix cache (default: all).
+    #[arg(long, env = "AITIER_CACHE_CELLS")]
+    pub cache_cells: Option<u64>,
+    /// Seconds a request may wait for a slot before it fails.
+    #[arg(long, env = "AITIER_QUEUE_TIMEOUT")]
+    pub queue_timeout: Option<u64>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "AITIER_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -61,6 +73,18 @@ struct FileConfig {
     engine: FileEngine,
     #[serde(default)]
     models: Vec<FileModel>,
+    #[serde(default)]
+    scheduler: FileScheduler,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileScheduler {
+    queue_timeout: Option<u64>,
+    default_weight: Option<u32>,
+    /// Tenant → weight in the fair scheduler.
+    #[serde(default)]
+    weights: HashMap<String, u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +104,8 @@ struct FileEngine {
     threads: Option<u32>,
     batch_size: Option<u32>,
     queue_depth: Option<u32>,
+    prefill_chunk: Option<u32>,
+    cache_cells: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +129,34 @@ pub struct ServeConfig {
     pub port: u16,
     pub max_body_bytes: usize,
     pub models: Vec<ModelConfig>,
+    pub scheduling: Scheduling,
+}
+
+/// How requests share a model's capacity.
+#[derive(Debug, Clone)]
+pub struct Scheduling {
+    pub queue_timeout: Duration,
+    pub default_weight: u32,
+    pub weights: HashMap<String, u32>,
+}
+
+impl Scheduling {
+    pub fn weight_of(&self, tenant: &str) -> u32 {
+        self.weights
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.default_weight)
+    }
+}
+
+impl Default for Scheduling {
+    fn default() -> Self {
+        Self {
+            queue_timeout: Duration::from_secs(DEFAULT_QUEUE_TIMEOUT_SECS),
+            default_weight: 1,
+            weights: HashMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +249,16 @@ impl ServeConfig {
                 defaults.queue_depth,
                 e.queue_depth,
             );
+            e.prefill_chunk = pick(
+                args.prefill_chunk,
+                own.prefill_chunk,
+                defaults.prefill_chunk,
+                e.prefill_chunk,
+            );
+            e.cache_cells = args
+                .cache_cells
+                .or(own.cache_cells)
+                .or(defaults.cache_cells);
             e
         };
         let mut models = Vec::new();
@@ -250,11 +314,27 @@ impl ServeConfig {
                 });
             }
         }
+        let weights = file.scheduler.weights;
+        if let Some((t, _)) = weights.iter().find(|(_, w)| **w == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "scheduler weight of `{t}` must be at least 1"
+            )));
+        }
+        let scheduling = Scheduling {
+            queue_timeout: Duration::from_secs(
+                args.queue_timeout
+                    .or(file.scheduler.queue_timeout)
+                    .unwrap_or(DEFAULT_QUEUE_TIMEOUT_SECS),
+            ),
+            default_weight: file.scheduler.default_weight.unwrap_or(1).max(1),
+            weights,
+        };
         Ok(Self {
             host,
             port,
             max_body_bytes,
             models,
+            scheduling,
         })
     }
 }

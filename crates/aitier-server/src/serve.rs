@@ -37,6 +37,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let state = AppState {
         registry,
         started_at: unix_now(),
+        scheduling: Arc::new(cfg.scheduling.clone()),
     };
     axum::serve(listener, router(state, cfg.max_body_bytes))
         .with_graceful_shutdown(shutdown_signal())

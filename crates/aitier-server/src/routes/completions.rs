@@ -3,7 +3,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::StreamExt;
 
-use aitier_core::{validate, GenEvent, RequestCtx};
+use aitier_core::{validate, GenEvent};
 use aitier_protocol::completions::{
     Completion, CompletionChoice, CompletionRequest, TEXT_COMPLETION,
 };
@@ -26,10 +26,7 @@ pub async fn create(
     let choices = gen.choices();
     let want_logprobs = gen.logprobs.is_some();
     tracing::Span::current().record("model", req.model.as_str());
-    let ctx = RequestCtx {
-        tenant: req.user.clone().unwrap_or_else(|| "anonymous".into()),
-        ..RequestCtx::anonymous(rid.0.clone())
-    };
+    let ctx = state.request_ctx(&rid.0, req.user.as_deref());
     let events = provider.generate(gen, ctx).await?;
     let id = new_id("cmpl");
     let created = unix_now();

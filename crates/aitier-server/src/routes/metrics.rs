@@ -19,12 +19,18 @@ type Series = (
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let ready = state.registry.ready();
     let mut out = String::new();
-    let series: [Series; 6] = [
+    let series: [Series; 7] = [
         (
             "aitier_prompt_tokens_total",
             "counter",
             "Prompt tokens accepted.",
             |s| s.prompt_tokens,
+        ),
+        (
+            "aitier_prompt_tokens_computed_total",
+            "counter",
+            "Prompt tokens evaluated rather than served from the prefix cache.",
+            |s| s.prompt_computed,
         ),
         (
             "aitier_generated_tokens_total",

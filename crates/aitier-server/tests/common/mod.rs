@@ -78,3 +78,41 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client")
+}
+
+pub fn post(server: &Server, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .expect("send");
+    let status = r.status().as_u16();
+    (status, r.json().expect("json body"))
+}
+
+/// One sample of a Prometheus series from `/metrics`.
+pub fn metric(server: &Server, name: &str) -> u64 {
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
+/// Token ids of end-of-text and end-of-turn in SmolLM2's vocabulary, banned
+/// where a test needs generation to run to its token limit.
+pub fn no_eos() -> serde_json::Value {
+    serde_json::json!({"0": -100, "2": -100})
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Scheduler benchmark: aitier against llama.cpp's llama-server, same model,
+same threads, same prompts, temperature 0, measured in one run.
+
+    load.py --target NAME=URL [--target NAME=URL ...] [--out FILE]
+
+For each target:
+  * aggregate generated tokens/s and TTFT p50/p99 at 1, 2, 4, 8, 16
+    concurrent streams of 128 tokens (end-of-text banned so every request
+    generates exactly 128);
+  * noisy neighbour: tenant A keeps 16 streams with ~1,000-token prompts busy
+    while tenant B sends one short request per second; B's TTFT p50/p99 is
+    compared with B alone;
+  * prefix cache: TTFT of a request repeating a ~500-token system prompt,
+    cold (first time) against warm.
+The first target is the one the ratios are computed for (target / last).
+"""
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+import httpx
+
+MODEL = "smollm2-135m-instruct"
+TOPICS = ["a lighthouse", "a dragon", "the sea", "a robot", "a garden", "a city at night",
+          "a mountain", "a violin", "a train", "a desert", "a library", "a storm",
+          "a fox", "a bakery", "a comet", "a river", "a clock", "a ship", "a forest", "a bridge"]
+NO_EOS = {"0": -100, "2": -100}
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+async def stream_chat(client, url, messages, max_tokens, user=None):
+    """Returns (ttft_s, completion_tokens)."""
+    body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+            "stream": True, "stream_options": {"include_usage": True},
+            "logit_bias": NO_EOS, "ignore_eos": True}
+    if user:
+        body["user"] = user
+    t0 = time.perf_counter()
+    ttft = None
+    tokens = 0
+    chunks = 0
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line.strip() == "data: [DONE]":
+                continue
+            c = json.loads(line[6:])
+            if c.get("usage"):
+                tokens = c["usage"]["completion_tokens"]
+            for ch in c.get("choices") or []:
+                if (ch.get("delta") or {}).get("content"):
+                    chunks += 1
+                    if ttft is None:
+                        ttft = time.perf_counter() - t0
+    return ttft, tokens or chunks
+
+
+async def concurrency_level(url, c, per_worker):
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
+        ttfts, total = [], 0
+
+        async def worker(w):
+            nonlocal total
+            for i in range(per_worker):
+                topic = TOPICS[(w * per_worker + i) % len(TOPICS)]
+                msgs = [{"role": "user", "content": f"Write a long story about {topic}."}]
+                ttft, n = await stream_chat(client, url, msgs, 128)
+                ttfts.append(ttft)
+                total += n
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(c)))
+        wall = time.perf_counter() - t0
+    return total / wall, pct(ttfts, 50), pct(ttfts, 99)
+
+
+def long_prompt(i, words=400):
+    text = " ".join(f"{TOPICS[(i + k) % len(TOPICS)].split()[-1]}{k}" for k in range(words))
+    return [{"role": "user", "content": f"Summarise these notes ({i}): {text}"}]
+
+
+async def noisy_neighbour(url, seconds, with_noise):
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
+        stop = asyncio.Event()
+
+        async def tenant_a(w):
+            i = 0
+            while not stop.is_set():
+                await stream_chat(client, url, long_prompt(w * 1000 + i), 128, user="tenant-a")
+                i += 1
+
+        a_tasks = [asyncio.create_task(tenant_a(w)) for w in range(16)] if with_noise else []
+        if with_noise:
+            await asyncio.sleep(3)  # let A fill the engine first
+        b_ttfts = []
+        for k in range(seconds):
+            t_next = time.perf_counter() + 1.0
+            msgs = [{"role": "user", "content": f"Say hello to visitor {k}."}]
+            ttft, _ = await stream_chat(client, url, msgs, 8, user="tenant-b")
+            b_ttfts.append(ttft)
+            await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+        stop.set()
+        for t in a_tasks:
+            t.cancel()
+        await asyncio.gather(*a_tasks, return_exceptions=True)
+    return pct(b_ttfts, 50), pct(b_ttfts, 99)
+
+
+async def prefix_cache(url):
+    system = "You are the support assistant of a hardware shop. Rules:\n" + "".join(
+        f"{i}. Answer politely about product line {i}, its warranty and its spare parts.\n" for i in range(1, 41))
+    async with httpx.AsyncClient(timeout=600) as client:
+        cold, _ = await stream_chat(client, url, [{"role": "system", "content": system},
+                                                  {"role": "user", "content": "Do you sell drills?"}], 4)
+        warm = []
+        for q in ["Where is my order?", "Can I return a saw?", "Do you open on Sunday?"]:
+            t, _ = await stream_chat(client, url, [{"role": "system", "content": system},
+                                                   {"role": "user", "content": q}], 4)
+            warm.append(t)
+    return cold, statistics.median(warm)
+
+
+async def run_target(name, url, levels, per_worker, nn_seconds):
+    res = {"levels": {}}
+    async with httpx.AsyncClient(timeout=600) as client:  # warm-up
+        await stream_chat(client, url, [{"role": "user", "content": "Hi"}], 8)
+    for c in levels:
+        res["levels"][c] = await concurrency_level(url, c, per_worker)
+        print(f"{name} c={c}: {res['levels'][c][0]:.1f} tok/s, TTFT p50 {res['levels'][c][1]*1000:.0f} ms", flush=True)
+    res["prefix"] = await prefix_cache(url)
+    print(f"{name} prefix cache: cold {res['prefix'][0]*1000:.0f} ms warm {res['prefix'][1]*1000:.0f} ms", flush=True)
+    res["b_alone"] = await noisy_neighbour(url, nn_seconds, False)
+    res["b_noisy"] = await noisy_neighbour(url, nn_seconds, True)
+    print(f"{name} B alone p99 {res['b_alone'][1]*1000:.0f} ms, under A p99 {res['b_noisy'][1]*1000:.0f} ms", flush=True)
+    return res
+
+
+def table(results, levels):
+    names = list(results)
+    first, last = names[0], names[-1]
+    ms = lambda s: f"{s * 1000:.0f}"
+    out = ["## Aggregate throughput (max_tokens 128, temperature 0)", "",
+           "| streams | " + " | ".join(f"{n} tok/s | {n} TTFT p50 / p99 ms" for n in names) + f" | {first}/{last} tok/s |",
+           "|---|" + "---|---|" * len(names) + "---|"]
+    for c in levels:
+        row = [str(c)]
+        for n in names:
+            tps, p50, p99 = results[n]["levels"][c]
+            row += [f"{tps:.1f}", f"{ms(p50)} / {ms(p99)}"]
+        row.append(f"{results[first]['levels'][c][0] / results[last]['levels'][c][0]:.2f}")
+        out.append("| " + " | ".join(row) + " |")
+    out += ["", "## Noisy neighbour (A: 16 streams, ~1,000-token prompts; B: one short request per second)", "",
+            "| server | B alone TTFT p50 / p99 ms | B under A TTFT p50 / p99 ms | p99 ratio |", "|---|---|---|---|"]
+    for n in names:
+        a, b = results[n]["b_alone"], results[n]["b_noisy"]
+        out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} |")
+    out += ["", "## Prefix cache (~500-token system prompt repeated)", "",
+            "| server | cold TTFT ms | warm TTFT ms (median of 3) | warm/cold |", "|---|---|---|---|"]
+    for n in names:
+        cold, warm = results[n]["prefix"]
+        out.append(f"| {n} | {ms(cold)} | {ms(warm)} | {warm / cold:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", action="append", required=True, help="NAME=URL")
+    ap.add_argument("--levels", default="1,2,4,8,16")
+    ap.add_argument("--per-worker", type=int, default=2, help="requests per concurrent stream")
+    ap.add_argument("--nn-seconds", type=int, default=20)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    levels = [int(x) for x in a.levels.split(",")]
+    results = {}
+    for t in a.target:
+        name, url = t.split("=", 1)
+        results[name] = await run_target(name, url, levels, a.per_worker, a.nn_seconds)
+    md = table(results, levels)
+    print(md)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(md)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,232 @@
+//! The engine's scheduler through the real binary: batching without
+//! cross-talk, cancellation freeing cells, the prefix cache, shared prompts
+//! for n > 1, and a bounded queue.
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+
+use common::{metric, no_eos, post, Server};
+use serde_json::{json, Value};
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+/// Prompts with one confident continuation each.
+const PROMPTS: [&str; 8] = [
+    "1, 2, 3, 4, 5, 6,",
+    "Monday, Tuesday, Wednesday,",
+    "January, February, March, April,",
+    "The capital of France is",
+    "A, B, C, D, E, F,",
+    "10, 20, 30, 40,",
+    "one, two, three, four,",
+    "red, orange, yellow, green,",
+];
+
+fn greedy_first_tokens(s: &Server, prompt: &str) -> Vec<String> {
+    let (st, b) = post(
+        s,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": prompt, "max_tokens": 2, "temperature": 0, "logprobs": 0}),
+    );
+    assert_eq!(st, 200, "{b}");
+    b["choices"][0]["logprobs"]["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|t| t.as_str().expect("str").to_string())
+        .collect()
+}
+
+#[test]
+fn concurrent_sequences_continue_their_own_prompts() {
+    let s = Server::start(&["--slots", "8"]);
+    let solo: Vec<Vec<String>> = PROMPTS.iter().map(|p| greedy_first_tokens(&s, p)).collect();
+    let together: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = PROMPTS
+            .iter()
+            .map(|p| {
+                let s = &s;
+                scope.spawn(move || greedy_first_tokens(s, p))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
+        // The first greedy token is stable across batch shapes; a sequence
+        // reading another's cells would not produce it.
+        assert_eq!(
+            a[0], b[0],
+            "prompt {:?}: solo {a:?} vs batched {b:?}",
+            PROMPTS[i]
+        );
+    }
+}
+
+#[test]
+fn cancelled_request_frees_its_cells_for_a_full_context_request() {
+    let ctx = 512;
+    let s = Server::start(&["--slots", "1", "--ctx-size", &ctx.to_string()]);
+    let addr = s.base.strip_prefix("http://").expect("base").to_string();
+    let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
+        "logit_bias": no_eos(), "stream": true})
+    .to_string();
+    let mut sock = TcpStream::connect(&addr).expect("connect");
+    write!(sock, "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).expect("write");
+    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
+    let mut line = String::new();
+    let mut seen = 0;
+    while seen < 3 {
+        line.clear();
+        reader.read_line(&mut line).expect("read");
+        seen += usize::from(line.starts_with("data: "));
+    }
+    drop(reader);
+    drop(sock);
+
+    // A request that needs every cell of the only slot.
+    let prompt = "The history of the lighthouse";
+    let (_, toks) = post(
+        &s,
+        "/tokenize",
+        &json!({"content": prompt, "add_special": true}),
+    );
+    let prompt_len = toks["tokens"].as_array().expect("tokens").len();
+    let max_tokens = ctx - prompt_len;
+    let (st, b) = post(
+        &s,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "logit_bias": no_eos(), "temperature": 0}),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        b["usage"]["completion_tokens"].as_u64(),
+        Some(max_tokens as u64)
+    );
+    assert_eq!(b["choices"][0]["finish_reason"], "length");
+    assert_eq!(metric(&s, "aitier_requests_cancelled_total"), 1);
+    let generated = metric(&s, "aitier_generated_tokens_total");
+    assert!(
+        generated < 400 + max_tokens as u64,
+        "the cancelled request ran to its end ({generated} tokens generated)"
+    );
+}
+
+fn long_system_prompt() -> String {
+    let mut s = String::from("You are the support assistant of a hardware shop. Rules:\n");
+    for i in 1..=40 {
+        s.push_str(&format!(
+            "{i}. Answer politely about product line {i}, its warranty and its spare parts.\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn repeated_prefix_is_served_from_the_cache() {
+    let s = Server::start(&[]);
+    let system = long_system_prompt();
+    let ask = |q: &str| {
+        let (st, b) = post(
+            &s,
+            "/v1/chat/completions",
+            &json!({"model": MODEL, "max_tokens": 4, "temperature": 0, "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": q}]}),
+        );
+        assert_eq!(st, 200, "{b}");
+        b["usage"].clone()
+    };
+    let cold = ask("Do you sell drills?");
+    assert_eq!(cold["prompt_tokens_details"]["cached_tokens"], 0);
+    let computed_before = metric(&s, "aitier_prompt_tokens_computed_total");
+    let warm = ask("Where is my order?");
+    let prompt = warm["prompt_tokens"].as_u64().expect("prompt_tokens");
+    let cached = warm["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .expect("cached");
+    assert!(
+        prompt > 500,
+        "system prompt too short for the test: {prompt}"
+    );
+    // Everything up to the user's question is shared.
+    assert!(cached >= prompt - 20, "cached {cached} of {prompt}");
+    let computed = metric(&s, "aitier_prompt_tokens_computed_total") - computed_before;
+    assert_eq!(computed, prompt - cached);
+}
+
+#[test]
+fn n_choices_share_one_prefill() {
+    let s = Server::start(&["--slots", "4"]);
+    let (st, b) = post(
+        &s,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "Write a haiku about the sea:", "n": 4, "max_tokens": 6, "temperature": 1.0, "seed": 5}),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["choices"].as_array().map(Vec::len), Some(4));
+    let prompt = b["usage"]["prompt_tokens"].as_u64().expect("prompt_tokens");
+    // The first choice evaluates the prompt; each other one only its last token.
+    assert_eq!(
+        metric(&s, "aitier_prompt_tokens_computed_total"),
+        prompt + 3
+    );
+}
+
+#[test]
+fn full_queue_answers_429_with_retry_after() {
+    let s = Server::start(&["--slots", "1", "--queue-depth", "1"]);
+    let addr = s.base.strip_prefix("http://").expect("base").to_string();
+    let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
+        "logit_bias": no_eos(), "stream": true})
+    .to_string();
+    // One running, one queued; both stay until their sockets close.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut sock = TcpStream::connect(&addr).expect("connect");
+        write!(sock, "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).expect("write");
+        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        held.push(sock);
+    }
+    let r = common::client()
+        .post(s.url("/v1/completions"))
+        .json(&json!({"model": MODEL, "prompt": "hi", "max_tokens": 1}))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["retry-after-ms"], "1000");
+    let b: Value = r.json().expect("json");
+    assert_eq!(b["error"]["code"], "queue_full");
+    drop(held);
+}
+
+#[test]
+fn request_queued_past_its_deadline_gets_a_timeout_error() {
+    let s = Server::start(&["--slots", "1", "--queue-timeout", "1"]);
+    let addr = s.base.strip_prefix("http://").expect("base").to_string();
+    let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
+        "logit_bias": no_eos(), "stream": true})
+    .to_string();
+    // Holds the only slot for far longer than the queue timeout.
+    let mut sock = TcpStream::connect(&addr).expect("connect");
+    write!(sock, "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).expect("write");
+    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (st, b) = post(
+        &s,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "hi", "max_tokens": 1}),
+    );
+    assert_eq!(st, 503, "{b}");
+    assert_eq!(b["error"]["code"], "queue_timeout");
+    drop(sock);
+}
