@@ -2,7 +2,9 @@
 """Scheduler benchmark: aitier against llama.cpp's llama-server, same model,
 same threads, same prompts, temperature 0, measured in one run.
 
-    load.py --target NAME=URL [--target NAME=URL ...] [--out FILE]
+    load.py --target NAME=URL --phase P --json FILE   measure one server
+                                    (P: levels, prefix or noisy; merged into FILE)
+    load.py --table A.json B.json --out FILE     the comparison table
 
 For each target:
   * aggregate generated tokens/s and TTFT p50/p99 at 1, 2, 4, 8, 16
@@ -13,7 +15,7 @@ For each target:
     compared with B alone;
   * prefix cache: TTFT of a request repeating a ~500-token system prompt,
     cold (first time) against warm.
-The first target is the one the ratios are computed for (target / last).
+Ratios in the table are first / last.
 """
 import argparse
 import asyncio
@@ -28,6 +30,8 @@ TOPICS = ["a lighthouse", "a dragon", "the sea", "a robot", "a garden", "a city 
           "a mountain", "a violin", "a train", "a desert", "a library", "a storm",
           "a fox", "a bakery", "a comet", "a river", "a clock", "a ship", "a forest", "a bridge"]
 NO_EOS = {"0": -100, "2": -100}
+# A new connection per request: peers differ in how long they keep idle ones.
+NO_KEEPALIVE = httpx.Limits(max_connections=64, max_keepalive_connections=0)
 
 
 def pct(xs, p):
@@ -67,7 +71,7 @@ async def stream_chat(client, url, messages, max_tokens, user=None):
 
 
 async def concurrency_level(url, c, per_worker):
-    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
+    async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:
         ttfts, total = [], 0
 
         async def worker(w):
@@ -91,7 +95,7 @@ def long_prompt(i, words=400):
 
 
 async def noisy_neighbour(url, seconds, with_noise):
-    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
+    async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:
         stop = asyncio.Event()
 
         async def tenant_a(w):
@@ -100,7 +104,13 @@ async def noisy_neighbour(url, seconds, with_noise):
                 await stream_chat(client, url, long_prompt(w * 1000 + i), 128, user="tenant-a")
                 i += 1
 
-        a_tasks = [asyncio.create_task(tenant_a(w)) for w in range(16)] if with_noise else []
+        async def quiet(w):
+            try:
+                await tenant_a(w)
+            except (httpx.HTTPError, asyncio.CancelledError):
+                pass
+
+        a_tasks = [asyncio.create_task(quiet(w)) for w in range(16)] if with_noise else []
         if with_noise:
             await asyncio.sleep(3)  # let A fill the engine first
         b_ttfts = []
@@ -120,7 +130,7 @@ async def noisy_neighbour(url, seconds, with_noise):
 async def prefix_cache(url):
     system = "You are the support assistant of a hardware shop. Rules:\n" + "".join(
         f"{i}. Answer politely about product line {i}, its warranty and its spare parts.\n" for i in range(1, 41))
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:
         cold, _ = await stream_chat(client, url, [{"role": "system", "content": system},
                                                   {"role": "user", "content": "Do you sell drills?"}], 4)
         warm = []
@@ -131,18 +141,22 @@ async def prefix_cache(url):
     return cold, statistics.median(warm)
 
 
-async def run_target(name, url, levels, per_worker, nn_seconds):
-    res = {"levels": {}}
-    async with httpx.AsyncClient(timeout=600) as client:  # warm-up
+async def run_phase(name, url, phase, levels, per_worker, nn_seconds):
+    res = {}
+    async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:  # warm-up
         await stream_chat(client, url, [{"role": "user", "content": "Hi"}], 8)
-    for c in levels:
-        res["levels"][c] = await concurrency_level(url, c, per_worker)
-        print(f"{name} c={c}: {res['levels'][c][0]:.1f} tok/s, TTFT p50 {res['levels'][c][1]*1000:.0f} ms", flush=True)
-    res["prefix"] = await prefix_cache(url)
-    print(f"{name} prefix cache: cold {res['prefix'][0]*1000:.0f} ms warm {res['prefix'][1]*1000:.0f} ms", flush=True)
-    res["b_alone"] = await noisy_neighbour(url, nn_seconds, False)
-    res["b_noisy"] = await noisy_neighbour(url, nn_seconds, True)
-    print(f"{name} B alone p99 {res['b_alone'][1]*1000:.0f} ms, under A p99 {res['b_noisy'][1]*1000:.0f} ms", flush=True)
+    if phase == "levels":
+        res["levels"] = {}
+        for c in levels:
+            res["levels"][c] = await concurrency_level(url, c, per_worker)
+            print(f"{name} c={c}: {res['levels'][c][0]:.1f} tok/s, TTFT p50 {res['levels'][c][1]*1000:.0f} ms", flush=True)
+    elif phase == "prefix":
+        res["prefix"] = await prefix_cache(url)
+        print(f"{name} prefix cache: cold {res['prefix'][0]*1000:.0f} ms warm {res['prefix'][1]*1000:.0f} ms", flush=True)
+    elif phase == "noisy":
+        res["b_alone"] = await noisy_neighbour(url, nn_seconds, False)
+        res["b_noisy"] = await noisy_neighbour(url, nn_seconds, True)
+        print(f"{name} B alone p99 {res['b_alone'][1]*1000:.0f} ms, under A p99 {res['b_noisy'][1]*1000:.0f} ms", flush=True)
     return res
 
 
@@ -175,18 +189,35 @@ def table(results, levels):
 
 async def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--target", action="append", required=True, help="NAME=URL")
+    ap.add_argument("--target", help="NAME=URL")
+    ap.add_argument("--json", help="where --target's results go")
+    ap.add_argument("--phase", choices=["levels", "prefix", "noisy"])
+    ap.add_argument("--table", nargs="+", help="result files to compare, ours first")
     ap.add_argument("--levels", default="1,2,4,8,16")
     ap.add_argument("--per-worker", type=int, default=2, help="requests per concurrent stream")
     ap.add_argument("--nn-seconds", type=int, default=20)
     ap.add_argument("--out")
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
+    if a.target:
+        name, url = a.target.split("=", 1)
+        res = await run_phase(name, url, a.phase, levels, a.per_worker, a.nn_seconds)
+        try:
+            with open(a.json) as f:
+                old = json.load(f)
+        except FileNotFoundError:
+            old = {"name": name}
+        old.update(res)
+        with open(a.json, "w") as f:
+            json.dump(old, f)
+        return
     results = {}
-    for t in a.target:
-        name, url = t.split("=", 1)
-        results[name] = await run_target(name, url, levels, a.per_worker, a.nn_seconds)
-    md = table(results, levels)
+    for path in a.table:
+        with open(path) as f:
+            r = json.load(f)
+        r["levels"] = {int(k): v for k, v in r["levels"].items()}
+        results[r.pop("name")] = r
+    md = table(results, sorted(results[next(iter(results))]["levels"]))
     print(md)
     if a.out:
         with open(a.out, "w") as f:

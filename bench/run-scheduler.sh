@@ -17,21 +17,40 @@ RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}" cargo build --release --locked -p
 if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check httpx
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+WORK=bench/.work
+mkdir -p bench/results "$WORK"
+pid=""
+stop() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
+trap stop EXIT
+wait_up() { for _ in $(seq 1 120); do curl -sf "$1" >/dev/null && return 0; sleep 1; done; return 1; }
 
-target/release/aitier serve --port 18080 --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" \
-  --model "smollm2-135m-instruct=$MODEL" >/tmp/aitier-bench.log 2>&1 &
-pids+=($!)
-"$PEER" -m "$MODEL" --port 18081 --threads "$THREADS" --threads-batch "$THREADS" -np "$SLOTS" \
-  -c $((SLOTS * CTX)) --cont-batching --kv-unified >/tmp/llama-server-bench.log 2>&1 &
-pids+=($!)
-for url in http://127.0.0.1:18080/ready http://127.0.0.1:18081/health; do
-  for _ in $(seq 1 120); do curl -sf "$url" >/dev/null && break; sleep 1; done
+# One server at a time, so neither takes CPU while the other is measured, and
+# a fresh server for each phase, so no phase inherits another's cache.
+rm -f "$WORK/aitier.json" "$WORK/llama-server.json"
+for phase in levels prefix noisy; do
+  target/release/aitier serve --port 18080 --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" \
+    --model "smollm2-135m-instruct=$MODEL" >"$WORK/aitier-$phase.log" 2>&1 </dev/null &
+  pid=$!
+  wait_up http://127.0.0.1:18080/ready
+  .venv/bin/python bench/load.py --nn-seconds "${NN_SECONDS:-15}" --phase "$phase" \
+    --target aitier=http://127.0.0.1:18080 --json "$WORK/aitier.json"
+  stop
+
+  "$PEER" -m "$MODEL" --port 18081 --threads "$THREADS" --threads-batch "$THREADS" -np "$SLOTS" \
+    -c $((SLOTS * CTX)) --cont-batching >"$WORK/llama-server-$phase.log" 2>&1 </dev/null &
+  pid=$!
+  wait_up http://127.0.0.1:18081/health
+  .venv/bin/python bench/load.py --nn-seconds "${NN_SECONDS:-15}" --phase "$phase" \
+    --target llama-server=http://127.0.0.1:18081 --json "$WORK/llama-server.json"
+  stop
 done
 
-# One target at a time, so neither runs while the other is measured.
-mkdir -p bench/results
-.venv/bin/python bench/load.py --target aitier=http://127.0.0.1:18080 \
-  --target llama-server=http://127.0.0.1:18081 --out bench/results/scheduler.md
+{
+  echo "# Scheduler benchmark"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)."
+  echo "Both servers: $THREADS threads, $SLOTS slots of $CTX tokens (one KV stream per slot), default model, a fresh server per phase."
+  echo
+  .venv/bin/python bench/load.py --table "$WORK/aitier.json" "$WORK/llama-server.json"
+} > bench/results/scheduler.md
+cat bench/results/scheduler.md

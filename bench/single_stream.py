@@ -2,7 +2,10 @@
 """Single-stream latency through the HTTP API: time to first token and decode
 tokens/s of one streamed chat completion at a time, greedy, fixed length.
 
-Usage: single_stream.py BASE_URL [--model M] [--runs N] [--max-tokens N]
+Usage: single_stream.py BASE_URL [--model M] [--runs N] [--max-tokens N] [--cold]
+
+Without --cold every run repeats one prompt, so servers with a prefix cache
+answer from it (warm TTFT); --cold puts a distinct message first each run.
 
 Decode rate = (completion_tokens - 1) / (time of last token - time of first
 token); TTFT = time from sending the request to the first content chunk.
@@ -17,10 +20,14 @@ import httpx
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 
 
-def one(client: httpx.Client, base: str, model: str, max_tokens: int):
+def one(client: httpx.Client, base: str, model: str, max_tokens: int, salt: str = ""):
+    messages = [{"role": "user", "content": PROMPT}]
+    if salt:
+        # A distinct first message: nothing of the prompt is in any cache.
+        messages.insert(0, {"role": "system", "content": f"Session {salt}. You are a helpful assistant."})
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": PROMPT}],
+        "messages": messages,
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
@@ -54,10 +61,14 @@ def main():
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--cold", action="store_true", help="a prompt no cache holds, every run")
     a = ap.parse_args()
     with httpx.Client(timeout=300) as client:
         one(client, a.base, a.model, 8)  # warm-up
-        results = [one(client, a.base, a.model, a.max_tokens) for _ in range(a.runs)]
+        results = [
+            one(client, a.base, a.model, a.max_tokens, f"{i}-{time.time_ns()}" if a.cold else "")
+            for i in range(a.runs)
+        ]
     ttft = [r[0] * 1000 for r in results]
     rate = [r[1] for r in results]
     print(f"prompt tokens {results[0][2]}, completion tokens {results[0][3]}, runs {a.runs}")

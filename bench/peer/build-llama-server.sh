@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${BENCH_WORK:-.work}"
+[[ "$WORK" = /* ]] && WORK="${WORK#"$PWD"/}"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-BIN="$WORK/llama-server-$VERSION/bin/llama-server"
+BIN="$PWD/$WORK/llama-server-$VERSION/bin/llama-server"
 if [[ -x "$BIN" ]]; then
   echo "$BIN"
   exit 0

@@ -128,7 +128,7 @@ impl LocalModel {
                     .with_n_batch(batch_size)
                     .with_n_ubatch(batch_size)
                     .with_n_seq_max(slots)
-                    .with_kv_unified(true)
+                    .with_kv_unified(false)
                     .with_n_threads(threads)
                     .with_n_threads_batch(threads);
                 let ctx = match worker_model.new_context(backend, params) {

@@ -80,6 +80,7 @@ struct Request {
 /// A choice waiting for a slot.
 struct Pending {
     req: u64,
+    tenant: String,
     index: u32,
     /// Which prompt of the request; choices of one prompt share its cells.
     prompt_idx: usize,
@@ -91,6 +92,7 @@ struct Pending {
 
 struct Seq {
     req: u64,
+    tenant: String,
     index: u32,
     prompt_idx: usize,
     prompt_len: usize,
@@ -120,6 +122,7 @@ pub(crate) struct Worker<'m> {
     slots: Vec<SlotCache>,
     /// Bumped on every use of a slot, for LRU.
     clock: u64,
+    last_step_short_only: bool,
     counters: Arc<Counters>,
 }
 
@@ -154,6 +157,7 @@ impl<'m> Worker<'m> {
             running: Vec::new(),
             slots,
             clock: 0,
+            last_step_short_only: false,
             counters,
         }
     }
@@ -203,6 +207,7 @@ impl<'m> Worker<'m> {
                     job.weight,
                     Pending {
                         req: id,
+                        tenant: job.tenant.clone(),
                         index: p as u32 * job.n + j,
                         prompt_idx: p,
                         prompt: prompt.clone(),
@@ -344,10 +349,11 @@ impl<'m> Worker<'m> {
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.busy)
-            .max_by_key(|(_, s)| {
+            // Ties go to the lowest id: dense ids mean fewer micro-batches.
+            .max_by_key(|(i, s)| {
                 (
                     common_prefix(&s.tokens, prompt).min(usable),
-                    std::cmp::Reverse(s.last_used),
+                    std::cmp::Reverse(*i),
                 )
             })
             .map(|(i, _)| i)?;
@@ -369,15 +375,22 @@ impl<'m> Worker<'m> {
         }
         let cached = match donor {
             Some((from, n)) => {
-                self.clear_slot(target, 0);
-                if let Err(e) =
-                    self.ctx
-                        .kv_cache_seq_cp(from as i32, target as i32, Some(0), Some(n as u32))
+                // Each slot has its own KV stream (so attention never spans
+                // other sequences' cells); llama.cpp copies whole streams
+                // only, so copy, then cut back to the shared prefix.
+                match self
+                    .ctx
+                    .kv_cache_seq_cp(from as i32, target as i32, None, None)
                 {
-                    tracing::error!(error = %e, "failed to share cached cells");
-                    0
-                } else {
-                    n
+                    Ok(()) => {
+                        self.clear_slot(target, n);
+                        n
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "failed to copy cached cells");
+                        self.clear_slot(target, 0);
+                        0
+                    }
                 }
             }
             None => {
@@ -416,6 +429,7 @@ impl<'m> Worker<'m> {
             let stream = u64::from(p.index);
             self.running.push(Seq {
                 req: p.req,
+                tenant: p.tenant,
                 index: p.index,
                 prompt_idx: p.prompt_idx,
                 prompt_len: p.prompt.len(),
@@ -442,13 +456,34 @@ impl<'m> Worker<'m> {
             .iter()
             .filter(|s| s.tokens.len() - s.n_past == 1)
             .count();
-        // While streams are decoding, prompts get a small share of the step
-        // so no stream's next token waits behind a long prefill.
-        let mut prefill_budget = if decoding > 0 {
+        // When the engine is shared (streams decoding, or several sequences
+        // admitted), prompts get a small share of each step: no stream's next
+        // token, and no newcomer's first token, waits behind a long prefill.
+        // A lone prompt gets the whole batch.
+        let shared = decoding > 0 || self.running.len() > 1;
+        let mut prefill_budget = if shared {
             self.cfg.prefill_chunk as usize
         } else {
             self.cfg.batch_size as usize
         };
+        // A prompt that fits in one chunk gets a step without the decoders:
+        // a newcomer's first token then waits for its own prefill only, not
+        // for every running stream's next token too.
+        // Never twice in a row, so arrivals cannot starve the decoders.
+        // Only for a tenant with nothing decoding yet: one tenant's own
+        // arrivals keep sharing steps with its streams, as throughput wants.
+        let short_only = shared
+            && !self.last_step_short_only
+            && self.running.iter().any(|s| {
+                let left = s.tokens.len() - s.n_past;
+                left > 1
+                    && left <= self.cfg.prefill_chunk as usize
+                    && !self
+                        .running
+                        .iter()
+                        .any(|o| o.tenant == s.tenant && o.tokens.len() - o.n_past == 1)
+            });
+        self.last_step_short_only = short_only;
         let mut room = self.cfg.batch_size as usize;
         let mut order: Vec<usize> = (0..self.running.len()).collect();
         // Decoding sequences first; then prompts, shortest remaining first so
@@ -457,17 +492,36 @@ impl<'m> Worker<'m> {
             let s = &self.running[i];
             s.tokens.len() - s.n_past
         });
+        // Plan in priority order, then lay the batch out by sequence id:
+        // llama.cpp splits a batch into one micro-batch per run of
+        // consecutive sequence ids when each slot has its own KV stream.
+        let mut plan: Vec<(usize, usize)> = Vec::with_capacity(order.len());
         for i in order {
-            let seq = &mut self.running[i];
+            let seq = &self.running[i];
             let remaining = seq.tokens.len() - seq.n_past;
             let take = if remaining == 1 {
-                room.min(1)
+                if short_only {
+                    0
+                } else {
+                    room.min(1)
+                }
+            } else if short_only && remaining > self.cfg.prefill_chunk as usize {
+                0
             } else {
                 remaining.min(room).min(prefill_budget)
             };
             if take == 0 {
                 continue;
             }
+            room -= take;
+            if remaining > 1 {
+                prefill_budget -= take;
+            }
+            plan.push((i, take));
+        }
+        plan.sort_by_key(|&(i, _)| self.running[i].slot);
+        for (i, take) in plan {
+            let seq = &mut self.running[i];
             let done_after = seq.n_past + take == seq.tokens.len();
             for k in 0..take {
                 let pos = seq.n_past + k;
@@ -489,10 +543,6 @@ impl<'m> Worker<'m> {
                 .prompt_computed
                 .fetch_add(in_prompt as u64, Ordering::Relaxed);
             seq.n_past += take;
-            room -= take;
-            if remaining > 1 {
-                prefill_budget -= take;
-            }
         }
         if let Err(e) = self.ctx.decode(batch) {
             tracing::error!(error = %e, "llama_decode failed");

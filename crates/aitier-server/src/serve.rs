@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aitier_core::{ModelRegistry, Provider};
 use aitier_engine::LocalModel;
+use axum::serve::ListenerExt;
 
 use crate::app::{router, AppState};
 use crate::config::ServeConfig;
@@ -39,6 +40,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         started_at: unix_now(),
         scheduling: Arc::new(cfg.scheduling.clone()),
     };
+    // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
+    // previous one is acknowledged: ~40 ms added to time-to-first-token.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state, cfg.max_body_bytes))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

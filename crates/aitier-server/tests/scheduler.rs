@@ -177,6 +177,23 @@ fn n_choices_share_one_prefill() {
 }
 
 #[test]
+fn shared_prefill_continues_exactly_like_its_own() {
+    let s = Server::start(&["--slots", "4"]);
+    let body = |n: u32| {
+        json!({"model": MODEL, "prompt": "The three primary colours are", "n": n,
+            "max_tokens": 8, "temperature": 0})
+    };
+    let (_, one) = post(&s, "/v1/completions", &body(1));
+    let (st, three) = post(&s, "/v1/completions", &body(3));
+    assert_eq!(st, 200, "{three}");
+    let want = one["choices"][0]["text"].as_str().expect("text");
+    for c in three["choices"].as_array().expect("choices") {
+        // Copied cells that were wrong would derail the greedy continuation.
+        assert_eq!(c["text"].as_str(), Some(want), "{three}");
+    }
+}
+
+#[test]
 fn full_queue_answers_429_with_retry_after() {
     let s = Server::start(&["--slots", "1", "--queue-depth", "1"]);
     let addr = s.base.strip_prefix("http://").expect("base").to_string();
