@@ -179,7 +179,7 @@ def table(results, levels):
     for n in names:
         a, b = results[n]["b_alone"], results[n]["b_noisy"]
         out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} |")
-    out += ["", "## Prefix cache (~500-token system prompt repeated)", "",
+    out += ["", "## Prefix cache (~800-token system prompt repeated)", "",
             "| server | cold TTFT ms | warm TTFT ms (median of 3) | warm/cold |", "|---|---|---|---|"]
     for n in names:
         cold, warm = results[n]["prefix"]

@@ -63,7 +63,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--cold", action="store_true", help="a prompt no cache holds, every run")
     a = ap.parse_args()
-    with httpx.Client(timeout=300) as client:
+    # A new connection per request: peers differ in how long they keep idle ones.
+    with httpx.Client(timeout=300, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         one(client, a.base, a.model, 8)  # warm-up
         results = [
             one(client, a.base, a.model, a.max_tokens, f"{i}-{time.time_ns()}" if a.cold else "")
