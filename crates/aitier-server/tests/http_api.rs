@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::Server;
+use common::{metric, Server};
 use serde_json::{json, Value};
 
 fn client() -> reqwest::blocking::Client {
@@ -209,20 +209,6 @@ fn bad_input_gets_openai_errors_and_the_server_survives() {
     // Still serving.
     let (st, _) = chat(&s, hello(2));
     assert_eq!(st, 200);
-}
-
-fn metric(server: &Server, name: &str) -> u64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
 }
 
 /// A streaming client that goes away must stop its generation: with one slot,

@@ -3,10 +3,7 @@
 //! for n > 1, and a bounded queue.
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-
-use common::{metric, no_eos, post, Server};
+use common::{metric, no_eos, open_stream, post, read_events, Server};
 use serde_json::{json, Value};
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -70,20 +67,10 @@ fn concurrent_sequences_continue_their_own_prompts() {
 fn cancelled_request_frees_its_cells_for_a_full_context_request() {
     let ctx = 512;
     let s = Server::start(&["--slots", "1", "--ctx-size", &ctx.to_string()]);
-    let addr = s.base.strip_prefix("http://").expect("base").to_string();
     let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
-        "logit_bias": no_eos(), "stream": true})
-    .to_string();
-    let mut sock = TcpStream::connect(&addr).expect("connect");
-    write!(sock, "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).expect("write");
-    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-    let mut line = String::new();
-    let mut seen = 0;
-    while seen < 3 {
-        line.clear();
-        reader.read_line(&mut line).expect("read");
-        seen += usize::from(line.starts_with("data: "));
-    }
+        "logit_bias": no_eos(), "stream": true});
+    let (sock, mut reader) = open_stream(&s, "/v1/completions", &body);
+    read_events(&mut reader, 3);
     drop(reader);
     drop(sock);
 
@@ -196,21 +183,12 @@ fn shared_prefill_continues_exactly_like_its_own() {
 #[test]
 fn full_queue_answers_429_with_retry_after() {
     let s = Server::start(&["--slots", "1", "--queue-depth", "1"]);
-    let addr = s.base.strip_prefix("http://").expect("base").to_string();
     let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
-        "logit_bias": no_eos(), "stream": true})
-    .to_string();
+        "logit_bias": no_eos(), "stream": true});
     // One running, one queued; both stay until their sockets close.
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut sock = TcpStream::connect(&addr).expect("connect");
-        write!(sock, "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).expect("write");
-        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-        let mut status = String::new();
-        reader.read_line(&mut status).expect("status line");
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        held.push(sock);
-    }
+    let held: Vec<_> = (0..2)
+        .map(|_| open_stream(&s, "/v1/completions", &body))
+        .collect();
     let r = common::client()
         .post(s.url("/v1/completions"))
         .json(&json!({"model": MODEL, "prompt": "hi", "max_tokens": 1}))
@@ -227,17 +205,10 @@ fn full_queue_answers_429_with_retry_after() {
 #[test]
 fn request_queued_past_its_deadline_gets_a_timeout_error() {
     let s = Server::start(&["--slots", "1", "--queue-timeout", "1"]);
-    let addr = s.base.strip_prefix("http://").expect("base").to_string();
     let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
-        "logit_bias": no_eos(), "stream": true})
-    .to_string();
+        "logit_bias": no_eos(), "stream": true});
     // Holds the only slot for far longer than the queue timeout.
-    let mut sock = TcpStream::connect(&addr).expect("connect");
-    write!(sock, "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).expect("write");
-    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-    let mut status = String::new();
-    reader.read_line(&mut status).expect("status line");
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (sock, reader) = open_stream(&s, "/v1/completions", &body);
     let (st, b) = post(
         &s,
         "/v1/completions",
@@ -245,5 +216,5 @@ fn request_queued_past_its_deadline_gets_a_timeout_error() {
     );
     assert_eq!(st, 503, "{b}");
     assert_eq!(b["error"]["code"], "queue_timeout");
-    drop(sock);
+    drop((sock, reader));
 }

@@ -116,3 +116,41 @@ pub fn metric(server: &Server, name: &str) -> u64 {
 pub fn no_eos() -> serde_json::Value {
     serde_json::json!({"0": -100, "2": -100})
 }
+
+/// Opens a streaming request on a raw socket, so a test can hold it open or
+/// drop it mid-stream, and returns it with a reader past the status line.
+pub fn open_stream(
+    server: &Server,
+    path: &str,
+    body: &serde_json::Value,
+) -> (std::net::TcpStream, BufReader<std::net::TcpStream>) {
+    use std::io::Write;
+    let addr = server.base.strip_prefix("http://").expect("http base");
+    let body = body.to_string();
+    let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        sock,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write request");
+    let mut reader = BufReader::new(sock.try_clone().expect("clone socket"));
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    (sock, reader)
+}
+
+/// Reads until `n` SSE data lines have arrived.
+pub fn read_events(reader: &mut BufReader<std::net::TcpStream>, n: usize) {
+    let mut line = String::new();
+    let mut seen = 0;
+    while seen < n {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "stream ended early"
+        );
+        seen += usize::from(line.starts_with("data: "));
+    }
+}
