@@ -32,7 +32,7 @@ for phase in levels prefix noisy; do
     --model "smollm2-135m-instruct=$MODEL" >"$WORK/aitier-$phase.log" 2>&1 </dev/null &
   pid=$!
   wait_up http://127.0.0.1:18080/ready
-  .venv/bin/python bench/load.py --nn-seconds "${NN_SECONDS:-15}" --phase "$phase" \
+  .venv/bin/python bench/load.py --nn-seconds "${NN_SECONDS:-15}" --per-worker "${PER_WORKER:-2}" --phase "$phase" \
     --target aitier=http://127.0.0.1:18080 --json "$WORK/aitier.json"
   stop
 
@@ -40,7 +40,7 @@ for phase in levels prefix noisy; do
     -c $((SLOTS * CTX)) --cont-batching >"$WORK/llama-server-$phase.log" 2>&1 </dev/null &
   pid=$!
   wait_up http://127.0.0.1:18081/health
-  .venv/bin/python bench/load.py --nn-seconds "${NN_SECONDS:-15}" --phase "$phase" \
+  .venv/bin/python bench/load.py --nn-seconds "${NN_SECONDS:-15}" --per-worker "${PER_WORKER:-2}" --phase "$phase" \
     --target llama-server=http://127.0.0.1:18081 --json "$WORK/llama-server.json"
   stop
 done
