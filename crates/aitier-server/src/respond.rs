@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 
-use aitier_core::{EventStream, GenEvent, TokenLogprob};
+use aitier_core::{EventStream, FinishReason, GenEvent, TokenLogprob};
 use aitier_protocol::chat::{ChatLogprobs, TopLogprob};
 use aitier_protocol::completions::CompletionLogprobs;
 use aitier_protocol::{Usage, SSE_DONE};
@@ -111,6 +111,70 @@ pub fn sse_data<T: Serialize>(value: &T) -> Bytes {
 
 pub fn sse_done() -> Bytes {
     Bytes::from(format!("data: {SSE_DONE}\n\n"))
+}
+
+/// What a route encodes as one SSE chunk of its own object type.
+pub enum StreamItem {
+    Delta {
+        index: u32,
+        text: String,
+        logprobs: Vec<TokenLogprob>,
+    },
+    Finished {
+        index: u32,
+        reason: FinishReason,
+    },
+    /// The final chunk with `choices: []`, sent only when asked for.
+    Usage(Usage),
+}
+
+/// A provider's events as SSE: a chunk per delta and per finished choice,
+/// the usage chunk if `include_usage`, then `[DONE]`. An error ends the
+/// stream as an error event.
+pub fn sse_stream<F>(
+    events: EventStream,
+    include_usage: bool,
+    mut encode: F,
+) -> impl Stream<Item = Bytes> + Send + 'static
+where
+    F: FnMut(StreamItem) -> Bytes + Send + 'static,
+{
+    events
+        .scan(false, move |ended, ev| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let out = match ev {
+                GenEvent::Started { .. } => vec![],
+                GenEvent::Delta {
+                    index,
+                    text,
+                    logprobs,
+                } => vec![encode(StreamItem::Delta {
+                    index,
+                    text,
+                    logprobs,
+                })],
+                GenEvent::Finished { index, reason } => {
+                    vec![encode(StreamItem::Finished { index, reason })]
+                }
+                GenEvent::Done { usage } => {
+                    *ended = true;
+                    let mut out = Vec::new();
+                    if include_usage {
+                        out.push(encode(StreamItem::Usage(usage)));
+                    }
+                    out.push(sse_done());
+                    out
+                }
+                GenEvent::Error(e) => {
+                    *ended = true;
+                    vec![sse_data(&ApiError::from(e).to_body())]
+                }
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
 }
 
 pub fn sse_response<S>(stream: S) -> Response

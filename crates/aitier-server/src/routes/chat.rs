@@ -3,7 +3,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::StreamExt;
 
-use aitier_core::{validate, GenEvent};
+use aitier_core::validate;
 use aitier_protocol::chat::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
     ChunkChoice, Delta, CHAT_COMPLETION, CHAT_COMPLETION_CHUNK,
@@ -13,7 +13,9 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
 use crate::request_id::RequestId;
-use crate::respond::{chat_logprobs, collect, new_id, sse_data, sse_done, sse_response, unix_now};
+use crate::respond::{
+    chat_logprobs, collect, new_id, sse_data, sse_response, sse_stream, unix_now, StreamItem,
+};
 
 pub async fn create(
     State(state): State<AppState>,
@@ -66,7 +68,6 @@ pub async fn create(
         choices,
         usage: None,
     };
-    let include_usage = delivery.include_usage;
     let opening: Vec<_> = (0..choices as u32)
         .map(|index| {
             sse_data(&chunk(vec![ChunkChoice {
@@ -80,54 +81,33 @@ pub async fn create(
             }]))
         })
         .collect();
-    let body = futures::stream::iter(opening).chain(
-        events
-            .scan(false, move |ended, ev| {
-                if *ended {
-                    return futures::future::ready(None);
-                }
-                let out = match ev {
-                    GenEvent::Started { .. } => vec![],
-                    GenEvent::Delta {
-                        index,
-                        text,
-                        logprobs,
-                    } => vec![sse_data(&chunk(vec![ChunkChoice {
-                        index,
-                        delta: Delta {
-                            role: None,
-                            content: Some(text),
-                        },
-                        logprobs: want_logprobs.then(|| chat_logprobs(logprobs)),
-                        finish_reason: None,
-                    }]))],
-                    GenEvent::Finished { index, reason } => {
-                        vec![sse_data(&chunk(vec![ChunkChoice {
-                            index,
-                            delta: Delta::default(),
-                            logprobs: None,
-                            finish_reason: Some(reason.as_str().into()),
-                        }]))]
-                    }
-                    GenEvent::Done { usage } => {
-                        *ended = true;
-                        let mut out = Vec::new();
-                        if include_usage {
-                            let mut last = chunk(vec![]);
-                            last.usage = Some(usage);
-                            out.push(sse_data(&last));
-                        }
-                        out.push(sse_done());
-                        out
-                    }
-                    GenEvent::Error(e) => {
-                        *ended = true;
-                        vec![sse_data(&ApiError::from(e).to_body())]
-                    }
-                };
-                futures::future::ready(Some(futures::stream::iter(out)))
-            })
-            .flatten(),
-    );
+    let rest = sse_stream(events, delivery.include_usage, move |item| {
+        sse_data(&match item {
+            StreamItem::Delta {
+                index,
+                text,
+                logprobs,
+            } => chunk(vec![ChunkChoice {
+                index,
+                delta: Delta {
+                    role: None,
+                    content: Some(text),
+                },
+                logprobs: want_logprobs.then(|| chat_logprobs(logprobs)),
+                finish_reason: None,
+            }]),
+            StreamItem::Finished { index, reason } => chunk(vec![ChunkChoice {
+                index,
+                delta: Delta::default(),
+                logprobs: None,
+                finish_reason: Some(reason.as_str().into()),
+            }]),
+            StreamItem::Usage(usage) => ChatCompletionChunk {
+                usage: Some(usage),
+                ..chunk(vec![])
+            },
+        })
+    });
+    let body = futures::stream::iter(opening).chain(rest);
     Ok(sse_response(body))
 }

@@ -1,9 +1,8 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use futures::StreamExt;
 
-use aitier_core::{validate, GenEvent};
+use aitier_core::validate;
 use aitier_protocol::completions::{
     Completion, CompletionChoice, CompletionRequest, TEXT_COMPLETION,
 };
@@ -13,7 +12,7 @@ use crate::error::ApiError;
 use crate::extract::OpenAiJson;
 use crate::request_id::RequestId;
 use crate::respond::{
-    collect, completion_logprobs, new_id, sse_data, sse_done, sse_response, unix_now,
+    collect, completion_logprobs, new_id, sse_data, sse_response, sse_stream, unix_now, StreamItem,
 };
 
 pub async fn create(
@@ -63,58 +62,37 @@ pub async fn create(
         choices,
         usage: None,
     };
-    let include_usage = delivery.include_usage;
     // Character offset reached by each choice, for `text_offset`.
     let mut offsets = vec![0u32; choices];
-    let body = events
-        .scan(false, move |ended, ev| {
-            if *ended {
-                return futures::future::ready(None);
-            }
-            let out = match ev {
-                GenEvent::Started { .. } => vec![],
-                GenEvent::Delta {
+    let body = sse_stream(events, delivery.include_usage, move |item| {
+        sse_data(&match item {
+            StreamItem::Delta {
+                index,
+                text,
+                logprobs,
+            } => {
+                let logprobs = match offsets.get_mut(index as usize) {
+                    Some(off) if want_logprobs => Some(completion_logprobs(logprobs, off)),
+                    _ => None,
+                };
+                chunk(vec![CompletionChoice {
                     index,
                     text,
                     logprobs,
-                } => {
-                    let logprobs = match offsets.get_mut(index as usize) {
-                        Some(off) if want_logprobs => Some(completion_logprobs(logprobs, off)),
-                        _ => None,
-                    };
-                    vec![sse_data(&chunk(vec![CompletionChoice {
-                        index,
-                        text,
-                        logprobs,
-                        finish_reason: None,
-                    }]))]
-                }
-                GenEvent::Finished { index, reason } => {
-                    vec![sse_data(&chunk(vec![CompletionChoice {
-                        index,
-                        text: String::new(),
-                        logprobs: None,
-                        finish_reason: Some(reason.as_str().into()),
-                    }]))]
-                }
-                GenEvent::Done { usage } => {
-                    *ended = true;
-                    let mut out = Vec::new();
-                    if include_usage {
-                        let mut last = chunk(vec![]);
-                        last.usage = Some(usage);
-                        out.push(sse_data(&last));
-                    }
-                    out.push(sse_done());
-                    out
-                }
-                GenEvent::Error(e) => {
-                    *ended = true;
-                    vec![sse_data(&ApiError::from(e).to_body())]
-                }
-            };
-            futures::future::ready(Some(futures::stream::iter(out)))
+                    finish_reason: None,
+                }])
+            }
+            StreamItem::Finished { index, reason } => chunk(vec![CompletionChoice {
+                index,
+                text: String::new(),
+                logprobs: None,
+                finish_reason: Some(reason.as_str().into()),
+            }]),
+            StreamItem::Usage(usage) => Completion {
+                usage: Some(usage),
+                ..chunk(vec![])
+            },
         })
-        .flatten();
+    });
     Ok(sse_response(body))
 }
