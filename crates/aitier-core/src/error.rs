@@ -20,6 +20,20 @@ pub enum CoreError {
         message: String,
         retry_after: Duration,
     },
+    /// A tenant's rate or concurrency limit; retrying later can succeed
+    /// unless `never`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+        never: bool,
+    },
+    /// A spent token budget: retrying before the period ends cannot help.
+    #[error("{message}")]
+    QuotaExceeded { message: String },
+    /// A dependency the request cannot safely run without (the limit store).
+    #[error("{message}")]
+    Unavailable { message: String },
     #[error("the request timed out: {message}")]
     Timeout { message: String },
     /// Details go to the log; clients see a generic message.

@@ -15,6 +15,8 @@ pub mod validate;
 
 pub use error::CoreError;
 pub use event::{EventStream, FinishReason, GenEvent, TokenLogprob};
-pub use provider::{ModelInfo, Provider, ProviderStats, RequestCtx, TokenPiece};
+pub use provider::{
+    ModelInfo, Provider, ProviderStats, RequestCtx, RequestHooks, RequestSize, TokenPiece,
+};
 pub use registry::ModelRegistry;
 pub use request::{GenerateRequest, Message, PromptInput, Role, SamplingParams};

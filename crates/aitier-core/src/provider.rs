@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::BoxFuture;
@@ -16,6 +17,35 @@ pub struct RequestCtx {
     pub weight: u32,
     /// A request still queued at this instant fails with `Timeout`.
     pub deadline: Option<Instant>,
+    /// The tier's say in the request (limits, budgets, metering); `None`
+    /// when nothing is metered.
+    pub hooks: Option<Arc<dyn RequestHooks>>,
+}
+
+impl std::fmt::Debug for dyn RequestHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestHooks")
+    }
+}
+
+/// The size of a request, known once the provider has tokenized it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestSize {
+    pub prompt_tokens: u32,
+    pub choices: u32,
+    /// `max_tokens` as the client sent it.
+    pub max_tokens: Option<u32>,
+    /// The most completion tokens all choices together can produce here.
+    pub completion_cap: u32,
+}
+
+/// What a provider reports to the tier about a request it runs. `admit` is
+/// called once, after tokenizing and before any work; a refusal ends the
+/// request with that error. `generated` is called as tokens are produced,
+/// so that a request whose client went away is billed for what it used.
+pub trait RequestHooks: Send + Sync {
+    fn admit(&self, size: RequestSize) -> BoxFuture<'_, Result<(), CoreError>>;
+    fn generated(&self, tokens: u32);
 }
 
 impl RequestCtx {
@@ -25,6 +55,7 @@ impl RequestCtx {
             tenant: "anonymous".into(),
             weight: 1,
             deadline: None,
+            hooks: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use aitier_core::{
     CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, PromptInput, Provider,
-    ProviderStats, RequestCtx, TokenPiece,
+    ProviderStats, RequestCtx, RequestSize, TokenPiece,
 };
 use std::sync::atomic::Ordering;
 
@@ -286,6 +286,16 @@ impl Provider for LocalModel {
                 .map(|p| self.max_new(p.len(), req.max_tokens))
                 .collect::<Result<Vec<_>, _>>()?;
             let prompt_tokens: u32 = prompts.iter().map(|p| p.len() as u32).sum();
+            if let Some(h) = &ctx.hooks {
+                let per_prompt = req.n.max(1);
+                h.admit(RequestSize {
+                    prompt_tokens,
+                    choices: per_prompt * prompts.len() as u32,
+                    max_tokens: req.max_tokens,
+                    completion_cap: max_new.iter().map(|m| m * per_prompt).sum(),
+                })
+                .await?;
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(GenEvent::Started { prompt_tokens });
             let job = Job {
@@ -299,6 +309,7 @@ impl Provider for LocalModel {
                 tenant: ctx.tenant,
                 weight: ctx.weight,
                 events: tx,
+                hooks: ctx.hooks,
             };
             let overloaded = || CoreError::Overloaded {
                 message: "this model's queue is full; retry shortly".into(),

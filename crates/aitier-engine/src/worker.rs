@@ -13,7 +13,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
-use aitier_core::{CoreError, FinishReason, GenEvent, SamplingParams, TokenLogprob};
+use aitier_core::{CoreError, FinishReason, GenEvent, RequestHooks, SamplingParams, TokenLogprob};
 use aitier_protocol::Usage;
 
 use crate::fair::FairQueue;
@@ -34,6 +34,7 @@ pub(crate) struct Job {
     pub tenant: String,
     pub weight: u32,
     pub events: mpsc::UnboundedSender<GenEvent>,
+    pub hooks: Option<Arc<dyn RequestHooks>>,
 }
 
 /// Shared with the async side for `ProviderStats`.
@@ -75,6 +76,7 @@ struct Request {
     /// Per prompt: whether its first choice has prefilled it, so the other
     /// choices can share its cells instead of prefilling again.
     prefilled: Vec<bool>,
+    hooks: Option<Arc<dyn RequestHooks>>,
 }
 
 /// A choice waiting for a slot.
@@ -231,6 +233,7 @@ impl<'m> Worker<'m> {
                 deadline: job.deadline,
                 n: job.n,
                 prefilled: vec![false; job.prompts.len()],
+                hooks: job.hooks,
             },
         );
     }
@@ -592,6 +595,9 @@ impl<'m> Worker<'m> {
             .fetch_add(1, Ordering::Relaxed);
         if let Some(r) = self.requests.get_mut(&seq.req) {
             r.completion_tokens += 1;
+            if let Some(h) = &r.hooks {
+                h.generated(1);
+            }
         }
         if vocab.is_eog(token) {
             return Some(FinishReason::Stop);

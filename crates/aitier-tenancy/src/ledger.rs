@@ -1,0 +1,81 @@
+//! The usage ledger's writer: rows are queued without waiting and written
+//! in batches by one task, each batch in one transaction with the budget
+//! settlements of its rows. `flush` waits until everything queued before it
+//! is written; the server calls it after draining, so a graceful shutdown
+//! loses nothing.
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Store, UsageRecord};
+
+const BATCH: usize = 512;
+
+enum Cmd {
+    Row(Box<UsageRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Ledger {
+    /// Starts the writer on the current runtime.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(store, rx));
+        Self { tx }
+    }
+
+    pub fn record(&self, row: UsageRecord) {
+        if let Err(e) = self.tx.send(Cmd::Row(Box::new(row))) {
+            // Only after the writer is gone, i.e. the runtime is shutting down.
+            if let Cmd::Row(row) = e.0 {
+                tracing::error!(row = ?row, "usage row after the ledger stopped");
+            }
+        }
+    }
+
+    /// Returns once every row recorded before this call is in the store.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    let mut rows: Vec<UsageRecord> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Row(r) => rows.push(*r),
+                Cmd::Flush(done) => waiting.push(done),
+            }
+            if rows.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        while !rows.is_empty() {
+            match store.record(&rows).await {
+                Ok(()) => rows.clear(),
+                Err(e) => {
+                    // Keep the rows and try again: a ledger gap is lost money.
+                    tracing::error!(error = %e, pending = rows.len(), "writing usage rows failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Persistent tenancy state behind one trait: tenants, keys, budget
+//! counters and the usage ledger. `SqlStore` implements it for SQLite and
+//! PostgreSQL with the same schema and queries.
+mod sql;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limits;
+
+pub use sql::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub disabled: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// The public id: the part of the key between `sk-aitier-` and the secret.
+    pub id: String,
+    pub tenant_id: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// A key row joined with its tenant, for authentication.
+#[derive(Debug, Clone)]
+pub struct KeyAuth {
+    pub key: ApiKey,
+    pub secret_hash: String,
+    pub tenant: Tenant,
+}
+
+/// A change to a tenant: `None` leaves a field alone; for the limits,
+/// `Some(None)` removes the limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub rpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub tpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_concurrent: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub budget_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub budget_period: Option<Option<crate::limits::BudgetPeriod>>,
+    #[serde(default, deserialize_with = "present")]
+    pub weight: Option<Option<u32>>,
+}
+
+/// Tells a JSON `null` (clear it) from an absent field (leave it).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl TenantPatch {
+    pub fn apply(&self, t: &mut Tenant) {
+        if let Some(n) = &self.name {
+            t.name = n.clone();
+        }
+        if let Some(d) = self.disabled {
+            t.disabled = d;
+        }
+        let l = &mut t.limits;
+        if let Some(v) = &self.models {
+            l.models = v.clone();
+        }
+        if let Some(v) = self.rpm {
+            l.rpm = v;
+        }
+        if let Some(v) = self.tpm {
+            l.tpm = v;
+        }
+        if let Some(v) = self.max_concurrent {
+            l.max_concurrent = v;
+        }
+        if let Some(v) = self.budget_tokens {
+            l.budget_tokens = v;
+        }
+        if let Some(v) = self.budget_period {
+            l.budget_period = v;
+        }
+        if let Some(v) = self.weight {
+            l.weight = v;
+        }
+    }
+}
+
+/// Tokens held against one budget counter until the request ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// `t:<tenant id>` or `k:<key id>`.
+    pub scope: String,
+    /// The budget period label the tokens were held in.
+    pub period: String,
+    pub tokens: u64,
+    pub limit: u64,
+}
+
+/// One ledger row: what a request used and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRecord {
+    pub ts: i64,
+    pub request_id: String,
+    pub tenant_id: String,
+    pub key_id: Option<String>,
+    pub model: String,
+    pub provider: String,
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    pub completion_tokens: u64,
+    pub ttft_ms: Option<u64>,
+    pub duration_ms: u64,
+    /// `ok`, `cancelled`, `error`, or the refusal (`rate_limited`, ...).
+    pub status: String,
+    pub finish_reason: Option<String>,
+    /// Token counts are an estimate (an upstream that reported none).
+    pub estimated: bool,
+    /// Budget holds to settle with this row's real usage.
+    #[serde(skip)]
+    pub reservations: Vec<Reservation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    Tenant,
+    Key,
+    Model,
+    Day,
+}
+
+impl GroupBy {
+    pub fn parse_list(text: &str) -> Result<Vec<GroupBy>, String> {
+        let mut out = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let g = match part {
+                "tenant" => GroupBy::Tenant,
+                "key" => GroupBy::Key,
+                "model" => GroupBy::Model,
+                "day" => GroupBy::Day,
+                other => {
+                    return Err(format!(
+                        "cannot group by `{other}`: use tenant, key, model or day"
+                    ))
+                }
+            };
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    pub group_by: Vec<GroupBy>,
+    pub tenant: Option<String>,
+    pub key: Option<String>,
+    pub model: Option<String>,
+    /// Unix ms, inclusive.
+    pub from: Option<i64>,
+    /// Unix ms, exclusive.
+    pub to: Option<i64>,
+}
+
+/// Usage summed over one group; the grouping columns not asked for are `None`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// `postgres` or `sqlite`, for logs.
+    fn backend(&self) -> &'static str;
+    async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<Tenant, StoreError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// By id or by name.
+    async fn get_tenant(&self, id_or_name: &str) -> Result<Tenant, StoreError>;
+    async fn update_tenant(
+        &self,
+        id_or_name: &str,
+        patch: &TenantPatch,
+    ) -> Result<Tenant, StoreError>;
+    /// Returns the key row and the full key text, which is not kept.
+    async fn create_key(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        limits: &Limits,
+    ) -> Result<(ApiKey, String), StoreError>;
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
+    async fn revoke_key(&self, id: &str) -> Result<ApiKey, StoreError>;
+    async fn find_key(&self, id: &str) -> Result<Option<KeyAuth>, StoreError>;
+    async fn has_active_keys(&self) -> Result<bool, StoreError>;
+    /// Holds tokens against every counter, or against none: returns the
+    /// scope of the first budget that is already spent.
+    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<String>, StoreError>;
+    /// Writes ledger rows and settles their budget holds, atomically.
+    async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError>;
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
+    /// What a budget counter has used and holds now.
+    async fn budget_state(&self, scope: &str, period: &str) -> Result<(u64, u64), StoreError>;
+}

@@ -1,0 +1,628 @@
+//! The store on SQLite or PostgreSQL through sqlx's `Any` driver. Queries
+//! are written once in the dialect both accept (`$n` parameters, BIGINT
+//! columns, `ON CONFLICT`); only the migrations differ.
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+
+use super::{
+    ApiKey, GroupBy, KeyAuth, Reservation, Store, StoreError, Tenant, TenantPatch, UsageQuery,
+    UsageRecord, UsageRow,
+};
+use crate::clock::{date_of, now_ms, DAY_MS};
+use crate::keys;
+use crate::limits::{BudgetPeriod, Limits};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+pub struct SqlStore {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+const TENANT_COLS: &str =
+    "id, name, disabled, created_at, models, rpm, tpm, max_concurrent, budget_tokens, budget_period, weight";
+const KEY_COLS: &str = "k.id, k.tenant_id, k.name, k.created_at, k.revoked_at, k.models, k.rpm, k.tpm, k.max_concurrent, k.budget_tokens, k.budget_period, k.weight";
+
+/// Hides the password of a database URL, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    )
+}
+
+fn opt_u64(row: &AnyRow, col: &str) -> Result<Option<u64>, sqlx::Error> {
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v.max(0) as u64))
+}
+
+fn limits_from(row: &AnyRow) -> Result<Limits, sqlx::Error> {
+    let models = row
+        .try_get::<Option<String>, _>("models")?
+        .and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok());
+    Ok(Limits {
+        models,
+        rpm: opt_u64(row, "rpm")?,
+        tpm: opt_u64(row, "tpm")?,
+        max_concurrent: opt_u64(row, "max_concurrent")?,
+        budget_tokens: opt_u64(row, "budget_tokens")?,
+        budget_period: row
+            .try_get::<Option<String>, _>("budget_period")?
+            .as_deref()
+            .and_then(BudgetPeriod::parse),
+        weight: opt_u64(row, "weight")?.map(|w| w.min(u32::MAX as u64) as u32),
+    })
+}
+
+fn tenant_from(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        created_at: row.try_get("created_at")?,
+        limits: limits_from(row)?,
+    })
+}
+
+fn key_from(row: &AnyRow) -> Result<ApiKey, sqlx::Error> {
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        limits: limits_from(row)?,
+    })
+}
+
+fn models_json(l: &Limits) -> Option<String> {
+    l.models
+        .as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()))
+}
+
+fn i(v: Option<u64>) -> Option<i64> {
+    v.map(|v| v.min(i64::MAX as u64) as i64)
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl SqlStore {
+    /// Opens (creating a SQLite file if needed) and migrates.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let url = if postgres {
+            url.to_string()
+        } else {
+            sqlite_url(url)?
+        };
+        let mut opts = AnyPoolOptions::new().max_connections(if postgres { 16 } else { 8 });
+        if !postgres {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL and NORMAL sync: a commit costs a write, not an fsync.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError::Db(format!("connecting to {}: {e}", redact_url(&url))))?;
+        let migrator = if postgres {
+            &POSTGRES_MIGRATIONS
+        } else {
+            &SQLITE_MIGRATIONS
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migrating: {e}")))?;
+        Ok(Self { pool, postgres })
+    }
+
+    async fn fetch_tenant(&self, id_or_name: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TENANT_COLS} FROM tenants WHERE id = $1 OR name = $1"
+        ))
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(tenant_from).transpose()?)
+    }
+}
+
+/// `sqlite://path`, `sqlite:path` or a bare path; created when missing.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Invalid(
+            "an in-memory SQLite database would lose the ledger: give a file path".into(),
+        ));
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Db(format!("creating data directory {}: {e}", dir.display()))
+            })?;
+        }
+    }
+    // Validates the path the way the driver will read it.
+    sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+        .map_err(|e| StoreError::Invalid(format!("database path {path}: {e}")))?;
+    Ok(format!("sqlite://{path}?mode=rwc"))
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.message().to_lowercase().contains("unique")
+        }
+        _ => false,
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        if self.postgres {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<Tenant, StoreError> {
+        limits.validate().map_err(StoreError::Invalid)?;
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(StoreError::Invalid(
+                "a tenant name must be 1 to 200 characters".into(),
+            ));
+        }
+        let t = Tenant {
+            id: new_id("tn"),
+            name: name.to_string(),
+            disabled: false,
+            created_at: now_ms(),
+            limits: limits.clone(),
+        };
+        let res = sqlx::query(&format!(
+            "INSERT INTO tenants ({TENANT_COLS}) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(t.created_at)
+        .bind(models_json(limits))
+        .bind(i(limits.rpm))
+        .bind(i(limits.tpm))
+        .bind(i(limits.max_concurrent))
+        .bind(i(limits.budget_tokens))
+        .bind(limits.budget_period.map(|p| p.as_str().to_string()))
+        .bind(limits.weight.map(i64::from))
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(t),
+            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "a tenant named `{name}` already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TENANT_COLS} FROM tenants ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(tenant_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn get_tenant(&self, id_or_name: &str) -> Result<Tenant, StoreError> {
+        self.fetch_tenant(id_or_name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("tenant `{id_or_name}`")))
+    }
+
+    async fn update_tenant(
+        &self,
+        id_or_name: &str,
+        patch: &TenantPatch,
+    ) -> Result<Tenant, StoreError> {
+        let mut t = self.get_tenant(id_or_name).await?;
+        patch.apply(&mut t);
+        t.limits.validate().map_err(StoreError::Invalid)?;
+        let l = &t.limits;
+        let res = sqlx::query(
+            "UPDATE tenants SET name = $2, disabled = $3, models = $4, rpm = $5, tpm = $6, \
+             max_concurrent = $7, budget_tokens = $8, budget_period = $9, weight = $10 WHERE id = $1",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(i64::from(t.disabled))
+        .bind(models_json(l))
+        .bind(i(l.rpm))
+        .bind(i(l.tpm))
+        .bind(i(l.max_concurrent))
+        .bind(i(l.budget_tokens))
+        .bind(l.budget_period.map(|p| p.as_str().to_string()))
+        .bind(l.weight.map(i64::from))
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(t),
+            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "a tenant named `{}` already exists",
+                t.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create_key(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        limits: &Limits,
+    ) -> Result<(ApiKey, String), StoreError> {
+        limits.validate().map_err(StoreError::Invalid)?;
+        let t = self.get_tenant(tenant).await?;
+        let minted = keys::mint();
+        let key = ApiKey {
+            id: minted.id.clone(),
+            tenant_id: t.id,
+            name: name.map(str::to_string),
+            created_at: now_ms(),
+            revoked_at: None,
+            limits: limits.clone(),
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, secret_hash, created_at, models, rpm, tpm, \
+             max_concurrent, budget_tokens, budget_period, weight) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant_id)
+        .bind(key.name.clone())
+        .bind(&minted.secret_hash)
+        .bind(key.created_at)
+        .bind(models_json(limits))
+        .bind(i(limits.rpm))
+        .bind(i(limits.tpm))
+        .bind(i(limits.max_concurrent))
+        .bind(i(limits.budget_tokens))
+        .bind(limits.budget_period.map(|p| p.as_str().to_string()))
+        .bind(limits.weight.map(i64::from))
+        .execute(&self.pool)
+        .await?;
+        Ok((key, minted.full))
+    }
+
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
+        let rows = match tenant {
+            Some(t) => {
+                let t = self.get_tenant(t).await?;
+                sqlx::query(&format!(
+                    "SELECT {KEY_COLS} FROM api_keys k WHERE k.tenant_id = $1 ORDER BY k.created_at, k.id"
+                ))
+                .bind(t.id)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {KEY_COLS} FROM api_keys k ORDER BY k.created_at, k.id"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows.iter().map(key_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<ApiKey, StoreError> {
+        sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM api_keys k WHERE k.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(key_from)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("key `{id}`")))
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<KeyAuth>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.id, k.tenant_id, k.name, k.secret_hash, k.created_at, k.revoked_at, \
+             k.models, k.rpm, k.tpm, k.max_concurrent, k.budget_tokens, k.budget_period, k.weight, \
+             t.id AS t_id, t.name AS t_name, t.disabled AS t_disabled, t.created_at AS t_created_at, \
+             t.models AS t_models, t.rpm AS t_rpm, t.tpm AS t_tpm, t.max_concurrent AS t_max_concurrent, \
+             t.budget_tokens AS t_budget_tokens, t.budget_period AS t_budget_period, t.weight AS t_weight \
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let t_models = row
+            .try_get::<Option<String>, _>("t_models")?
+            .and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok());
+        let tenant = Tenant {
+            id: row.try_get("t_id")?,
+            name: row.try_get("t_name")?,
+            disabled: row.try_get::<i64, _>("t_disabled")? != 0,
+            created_at: row.try_get("t_created_at")?,
+            limits: Limits {
+                models: t_models,
+                rpm: opt_u64(&row, "t_rpm")?,
+                tpm: opt_u64(&row, "t_tpm")?,
+                max_concurrent: opt_u64(&row, "t_max_concurrent")?,
+                budget_tokens: opt_u64(&row, "t_budget_tokens")?,
+                budget_period: row
+                    .try_get::<Option<String>, _>("t_budget_period")?
+                    .as_deref()
+                    .and_then(BudgetPeriod::parse),
+                weight: opt_u64(&row, "t_weight")?.map(|w| w.min(u32::MAX as u64) as u32),
+            },
+        };
+        Ok(Some(KeyAuth {
+            key: key_from(&row)?,
+            secret_hash: row.try_get("secret_hash")?,
+            tenant,
+        }))
+    }
+
+    async fn has_active_keys(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<String>, StoreError> {
+        if holds.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await?;
+        for h in holds {
+            sqlx::query(
+                "INSERT INTO budget_usage (scope, period, used, reserved) VALUES ($1, $2, 0, 0) \
+                 ON CONFLICT (scope, period) DO NOTHING",
+            )
+            .bind(&h.scope)
+            .bind(&h.period)
+            .execute(&mut *tx)
+            .await?;
+            // Admitted while anything is left: the overshoot is at most this
+            // one hold, however many requests race here.
+            let done = sqlx::query(
+                "UPDATE budget_usage SET reserved = reserved + $3 \
+                 WHERE scope = $1 AND period = $2 AND used + reserved < $4",
+            )
+            .bind(&h.scope)
+            .bind(&h.period)
+            .bind(i(Some(h.tokens)))
+            .bind(i(Some(h.limit)))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(Some(h.scope.clone()));
+            }
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO usage_records (ts, request_id, tenant_id, key_id, model, provider, \
+                 prompt_tokens, cached_tokens, completion_tokens, ttft_ms, duration_ms, status, \
+                 finish_reason, estimated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(r.ts)
+            .bind(&r.request_id)
+            .bind(&r.tenant_id)
+            .bind(r.key_id.clone())
+            .bind(&r.model)
+            .bind(&r.provider)
+            .bind(i(Some(r.prompt_tokens)))
+            .bind(i(Some(r.cached_tokens)))
+            .bind(i(Some(r.completion_tokens)))
+            .bind(i(r.ttft_ms))
+            .bind(i(Some(r.duration_ms)))
+            .bind(&r.status)
+            .bind(r.finish_reason.clone())
+            .bind(i64::from(r.estimated))
+            .execute(&mut *tx)
+            .await?;
+            let used = r.prompt_tokens + r.completion_tokens;
+            for h in &r.reservations {
+                sqlx::query(
+                    "UPDATE budget_usage SET used = used + $3, reserved = reserved - $4 \
+                     WHERE scope = $1 AND period = $2",
+                )
+                .bind(&h.scope)
+                .bind(&h.period)
+                .bind(i(Some(used)))
+                .bind(i(Some(h.tokens)))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        let cols: Vec<&str> = q
+            .group_by
+            .iter()
+            .map(|g| match g {
+                GroupBy::Tenant => "tenant_id",
+                GroupBy::Key => "key_id",
+                GroupBy::Model => "model",
+                GroupBy::Day => "(ts / 86400000)",
+            })
+            .collect();
+        let mut sql = String::from("SELECT ");
+        for (g, c) in q.group_by.iter().zip(&cols) {
+            let alias = match g {
+                GroupBy::Tenant => "g_tenant",
+                GroupBy::Key => "g_key",
+                GroupBy::Model => "g_model",
+                GroupBy::Day => "g_day",
+            };
+            sql.push_str(&format!("{c} AS {alias}, "));
+        }
+        sql.push_str(
+            "COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
+             CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS c, \
+             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS o FROM usage_records WHERE 1 = 1",
+        );
+        let mut binds = Vec::new();
+        for (col, v) in [
+            ("tenant_id", &q.tenant),
+            ("key_id", &q.key),
+            ("model", &q.model),
+        ] {
+            if let Some(v) = v {
+                binds.push(Bind::Text(v.clone()));
+                sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+            }
+        }
+        if let Some(from) = q.from {
+            binds.push(Bind::Int(from));
+            sql.push_str(&format!(" AND ts >= ${}", binds.len()));
+        }
+        if let Some(to) = q.to {
+            binds.push(Bind::Int(to));
+            sql.push_str(&format!(" AND ts < ${}", binds.len()));
+        }
+        if !cols.is_empty() {
+            let list = cols.join(", ");
+            sql.push_str(&format!(" GROUP BY {list} ORDER BY {list}"));
+        }
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = match b {
+                Bind::Text(s) => query.bind(s),
+                Bind::Int(n) => query.bind(n),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let has = |g| q.group_by.contains(&g);
+            let requests = row.try_get::<i64, _>("requests")?.max(0) as u64;
+            if requests == 0 {
+                continue;
+            }
+            let p = row.try_get::<i64, _>("p")?.max(0) as u64;
+            let o = row.try_get::<i64, _>("o")?.max(0) as u64;
+            out.push(UsageRow {
+                tenant_id: if has(GroupBy::Tenant) {
+                    row.try_get("g_tenant")?
+                } else {
+                    None
+                },
+                key_id: if has(GroupBy::Key) {
+                    row.try_get::<Option<String>, _>("g_key")?
+                        .or(Some(String::new()))
+                } else {
+                    None
+                },
+                model: if has(GroupBy::Model) {
+                    row.try_get("g_model")?
+                } else {
+                    None
+                },
+                day: if has(GroupBy::Day) {
+                    Some(date_of(row.try_get::<i64, _>("g_day")? * DAY_MS))
+                } else {
+                    None
+                },
+                requests,
+                prompt_tokens: p,
+                cached_tokens: row.try_get::<i64, _>("c")?.max(0) as u64,
+                completion_tokens: o,
+                total_tokens: p + o,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn budget_state(&self, scope: &str, period: &str) -> Result<(u64, u64), StoreError> {
+        let row =
+            sqlx::query("SELECT used, reserved FROM budget_usage WHERE scope = $1 AND period = $2")
+                .bind(scope)
+                .bind(period)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(r) => (
+                r.try_get::<i64, _>("used")?.max(0) as u64,
+                r.try_get::<i64, _>("reserved")?.max(0) as u64,
+            ),
+            None => (0, 0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/aitier"),
+            "postgres://app:***@db:5432/aitier"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/aitier.db"),
+            "sqlite://data/aitier.db"
+        );
+    }
+}

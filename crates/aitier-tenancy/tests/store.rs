@@ -1,0 +1,264 @@
+//! The store and the limits against real databases: SQLite always,
+//! PostgreSQL when the test setup started one.
+use std::sync::Arc;
+
+use aitier_core::RequestSize;
+use aitier_protocol::Usage;
+use aitier_tenancy::limits::BudgetPeriod;
+use aitier_tenancy::testing::database_urls;
+use aitier_tenancy::{
+    AuthError, GroupBy, Limits, MemoryLimiter, Principal, SqlStore, Store, Tenancy, TenancyConfig,
+    TenantPatch, UsageQuery,
+};
+
+async fn tenancy(url: &str) -> Arc<Tenancy> {
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open(url).await.expect("open store"));
+    Tenancy::new(
+        store,
+        Arc::new(MemoryLimiter::default()),
+        TenancyConfig::default(),
+    )
+}
+
+#[tokio::test]
+async fn key_lifecycle() {
+    for (backend, url) in database_urls().await {
+        let t = tenancy(&url).await;
+        // No key yet: open mode.
+        assert!(
+            matches!(t.authenticate(None).await, Ok(Principal::Open)),
+            "{backend}"
+        );
+        let acme = t
+            .store()
+            .create_tenant("acme", &Limits::default())
+            .await
+            .expect("tenant");
+        let (key, full) = t
+            .store()
+            .create_key("acme", Some("ci"), &Limits::default())
+            .await
+            .expect("key");
+        assert!(full.starts_with("sk-aitier-") && full.contains(&key.id));
+        match t.authenticate(Some(&full)).await {
+            Ok(Principal::Key(k)) => assert_eq!(k.tenant.id, acme.id, "{backend}"),
+            other => panic!("{backend}: {other:?}"),
+        }
+        // A key now exists: no key, or a wrong secret, is refused.
+        assert!(matches!(
+            t.authenticate(None).await,
+            Err(AuthError::Missing)
+        ));
+        let wrong = format!("{}{}", &full[..full.len() - 4], "zzzz");
+        assert!(matches!(
+            t.authenticate(Some(&wrong)).await,
+            Err(AuthError::Invalid)
+        ));
+        // Revocation takes effect on the next lookup.
+        let revoked = t.store().revoke_key(&key.id).await.expect("revoke");
+        assert!(revoked.revoked_at.is_some());
+        assert!(matches!(
+            t.authenticate(Some(&full)).await,
+            Err(AuthError::Revoked)
+        ));
+        // Disabling the tenant shuts out its other keys.
+        let (_, second) = t
+            .store()
+            .create_key(&acme.id, None, &Limits::default())
+            .await
+            .expect("key");
+        assert!(t.authenticate(Some(&second)).await.is_ok());
+        let patch = TenantPatch {
+            disabled: Some(true),
+            ..Default::default()
+        };
+        t.store()
+            .update_tenant("acme", &patch)
+            .await
+            .expect("disable");
+        assert!(matches!(
+            t.authenticate(Some(&second)).await,
+            Err(AuthError::TenantDisabled)
+        ));
+        assert_eq!(
+            t.store().list_keys(Some("acme")).await.expect("list").len(),
+            2
+        );
+        assert!(t
+            .store()
+            .create_tenant("acme", &Limits::default())
+            .await
+            .is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nearly_spent_budget_is_overspent_by_at_most_one_reservation() {
+    for (backend, url) in database_urls().await {
+        let t = tenancy(&url).await;
+        let budget = 1_000;
+        let limits = Limits {
+            budget_tokens: Some(budget),
+            budget_period: Some(BudgetPeriod::Day),
+            ..Default::default()
+        };
+        t.store().create_tenant("b", &limits).await.expect("tenant");
+        let (_, full) = t
+            .store()
+            .create_key("b", None, &Limits::default())
+            .await
+            .expect("key");
+        let principal = t.authenticate(Some(&full)).await.expect("auth");
+        // Each request reserves 50 + 50 = 100 tokens and uses 60.
+        let size = RequestSize {
+            prompt_tokens: 50,
+            choices: 1,
+            max_tokens: Some(50),
+            completion_cap: 50,
+        };
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let t = t.clone();
+            let principal = principal.clone();
+            tasks.push(tokio::spawn(async move {
+                let ticket = t
+                    .begin(&principal, "b", "m", &format!("r{i}"))
+                    .await
+                    .expect("no rate limits here");
+                match ticket.hooks().admit(size).await {
+                    Ok(()) => {
+                        ticket.hooks().generated(10);
+                        ticket.observe(&aitier_core::GenEvent::Done {
+                            usage: Usage::new(50, 10, 0),
+                        });
+                        true
+                    }
+                    Err(e) => {
+                        ticket.failed(&e);
+                        false
+                    }
+                }
+            }));
+        }
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += u64::from(task.await.expect("task"));
+        }
+        t.ledger().flush().await;
+        let q = UsageQuery {
+            group_by: vec![GroupBy::Tenant],
+            ..Default::default()
+        };
+        let rows = t.store().usage(&q).await.expect("usage");
+        let ok_tokens = admitted * 60;
+        let total: u64 = rows.iter().map(|r| r.total_tokens).sum();
+        assert_eq!(
+            total, ok_tokens,
+            "{backend}: billed tokens match the ledger"
+        );
+        // Admission needs something left, so at most one request's hold overshoots.
+        assert!(
+            ok_tokens <= budget + 100,
+            "{backend}: {admitted} admitted used {ok_tokens} of {budget}"
+        );
+        assert!(
+            admitted >= budget / 100,
+            "{backend}: only {admitted} admitted"
+        );
+        let tenant = t.store().get_tenant("b").await.expect("tenant");
+        let period = BudgetPeriod::Day.window(aitier_tenancy::clock::now_ms()).0;
+        let (used, reserved) = t
+            .store()
+            .budget_state(&format!("t:{}", tenant.id), &period)
+            .await
+            .expect("state");
+        assert_eq!((used, reserved), (ok_tokens, 0), "{backend}");
+        // Holds exceeded uses; once settled, requests run again until the
+        // budget is spent, then get a quota error.
+        let mut spent = None;
+        for i in 0..20 {
+            let ticket = t
+                .begin(&principal, "b", "m", &format!("s{i}"))
+                .await
+                .expect("begin");
+            match ticket.hooks().admit(size).await {
+                Ok(()) => {
+                    ticket.observe(&aitier_core::GenEvent::Done {
+                        usage: Usage::new(50, 10, 0),
+                    });
+                    t.ledger().flush().await;
+                }
+                Err(e) => {
+                    spent = Some(e);
+                    break;
+                }
+            }
+        }
+        t.ledger().flush().await;
+        let (used, _) = t
+            .store()
+            .budget_state(&format!("t:{}", tenant.id), &period)
+            .await
+            .expect("state");
+        assert!(
+            matches!(spent, Some(aitier_core::CoreError::QuotaExceeded { .. })),
+            "{backend}: {spent:?}"
+        );
+        assert!(
+            used >= budget && used <= budget + 100,
+            "{backend}: used {used}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn usage_groups_by_day_and_model() {
+    for (backend, url) in database_urls().await {
+        let t = tenancy(&url).await;
+        t.store()
+            .create_tenant("u", &Limits::default())
+            .await
+            .expect("tenant");
+        let (_, full) = t
+            .store()
+            .create_key("u", None, &Limits::default())
+            .await
+            .expect("key");
+        let p = t.authenticate(Some(&full)).await.expect("auth");
+        for (i, model) in ["a", "b", "a"].iter().enumerate() {
+            let ticket = t
+                .begin(&p, "u", model, &format!("r{i}"))
+                .await
+                .expect("begin");
+            ticket.observe(&aitier_core::GenEvent::Done {
+                usage: Usage::new(3, 4, 1),
+            });
+        }
+        // Dropped mid-stream after 2 tokens: billed for them.
+        let ticket = t.begin(&p, "u", "a", "gone").await.expect("begin");
+        ticket.observe(&aitier_core::GenEvent::Started { prompt_tokens: 5 });
+        ticket.hooks().generated(2);
+        drop(ticket);
+        t.ledger().flush().await;
+        let rows = t
+            .store()
+            .usage(&UsageQuery {
+                group_by: vec![GroupBy::Model, GroupBy::Day],
+                ..Default::default()
+            })
+            .await
+            .expect("usage");
+        assert_eq!(rows.len(), 2, "{backend}: {rows:?}");
+        let a = &rows[0];
+        assert_eq!(a.model.as_deref(), Some("a"));
+        assert_eq!(
+            (a.requests, a.prompt_tokens, a.completion_tokens),
+            (3, 11, 10)
+        );
+        assert_eq!(a.cached_tokens, 2);
+        assert_eq!(
+            a.day.as_deref(),
+            Some(aitier_tenancy::clock::date_of(aitier_tenancy::clock::now_ms()).as_str())
+        );
+    }
+}
