@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit and integration tests
-# (against the real default model), and the OpenAI SDK compatibility suite.
+# (against the real default model, SQLite and a throwaway PostgreSQL), and
+# the OpenAI SDK compatibility suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-build-deps.sh
+scripts/install-test-deps.sh
 scripts/fetch-model.sh
+
+# One PostgreSQL server for the run; each test makes its own database in it.
+pg_dir="$(mktemp -d)/pg"
+trap 'scripts/pg-temp.sh stop "$pg_dir"; rmdir "$(dirname "$pg_dir")" 2>/dev/null || true' EXIT
+if AITIER_TEST_POSTGRES_URL="$(scripts/pg-temp.sh start "$pg_dir")"; then
+  export AITIER_TEST_POSTGRES_URL
+  echo "== PostgreSQL for tests at $AITIER_TEST_POSTGRES_URL" >&2
+else
+  unset AITIER_TEST_POSTGRES_URL
+  echo "!!! PostgreSQL could not start: its tests will be SKIPPED (see $pg_dir/*.log) !!!" >&2
+fi
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

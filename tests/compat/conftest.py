@@ -5,6 +5,7 @@ started on port 0 and the address is read from the single line it prints on
 stdout; its logs (stderr) go to a file whose tail is shown when startup fails.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -45,16 +46,19 @@ def server_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("aitier") / "server.log"
 
 
-@pytest.fixture(scope="session")
-def base_url(server_log: Path):
+@contextlib.contextmanager
+def running_server(log_path: Path, extra: list[str]):
+    """Starts aitier with `extra` arguments; yields its base URL; stops it."""
     binary = Path(os.environ.get("AITIER_BIN", REPO / "target" / "debug" / "aitier"))
     if not binary.is_file():
         pytest.fail(f"aitier binary not found at {binary} (build it or set AITIER_BIN)")
-    log = server_log.open("wb")
+    log = log_path.open("wb")
     # The engine logs each client-gone cancellation at debug level; test_stream_cancel looks for it.
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,llama-cpp-2=warn"))
+    env.pop("AITIER_DATABASE_URL", None)
+    env.pop("AITIER_ADMIN_TOKEN", None)
     proc = subprocess.Popen(
-        [str(binary), "serve", "--port", "0", "--host", "127.0.0.1", "--models-dir", str(REPO / "models")],
+        [str(binary), "serve", "--port", "0", "--host", "127.0.0.1", "--models-dir", str(REPO / "models"), *extra],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -66,9 +70,9 @@ def base_url(server_log: Path):
         line = _read_first_line(proc, READY_TIMEOUT_S)
         match = LISTEN_LINE.match((line or "").strip())
         if not match:
-            pytest.fail(f"server printed {line!r} instead of its address; log tail:\n{_log_tail(server_log)}")
+            pytest.fail(f"server printed {line!r} instead of its address; log tail:\n{_log_tail(log_path)}")
         url = match.group(1)
-        _wait_ready(proc, url, server_log)
+        _wait_ready(proc, url, log_path)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -78,6 +82,14 @@ def base_url(server_log: Path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def base_url(server_log: Path, tmp_path_factory):
+    # A data directory of its own: no keys, so the server runs open on loopback.
+    data = tmp_path_factory.mktemp("data")
+    with running_server(server_log, ["--data-dir", str(data)]) as url:
+        yield url
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, server_log: Path) -> None:

@@ -9,14 +9,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use std::time::Instant;
+use aitier_core::ModelRegistry;
+use aitier_tenancy::Tenancy;
 
-use aitier_core::{ModelRegistry, RequestCtx};
-
-use crate::config::Scheduling;
+use crate::config::{Scheduling, Secret};
 
 use crate::error::ApiError;
-use crate::routes::{chat, completions, health, metrics, models, tokenize};
+use crate::routes::{admin, chat, completions, health, metrics, models, tokenize, usage};
 
 /// A body whose declared length is over the limit is refused before any of
 /// it is read; bodies without a length are cut off by `DefaultBodyLimit`.
@@ -49,30 +48,30 @@ pub struct AppState {
     /// Reported as each model's `created`.
     pub started_at: u64,
     pub scheduling: Arc<Scheduling>,
-}
-
-impl AppState {
-    /// The context a request runs under: its tenant (the `user` field until
-    /// API keys exist), that tenant's weight, and its queueing deadline.
-    pub fn request_ctx(&self, request_id: &str, user: Option<&str>) -> RequestCtx {
-        let tenant = user.unwrap_or("anonymous").to_string();
-        RequestCtx {
-            weight: self.scheduling.weight_of(&tenant),
-            deadline: Some(Instant::now() + self.scheduling.queue_timeout),
-            request_id: request_id.to_string(),
-            tenant,
-        }
-    }
+    pub tenancy: Arc<Tenancy>,
+    pub admin_token: Option<Secret>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v1/chat/completions", post(chat::create))
         .route("/v1/completions", post(completions::create))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
+        .route("/v1/usage", get(usage::own))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::tenant_layer,
+        ));
+    let admin = admin::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::admin_layer,
+    ));
+    Router::new()
+        .merge(api)
+        .merge(admin)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))

@@ -62,6 +62,109 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "AITIER_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Token that authorises the admin API (`/admin/v1/...`); without one
+    /// the admin API is off.
+    #[arg(long, env = "AITIER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Serve without API keys on a non-loopback address while no key exists.
+    #[arg(long, env = "AITIER_ALLOW_OPEN")]
+    pub allow_open: bool,
+    /// Completion tokens reserved against limits for a request without
+    /// `max_tokens`.
+    #[arg(long, env = "AITIER_DEFAULT_COMPLETION_RESERVE")]
+    pub default_completion_reserve: Option<u32>,
+}
+
+/// Where tenants, keys and the usage ledger live; shared by `serve` and the
+/// admin commands.
+#[derive(Clone, Default, Args)]
+pub struct DatabaseArgs {
+    /// `postgres://...` or `sqlite://PATH`; default: SQLite in the data directory.
+    #[arg(long, env = "AITIER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "AITIER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field(
+                "database_url",
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(aitier_tenancy::store::redact_url),
+            )
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+impl DatabaseArgs {
+    /// The database URL: the flag, then the file's, then SQLite in the data
+    /// directory (the flag's, the file's, or `data`).
+    pub fn url(&self, file: Option<&FileTenancy>) -> String {
+        if let Some(u) = self
+            .database_url
+            .clone()
+            .or_else(|| file.and_then(|f| f.database_url.clone()))
+        {
+            return u;
+        }
+        let dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.and_then(|f| f.data_dir.clone()))
+            .unwrap_or_else(|| PathBuf::from("data"));
+        format!("sqlite://{}", dir.join("aitier.db").display())
+    }
+}
+
+/// A secret that never shows in logs or `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Tenancy settings, validated.
+#[derive(Clone)]
+pub struct TenancySettings {
+    pub database_url: String,
+    pub admin_token: Option<Secret>,
+    pub allow_open: bool,
+    pub default_completion_reserve: u32,
+}
+
+impl std::fmt::Debug for TenancySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancySettings")
+            .field(
+                "database_url",
+                &aitier_tenancy::store::redact_url(&self.database_url),
+            )
+            .field("admin_token", &self.admin_token)
+            .field("allow_open", &self.allow_open)
+            .field(
+                "default_completion_reserve",
+                &self.default_completion_reserve,
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +178,18 @@ struct FileConfig {
     models: Vec<FileModel>,
     #[serde(default)]
     scheduler: FileScheduler,
+    #[serde(default)]
+    tenancy: FileTenancy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTenancy {
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    allow_open: Option<bool>,
+    default_completion_reserve: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +245,7 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub models: Vec<ModelConfig>,
     pub scheduling: Scheduling,
+    pub tenancy: TenancySettings,
 }
 
 /// How requests share a model's capacity.
@@ -181,21 +297,32 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })?;
+            toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })
+        }
+        None => Ok(FileConfig::default()),
+    }
+}
+
+/// The database URL the admin commands use: flags and environment, then
+/// the `[tenancy]` table of the config file.
+pub fn database_url(db: &DatabaseArgs, config: Option<&Path>) -> Result<String, ConfigError> {
+    let file = read_file(config)?;
+    Ok(db.url(Some(&file.tenancy)))
+}
+
 impl ServeConfig {
     pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.display().to_string(),
-                    why: e.to_string(),
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                    path: path.display().to_string(),
-                    why: e.to_string(),
-                })?
-            }
-            None => FileConfig::default(),
-        };
+        let file = read_file(args.config.as_deref())?;
         let host_text = args
             .host
             .clone()
@@ -329,12 +456,34 @@ impl ServeConfig {
             default_weight: file.scheduler.default_weight.unwrap_or(1).max(1),
             weights,
         };
+        let t = &file.tenancy;
+        let admin_token = args
+            .admin_token
+            .clone()
+            .map(|s| s.0)
+            .or(t.admin_token.clone())
+            .filter(|s| !s.is_empty());
+        if admin_token.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ConfigError::Invalid(
+                "the admin token must be at least 16 characters".into(),
+            ));
+        }
+        let tenancy = TenancySettings {
+            database_url: args.db.url(Some(t)),
+            admin_token: admin_token.map(Secret),
+            allow_open: args.allow_open || t.allow_open.unwrap_or(false),
+            default_completion_reserve: args
+                .default_completion_reserve
+                .or(t.default_completion_reserve)
+                .unwrap_or(1024),
+        };
         Ok(Self {
             host,
             port,
             max_body_bytes,
             models,
             scheduling,
+            tenancy,
         })
     }
 }

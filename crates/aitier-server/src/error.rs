@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorDetail,
     pub retry_after_ms: Option<u64>,
+    /// Sends `x-should-retry: false`: the SDKs retry every 429 otherwise.
+    pub no_retry: bool,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
                 code: code.map(Into::into),
             },
             retry_after_ms: None,
+            no_retry: false,
         }
     }
 
@@ -60,6 +63,26 @@ impl ApiError {
             Some("request_too_large"),
             None,
             message,
+        )
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            None,
+            message,
+        )
+    }
+
+    pub fn model_not_allowed(model: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            Some("model_not_allowed"),
+            Some("model".into()),
+            format!("This API key may not use the model `{model}`."),
         )
     }
 
@@ -112,6 +135,38 @@ impl From<CoreError> for ApiError {
                     message,
                 )
             },
+            CoreError::RateLimited {
+                message,
+                retry_after,
+                never,
+            } => ApiError {
+                retry_after_ms: Some(retry_after.as_millis() as u64),
+                no_retry: never,
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    Some("rate_limit_exceeded"),
+                    None,
+                    message,
+                )
+            },
+            CoreError::QuotaExceeded { message } => ApiError {
+                no_retry: true,
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "insufficient_quota",
+                    Some("insufficient_quota"),
+                    None,
+                    message,
+                )
+            },
+            CoreError::Unavailable { message } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("limits_unavailable"),
+                None,
+                message,
+            ),
             e @ CoreError::Timeout { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
@@ -123,6 +178,24 @@ impl From<CoreError> for ApiError {
                 tracing::error!(%detail, "internal error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<aitier_tenancy::AuthError> for ApiError {
+    fn from(e: aitier_tenancy::AuthError) -> Self {
+        match e {
+            aitier_tenancy::AuthError::Store(inner) => {
+                tracing::error!(error = %inner, "key store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("auth_unavailable"),
+                    None,
+                    "API keys cannot be checked right now.",
+                )
+            }
+            other => ApiError::unauthorized(other.to_string()),
         }
     }
 }
@@ -144,6 +217,10 @@ impl IntoResponse for ApiError {
             tracing::debug!(status = %self.status, message = %self.body.message, "request rejected");
         }
         let mut resp = (self.status, Json(self.to_body())).into_response();
+        if self.no_retry {
+            resp.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
         if let Some(ms) = self.retry_after_ms {
             let h = resp.headers_mut();
             let secs = ms.div_ceil(1000).max(1);

@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use aitier_server::cli::{KeysCmd, TenantsCmd, UsageCmd};
 use aitier_server::config::{ServeArgs, ServeConfig};
 
 /// aitier: one OpenAI-compatible AI tier for many apps.
@@ -14,25 +15,40 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the OpenAI-compatible API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Report usage from the ledger.
+    Usage(UsageCmd),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The admin commands print results on stdout; keep their log quiet.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,llama-cpp-2=warn",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,llama-cpp-2=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(&args)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(aitier_server::serve::run(cfg))
+            rt.block_on(aitier_server::serve::run(cfg))
         }
+        Command::Tenants(cmd) => rt.block_on(aitier_server::cli::tenants(cmd)),
+        Command::Keys(cmd) => rt.block_on(aitier_server::cli::keys(cmd)),
+        Command::Usage(cmd) => rt.block_on(aitier_server::cli::usage(cmd)),
     }
 }

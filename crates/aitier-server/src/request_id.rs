@@ -24,7 +24,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), model = tracing::field::Empty);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), model = tracing::field::Empty, tenant = tracing::field::Empty);
     let mut resp = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);

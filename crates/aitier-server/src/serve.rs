@@ -5,13 +5,45 @@ use std::sync::Arc;
 
 use aitier_core::{ModelRegistry, Provider};
 use aitier_engine::LocalModel;
+use aitier_tenancy::store::redact_url;
+use aitier_tenancy::{MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
 use axum::serve::ListenerExt;
 
 use crate::app::{router, AppState};
 use crate::config::ServeConfig;
 use crate::respond::unix_now;
 
+/// Opens the tenancy database and decides whether the service may run
+/// without keys: only on loopback, or when told `--allow-open`.
+async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
+    let t = &cfg.tenancy;
+    let store = SqlStore::open(&t.database_url).await?;
+    tracing::info!(backend = store.backend(), url = %redact_url(&t.database_url), "tenancy database ready");
+    let allow_open = cfg.host.is_loopback() || t.allow_open;
+    if !store.has_active_keys().await? {
+        if !allow_open {
+            anyhow::bail!(
+                "no API key exists and {} is not a loopback address: create a key \
+                 (`aitier tenants create NAME`, then `aitier keys create NAME`) or pass --allow-open",
+                cfg.host
+            );
+        }
+        tracing::warn!(
+            "no API key exists: serving OPEN, without authentication, until one is created"
+        );
+    }
+    Ok(Tenancy::new(
+        Arc::new(store),
+        Arc::new(MemoryLimiter::default()),
+        TenancyConfig {
+            allow_open,
+            default_completion_reserve: t.default_completion_reserve,
+        },
+    ))
+}
+
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let tenancy = tenancy(&cfg).await?;
     let registry = Arc::new(ModelRegistry::new());
     for m in &cfg.models {
         registry.declare(&m.name);
@@ -39,6 +71,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         registry,
         started_at: unix_now(),
         scheduling: Arc::new(cfg.scheduling.clone()),
+        tenancy: tenancy.clone(),
+        admin_token: cfg.tenancy.admin_token.clone(),
     };
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
     // previous one is acknowledged: ~40 ms added to time-to-first-token.
@@ -50,6 +84,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     axum::serve(listener, router(state, cfg.max_body_bytes))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Every request has ended; their ledger rows are queued. Write them all.
+    tenancy.ledger().flush().await;
     tracing::info!("stopped");
     Ok(())
 }

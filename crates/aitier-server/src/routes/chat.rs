@@ -8,6 +8,7 @@ use aitier_protocol::chat::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
     ChunkChoice, Delta, CHAT_COMPLETION, CHAT_COMPLETION_CHUNK,
 };
+use aitier_tenancy::Principal;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -16,19 +17,24 @@ use crate::request_id::RequestId;
 use crate::respond::{
     chat_logprobs, collect, new_id, sse_data, sse_response, sse_stream, unix_now, StreamItem,
 };
+use crate::start::{self, Caller};
 
 pub async fn create(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
     OpenAiJson(req): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let (gen, delivery) = validate::chat(&req)?;
-    let provider = state.registry.resolve(&req.model)?;
     let choices = gen.choices();
     let want_logprobs = gen.logprobs.is_some();
     tracing::Span::current().record("model", req.model.as_str());
-    let ctx = state.request_ctx(&rid.0, req.user.as_deref());
-    let events = provider.generate(gen, ctx).await?;
+    let caller = Caller {
+        principal: &principal,
+        request_id: &rid.0,
+        user: req.user.as_deref(),
+    };
+    let events = start::generate(&state, caller, &req.model, gen).await?;
     let id = new_id("chatcmpl");
     let created = unix_now();
     let model = req.model;

@@ -6,6 +6,7 @@ use aitier_core::validate;
 use aitier_protocol::completions::{
     Completion, CompletionChoice, CompletionRequest, TEXT_COMPLETION,
 };
+use aitier_tenancy::Principal;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -14,19 +15,24 @@ use crate::request_id::RequestId;
 use crate::respond::{
     collect, completion_logprobs, new_id, sse_data, sse_response, sse_stream, unix_now, StreamItem,
 };
+use crate::start::{self, Caller};
 
 pub async fn create(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
     OpenAiJson(req): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let (gen, delivery) = validate::completion(&req)?;
-    let provider = state.registry.resolve(&req.model)?;
     let choices = gen.choices();
     let want_logprobs = gen.logprobs.is_some();
     tracing::Span::current().record("model", req.model.as_str());
-    let ctx = state.request_ctx(&rid.0, req.user.as_deref());
-    let events = provider.generate(gen, ctx).await?;
+    let caller = Caller {
+        principal: &principal,
+        request_id: &rid.0,
+        user: req.user.as_deref(),
+    };
+    let events = start::generate(&state, caller, &req.model, gen).await?;
     let id = new_id("cmpl");
     let created = unix_now();
     let model = req.model;

@@ -1,18 +1,25 @@
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 
 use aitier_core::CoreError;
 use aitier_protocol::models::{Model, ModelList};
+use aitier_tenancy::Principal;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::start::check_model;
 
-pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
+/// Only the models the caller's key may use.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<ModelList> {
     Json(ModelList::new(
         state
             .registry
             .names()
             .into_iter()
+            .filter(|n| principal.allows_model(n))
             .map(|n| Model::new(n, state.started_at))
             .collect(),
     ))
@@ -20,11 +27,12 @@ pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
 
 pub async fn get(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ApiError> {
-    if state.registry.names().contains(&id) {
-        Ok(Json(Model::new(id, state.started_at)))
-    } else {
-        Err(CoreError::ModelNotFound { model: id }.into())
+    if !state.registry.names().contains(&id) {
+        return Err(CoreError::ModelNotFound { model: id }.into());
     }
+    check_model(&principal, &id)?;
+    Ok(Json(Model::new(id, state.started_at)))
 }

@@ -1,18 +1,23 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 
 use aitier_core::{CoreError, Provider};
 use aitier_protocol::tokenize::{
     DetokenizeRequest, DetokenizeResponse, TokenOut, TokenizeRequest, TokenizeResponse,
 };
+use aitier_tenancy::Principal;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
 
-fn provider(state: &AppState, model: Option<&str>) -> Result<Arc<dyn Provider>, ApiError> {
+fn provider(
+    state: &AppState,
+    principal: &Principal,
+    model: Option<&str>,
+) -> Result<Arc<dyn Provider>, ApiError> {
     let name = match model {
         Some(m) => m.to_string(),
         None => state.registry.first().ok_or_else(|| {
@@ -21,14 +26,17 @@ fn provider(state: &AppState, model: Option<&str>) -> Result<Arc<dyn Provider>, 
             })
         })?,
     };
-    Ok(state.registry.resolve(&name)?)
+    let p = state.registry.resolve(&name)?;
+    crate::start::check_model(principal, &name)?;
+    Ok(p)
 }
 
 pub async fn tokenize(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     OpenAiJson(req): OpenAiJson<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
-    let p = provider(&state, req.model.as_deref())?;
+    let p = provider(&state, &principal, req.model.as_deref())?;
     let pieces = tokio::task::spawn_blocking(move || p.tokenize(&req.content, req.add_special))
         .await
         .map_err(|e| CoreError::Internal(e.to_string()))??;
@@ -50,9 +58,10 @@ pub async fn tokenize(
 
 pub async fn detokenize(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     OpenAiJson(req): OpenAiJson<DetokenizeRequest>,
 ) -> Result<Json<DetokenizeResponse>, ApiError> {
-    let p = provider(&state, req.model.as_deref())?;
+    let p = provider(&state, &principal, req.model.as_deref())?;
     let content = p.detokenize(&req.tokens)?;
     Ok(Json(DetokenizeResponse { content }))
 }

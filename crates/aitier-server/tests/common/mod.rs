@@ -12,6 +12,13 @@ pub struct Server {
     pub base: String,
 }
 
+/// A fresh data directory, so that tests never share a tenancy database.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aitier-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -35,8 +42,13 @@ impl Server {
             .arg(format!("smollm2-135m-instruct={}", model.display()))
             .args(extra)
             .env("RUST_LOG", "warn")
+            .env_remove("AITIER_DATABASE_URL")
+            .env_remove("AITIER_ADMIN_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if !extra.contains(&"--database-url") {
+            cmd.arg("--data-dir").arg(temp_dir("data"));
+        }
         let mut child = cmd.spawn().expect("start aitier");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -69,6 +81,17 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Asks for a graceful stop and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        self.child.wait().expect("wait")
     }
 }
 
@@ -124,13 +147,26 @@ pub fn open_stream(
     path: &str,
     body: &serde_json::Value,
 ) -> (std::net::TcpStream, BufReader<std::net::TcpStream>) {
+    open_stream_as(server, path, body, None)
+}
+
+/// `open_stream` with an API key.
+pub fn open_stream_as(
+    server: &Server,
+    path: &str,
+    body: &serde_json::Value,
+    key: Option<&str>,
+) -> (std::net::TcpStream, BufReader<std::net::TcpStream>) {
     use std::io::Write;
+    let auth = key
+        .map(|k| format!("authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
     let addr = server.base.strip_prefix("http://").expect("http base");
     let body = body.to_string();
     let mut sock = std::net::TcpStream::connect(addr).expect("connect");
     write!(
         sock,
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("write request");

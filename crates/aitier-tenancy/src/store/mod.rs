@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::Limits;
 
-pub use sql::SqlStore;
+pub use sql::{redact_url, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -167,6 +167,7 @@ pub enum GroupBy {
     Key,
     Model,
     Day,
+    Status,
 }
 
 impl GroupBy {
@@ -178,9 +179,10 @@ impl GroupBy {
                 "key" => GroupBy::Key,
                 "model" => GroupBy::Model,
                 "day" => GroupBy::Day,
+                "status" => GroupBy::Status,
                 other => {
                     return Err(format!(
-                        "cannot group by `{other}`: use tenant, key, model or day"
+                        "cannot group by `{other}`: use tenant, key, model, day or status"
                     ))
                 }
             };
@@ -215,6 +217,8 @@ pub struct UsageRow {
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub day: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     pub requests: u64,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,

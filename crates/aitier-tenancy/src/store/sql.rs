@@ -504,6 +504,7 @@ impl Store for SqlStore {
                 GroupBy::Key => "key_id",
                 GroupBy::Model => "model",
                 GroupBy::Day => "(ts / 86400000)",
+                GroupBy::Status => "status",
             })
             .collect();
         let mut sql = String::from("SELECT ");
@@ -513,6 +514,7 @@ impl Store for SqlStore {
                 GroupBy::Key => "g_key",
                 GroupBy::Model => "g_model",
                 GroupBy::Day => "g_day",
+                GroupBy::Status => "g_status",
             };
             sql.push_str(&format!("{c} AS {alias}, "));
         }
@@ -580,6 +582,11 @@ impl Store for SqlStore {
                 },
                 day: if has(GroupBy::Day) {
                     Some(date_of(row.try_get::<i64, _>("g_day")? * DAY_MS))
+                } else {
+                    None
+                },
+                status: if has(GroupBy::Status) {
+                    row.try_get("g_status")?
                 } else {
                     None
                 },

@@ -1,0 +1,286 @@
+//! The admin API (`/admin/v1/...`), authorised by the admin token only:
+//! tenants, their keys, and usage across tenants.
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use aitier_tenancy::{Limits, StoreError, TenantPatch};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::routes::usage::{query_error, report};
+use crate::usage_report::UsageParams;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
+        .route(
+            "/admin/v1/tenants/{id}",
+            get(get_tenant).patch(update_tenant),
+        )
+        .route("/admin/v1/tenants/{id}/disable", post(disable_tenant))
+        .route(
+            "/admin/v1/tenants/{id}/keys",
+            post(create_key).get(list_tenant_keys),
+        )
+        .route("/admin/v1/keys", get(list_keys))
+        .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/admin/v1/usage", get(usage))
+}
+
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(what) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("not_found"),
+            None,
+            format!("{what} not found"),
+        ),
+        StoreError::Conflict(m) => ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            Some("conflict"),
+            None,
+            m,
+        ),
+        StoreError::Invalid(m) => ApiError::invalid(None, m),
+        StoreError::Db(detail) => {
+            tracing::error!(%detail, "tenancy store failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("store_unavailable"),
+                None,
+                "The tenancy database is unavailable.",
+            )
+        }
+    }
+}
+
+/// A body of limits plus a name. Serde cannot refuse unknown fields through
+/// `flatten`, so the name is taken out and the rest must be `Limits`.
+fn name_and_limits(
+    mut map: serde_json::Map<String, serde_json::Value>,
+) -> Result<(Option<String>, Limits), String> {
+    let name = match map.remove("name") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(_) => return Err("name: expected a string".into()),
+    };
+    let limits =
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+    Ok((name, limits))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+pub struct NewTenant {
+    pub name: String,
+    pub limits: Limits,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for NewTenant {
+    type Error = String;
+    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let (name, limits) = name_and_limits(map)?;
+        Ok(Self {
+            name: name.ok_or("missing field `name`")?,
+            limits,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+pub struct NewKey {
+    pub name: Option<String>,
+    pub limits: Limits,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for NewKey {
+    type Error = String;
+    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let (name, limits) = name_and_limits(map)?;
+        Ok(Self { name, limits })
+    }
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    OpenAiJson(body): OpenAiJson<NewTenant>,
+) -> Result<Response, ApiError> {
+    let t = state
+        .tenancy
+        .store()
+        .create_tenant(&body.name, &body.limits)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(tenant = %t.name, id = %t.id, "tenant created");
+    Ok((StatusCode::CREATED, Json(t)).into_response())
+}
+
+async fn list_tenants(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let list = state
+        .tenancy
+        .store()
+        .list_tenants()
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({"object": "list", "data": list})).into_response())
+}
+
+async fn get_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = state
+        .tenancy
+        .store()
+        .get_tenant(&id)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(t).into_response())
+}
+
+async fn update_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OpenAiJson(patch): OpenAiJson<TenantPatch>,
+) -> Result<Response, ApiError> {
+    let t = state
+        .tenancy
+        .store()
+        .update_tenant(&id, &patch)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(t).into_response())
+}
+
+async fn disable_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let patch = TenantPatch {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    let t = state
+        .tenancy
+        .store()
+        .update_tenant(&id, &patch)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(tenant = %t.name, "tenant disabled");
+    Ok(Json(t).into_response())
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: a key with no name and no limits of its own.
+    let body: NewKey = if body.iter().all(u8::is_ascii_whitespace) {
+        NewKey::default()
+    } else {
+        crate::extract::parse(&body)?
+    };
+    let (key, full) = state
+        .tenancy
+        .store()
+        .create_key(&id, body.name.as_deref(), &body.limits)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(tenant = %key.tenant_id, key = %key.id, "key created");
+    let mut value = serde_json::to_value(&key).map_err(|_| ApiError::internal())?;
+    value["key"] = json!(full);
+    Ok((StatusCode::CREATED, Json(value)).into_response())
+}
+
+async fn list_tenant_keys(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let list = state
+        .tenancy
+        .store()
+        .list_keys(Some(&id))
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({"object": "list", "data": list})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFilter {
+    tenant: Option<String>,
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    q: Result<Query<KeyFilter>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(f) = q.map_err(query_error)?;
+    let list = state
+        .tenancy
+        .store()
+        .list_keys(f.tenant.as_deref())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({"object": "list", "data": list})).into_response())
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = state
+        .tenancy
+        .store()
+        .revoke_key(&id)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(key = %key.id, "key revoked");
+    Ok(Json(key).into_response())
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    q: Result<Query<UsageParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = q.map_err(query_error)?;
+    let tenant = match &params.tenant {
+        Some(t) => Some(
+            state
+                .tenancy
+                .store()
+                .get_tenant(t)
+                .await
+                .map_err(store_error)?
+                .id,
+        ),
+        None => None,
+    };
+    report(&state, params, tenant).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_take_limits_and_refuse_unknown_fields() {
+        let t: NewTenant =
+            serde_json::from_str(r#"{"name":"a","rpm":5,"models":["m"]}"#).expect("valid");
+        assert_eq!((t.name.as_str(), t.limits.rpm), ("a", Some(5)));
+        assert!(serde_json::from_str::<NewTenant>(r#"{"name":"a","rpn":5}"#).is_err());
+        assert!(serde_json::from_str::<NewKey>(r#"{"nmae":"x"}"#).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Usage reports shared by the admin API, a tenant's own `/v1/usage` and
+//! the `aitier usage` command: the query's parameters and the JSON, CSV and
+//! table renderings.
+use serde::Deserialize;
+
+use aitier_tenancy::clock::{parse_date, DAY_MS};
+use aitier_tenancy::{GroupBy, UsageQuery, UsageRow};
+
+/// Query parameters: `group_by=tenant,key,model,day,status`, `from`/`to` as UTC
+/// dates (both inclusive), filters, and `format=json|csv`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    pub group_by: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub tenant: Option<String>,
+    pub key: Option<String>,
+    pub model: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Table,
+}
+
+impl Format {
+    pub fn parse(text: Option<&str>, default: Format) -> Result<Format, String> {
+        match text {
+            None => Ok(default),
+            Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some("table") => Ok(Format::Table),
+            Some(other) => Err(format!("unknown format `{other}`: use json, csv or table")),
+        }
+    }
+}
+
+pub const DEFAULT_GROUP_BY: &str = "tenant,model,day";
+
+impl UsageParams {
+    /// The store query, with `tenant` resolved by the caller (an id).
+    pub fn query(&self, tenant_id: Option<String>) -> Result<UsageQuery, (String, String)> {
+        let group_by = GroupBy::parse_list(self.group_by.as_deref().unwrap_or(DEFAULT_GROUP_BY))
+            .map_err(|e| ("group_by".to_string(), e))?;
+        let date = |name: &str, v: &Option<String>| -> Result<Option<i64>, (String, String)> {
+            v.as_deref()
+                .map(|d| {
+                    parse_date(d).ok_or_else(|| {
+                        (
+                            name.to_string(),
+                            format!("`{d}` is not a date like 2026-11-29"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        Ok(UsageQuery {
+            group_by,
+            tenant: tenant_id,
+            key: self.key.clone(),
+            model: self.model.clone(),
+            from: date("from", &self.from)?,
+            to: date("to", &self.to)?.map(|d| d + DAY_MS),
+        })
+    }
+}
+
+const COLUMNS: [&str; 5] = [
+    "requests",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "total_tokens",
+];
+
+fn header(group_by: &[GroupBy]) -> Vec<&'static str> {
+    let mut h: Vec<&str> = group_by
+        .iter()
+        .map(|g| match g {
+            GroupBy::Tenant => "tenant_id",
+            GroupBy::Key => "key_id",
+            GroupBy::Model => "model",
+            GroupBy::Day => "day",
+            GroupBy::Status => "status",
+        })
+        .collect();
+    h.extend(COLUMNS);
+    h
+}
+
+fn cells(group_by: &[GroupBy], r: &UsageRow) -> Vec<String> {
+    let mut c: Vec<String> = group_by
+        .iter()
+        .map(|g| {
+            match g {
+                GroupBy::Tenant => r.tenant_id.clone(),
+                GroupBy::Key => r.key_id.clone(),
+                GroupBy::Model => r.model.clone(),
+                GroupBy::Day => r.day.clone(),
+                GroupBy::Status => r.status.clone(),
+            }
+            .unwrap_or_default()
+        })
+        .collect();
+    c.extend(
+        [
+            r.requests,
+            r.prompt_tokens,
+            r.cached_tokens,
+            r.completion_tokens,
+            r.total_tokens,
+        ]
+        .map(|n| n.to_string()),
+    );
+    c
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn to_csv(group_by: &[GroupBy], rows: &[UsageRow]) -> String {
+    let mut out = header(group_by).join(",");
+    out.push('\n');
+    for r in rows {
+        let line: Vec<String> = cells(group_by, r).iter().map(|c| csv_field(c)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn to_table(group_by: &[GroupBy], rows: &[UsageRow]) -> String {
+    let head: Vec<String> = header(group_by).into_iter().map(String::from).collect();
+    let body: Vec<Vec<String>> = rows.iter().map(|r| cells(group_by, r)).collect();
+    render_table(&head, &body)
+}
+
+/// Columns padded to their widest cell.
+pub fn render_table(head: &[String], body: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for row in body {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(head);
+    for row in body {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        let rows = vec![UsageRow {
+            tenant_id: None,
+            key_id: None,
+            model: Some("a,b".into()),
+            day: Some("2026-11-29".into()),
+            status: None,
+            requests: 2,
+            prompt_tokens: 3,
+            cached_tokens: 1,
+            completion_tokens: 4,
+            total_tokens: 7,
+        }];
+        assert_eq!(
+            to_csv(&[GroupBy::Model, GroupBy::Day], &rows),
+            "model,day,requests,prompt_tokens,cached_tokens,completion_tokens,total_tokens\n\"a,b\",2026-11-29,2,3,1,4,7\n"
+        );
+    }
+
+    #[test]
+    fn dates_are_inclusive_and_checked() {
+        let p = UsageParams {
+            from: Some("2026-11-01".into()),
+            to: Some("2026-11-01".into()),
+            ..Default::default()
+        };
+        let q = p.query(None).expect("valid");
+        assert_eq!(q.to.unwrap_or(0) - q.from.unwrap_or(0), DAY_MS);
+        let bad = UsageParams {
+            to: Some("yesterday".into()),
+            ..Default::default()
+        };
+        assert_eq!(bad.query(None).expect_err("bad").0, "to");
+    }
+}
