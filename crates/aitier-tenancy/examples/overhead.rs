@@ -3,14 +3,14 @@
 //! token-rate and budget admission (one reserving transaction). The ledger
 //! row is written off the request path and not timed.
 //!
-//! `cargo run --release --example overhead -p aitier-tenancy -- [DATABASE_URL] [N]`
+//! `cargo run --release --example overhead -p aitier-tenancy -- [sqlite|postgres|URL] [N]`
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aitier_core::{GenEvent, RequestSize};
 use aitier_protocol::Usage;
 use aitier_tenancy::limits::BudgetPeriod;
-use aitier_tenancy::testing::sqlite_url;
+use aitier_tenancy::testing::{postgres_url, sqlite_url};
 use aitier_tenancy::{Limits, MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -21,7 +21,15 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(sqlite_url);
+    // `sqlite` (default) or `postgres` make a fresh database; the latter on
+    // the server in AITIER_TEST_POSTGRES_URL.
+    let url = match args.next().as_deref() {
+        None | Some("sqlite") => sqlite_url(),
+        Some("postgres") => postgres_url()
+            .await
+            .ok_or("AITIER_TEST_POSTGRES_URL is not set")?,
+        Some(url) => url.to_string(),
+    };
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2000);
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await?);
     let backend = store.backend();
@@ -38,49 +46,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         budget_period: Some(BudgetPeriod::Month),
         ..Default::default()
     };
-    let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    store.create_tenant(&name, &limits).await?;
-    let (_, key) = store.create_key(&name, None, &limits).await?;
+    let none = Limits::default();
     let size = RequestSize {
         prompt_tokens: 40,
         choices: 1,
         max_tokens: Some(128),
         completion_cap: 128,
     };
-    let mut auth_only = Vec::with_capacity(n);
-    let mut full = Vec::with_capacity(n);
-    for i in 0..n + n / 10 {
-        let t0 = Instant::now();
-        let principal = tenancy.authenticate(Some(&key)).await?;
-        let t1 = Instant::now();
-        let ticket = tenancy
-            .begin(&principal, &name, "m", &format!("r{i}"))
-            .await?;
-        ticket.hooks().admit(size).await?;
-        let t2 = Instant::now();
-        ticket.observe(&GenEvent::Done {
-            usage: Usage::new(40, 128, 0),
-        });
-        drop(ticket);
-        // The first tenth warms connections and caches.
-        if i >= n / 10 {
-            auth_only.push(t1 - t0);
-            full.push(t2 - t0);
+    println!("{backend}, {n} requests, microseconds per request (p50 / p99):");
+    for (label, tenant_limits, key_limits) in [
+        ("key check only (no limits set)", &none, &none),
+        ("tenant: rpm, tpm, concurrency, budget", &limits, &none),
+        ("tenant and key: all limits, two budgets", &limits, &limits),
+    ] {
+        let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        store.create_tenant(&name, tenant_limits).await?;
+        let (_, key) = store.create_key(&name, None, key_limits).await?;
+        let mut took = Vec::with_capacity(n);
+        for i in 0..n + n / 10 {
+            let t0 = Instant::now();
+            let principal = tenancy.authenticate(Some(&key)).await?;
+            let ticket = tenancy
+                .begin(&principal, &name, "m", &format!("r{i}"))
+                .await?;
+            ticket.hooks().admit(size).await?;
+            let t1 = Instant::now();
+            ticket.observe(&GenEvent::Done {
+                usage: Usage::new(40, 128, 0),
+            });
+            drop(ticket);
+            // The first tenth warms connections and caches.
+            if i >= n / 10 {
+                took.push(t1 - t0);
+            }
+            // Let the ledger write as it would between requests.
+            if i % 64 == 0 {
+                tenancy.ledger().flush().await;
+            }
         }
-        // Let the ledger write as it would between requests.
-        if i % 64 == 0 {
-            tenancy.ledger().flush().await;
-        }
+        tenancy.ledger().flush().await;
+        took.sort();
+        println!(
+            "  {label:<42} {:>6.0} / {:>6.0}",
+            pct(&took, 0.5),
+            pct(&took, 0.99)
+        );
     }
-    tenancy.ledger().flush().await;
-    auth_only.sort();
-    full.sort();
-    println!(
-        "{backend}: n={n} auth p50 {:.0} us p99 {:.0} us | auth+limits+budget p50 {:.0} us p99 {:.0} us",
-        pct(&auth_only, 0.5),
-        pct(&auth_only, 0.99),
-        pct(&full, 0.5),
-        pct(&full, 0.99)
-    );
     Ok(())
 }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::{Store, UsageRecord};
 
 const BATCH: usize = 512;
+const LINGER: Duration = Duration::from_millis(20);
 
 enum Cmd {
     Row(Box<UsageRecord>),
@@ -53,12 +54,20 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>)
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Cmd::Row(r) => rows.push(*r),
-                Cmd::Flush(done) => waiting.push(done),
+        for round in 0..2 {
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Cmd::Row(r) => rows.push(*r),
+                    Cmd::Flush(done) => waiting.push(done),
+                }
+                if rows.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
             }
-            if rows.len() < BATCH {
+            // A short linger gathers the rows of concurrent requests into one
+            // transaction, so writes take the database's lock less often.
+            if round == 0 && waiting.is_empty() && rows.len() < BATCH {
+                tokio::time::sleep(LINGER).await;
                 next = rx.try_recv().ok();
             }
         }

@@ -37,6 +37,8 @@ CREATE TABLE budget_usage (
     period   TEXT NOT NULL,
     used     BIGINT NOT NULL DEFAULT 0,
     reserved BIGINT NOT NULL DEFAULT 0,
+    -- The budget as of the last hold: lets one statement check several.
+    budget_limit BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, period)
 );
 

@@ -1,6 +1,7 @@
 //! The store on SQLite or PostgreSQL through sqlx's `Any` driver. Queries
 //! are written once in the dialect both accept (`$n` parameters, BIGINT
 //! columns, `ON CONFLICT`); only the migrations differ.
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -15,11 +16,18 @@ use crate::clock::{date_of, now_ms, DAY_MS};
 use crate::keys;
 use crate::limits::{BudgetPeriod, Limits};
 
+/// Ledger rows per INSERT: 14 parameters each, well under both databases' limits.
+const INSERT_CHUNK: usize = 100;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 pub struct SqlStore {
     pool: AnyPool,
+    /// Writes go through here. On SQLite it is one connection, so writers
+    /// queue in this process instead of sleeping in SQLite's busy handler
+    /// (1 ms and up per retry); on PostgreSQL it is the same pool.
+    writer: AnyPool,
     postgres: bool,
 }
 
@@ -116,32 +124,46 @@ impl SqlStore {
         } else {
             sqlite_url(url)?
         };
-        let mut opts = AnyPoolOptions::new().max_connections(if postgres { 16 } else { 8 });
-        if !postgres {
-            opts = opts.after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL and NORMAL sync: a commit costs a write, not an fsync.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = opts
-            .connect(&url)
-            .await
-            .map_err(|e| StoreError::Db(format!("connecting to {}: {e}", redact_url(&url))))?;
+        let connect = |max: u32| {
+            let mut opts = AnyPoolOptions::new().max_connections(max);
+            if !postgres {
+                opts = opts.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL and NORMAL sync: a commit costs a write, not an fsync.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        Ok(())
+                    })
+                });
+            }
+            let url = url.clone();
+            async move {
+                opts.connect(&url)
+                    .await
+                    .map_err(|e| StoreError::Db(format!("connecting to {}: {e}", redact_url(&url))))
+            }
+        };
+        let pool = connect(if postgres { 16 } else { 8 }).await?;
+        let writer = if postgres {
+            pool.clone()
+        } else {
+            connect(1).await?
+        };
         let migrator = if postgres {
             &POSTGRES_MIGRATIONS
         } else {
             &SQLITE_MIGRATIONS
         };
         migrator
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| StoreError::Db(format!("migrating: {e}")))?;
-        Ok(Self { pool, postgres })
+        Ok(Self {
+            pool,
+            writer,
+            postgres,
+        })
     }
 
     async fn fetch_tenant(&self, id_or_name: &str) -> Result<Option<Tenant>, StoreError> {
@@ -226,7 +248,7 @@ impl Store for SqlStore {
         .bind(i(limits.budget_tokens))
         .bind(limits.budget_period.map(|p| p.as_str().to_string()))
         .bind(limits.weight.map(i64::from))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match res {
             Ok(_) => Ok(t),
@@ -275,7 +297,7 @@ impl Store for SqlStore {
         .bind(i(l.budget_tokens))
         .bind(l.budget_period.map(|p| p.as_str().to_string()))
         .bind(l.weight.map(i64::from))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match res {
             Ok(_) => Ok(t),
@@ -321,7 +343,7 @@ impl Store for SqlStore {
         .bind(i(limits.budget_tokens))
         .bind(limits.budget_period.map(|p| p.as_str().to_string()))
         .bind(limits.weight.map(i64::from))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok((key, minted.full))
     }
@@ -352,7 +374,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let row = sqlx::query(&format!(
             "SELECT {KEY_COLS} FROM api_keys k WHERE k.id = $1"
@@ -415,81 +437,129 @@ impl Store for SqlStore {
     }
 
     async fn reserve(&self, holds: &[Reservation]) -> Result<Option<String>, StoreError> {
+        if let Some(h) = holds.iter().find(|h| h.limit == 0) {
+            return Ok(Some(h.scope.clone()));
+        }
         if holds.is_empty() {
             return Ok(None);
         }
-        let mut tx = self.pool.begin().await?;
+        // One statement for every counter: a counter takes the hold only
+        // while it is under its limit, so however many requests race here
+        // the overshoot is at most one hold.
+        let mut sql = String::from(
+            "INSERT INTO budget_usage (scope, period, used, reserved, budget_limit) VALUES ",
+        );
+        for k in 0..holds.len() {
+            let b = k * 4;
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, 0, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4
+            ));
+        }
+        sql.push_str(
+            " ON CONFLICT (scope, period) DO UPDATE SET \
+             reserved = budget_usage.reserved + excluded.reserved, budget_limit = excluded.budget_limit \
+             WHERE budget_usage.used + budget_usage.reserved < excluded.budget_limit RETURNING scope",
+        );
+        let mut q = sqlx::query(&sql);
         for h in holds {
+            q = q
+                .bind(&h.scope)
+                .bind(&h.period)
+                .bind(i(Some(h.tokens)))
+                .bind(i(Some(h.limit)));
+        }
+        let held: Vec<String> = q
+            .fetch_all(&self.writer)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("scope"))
+            .collect::<Result<_, _>>()?;
+        if held.len() == holds.len() {
+            return Ok(None);
+        }
+        // Some counter is spent: give back what the others took.
+        for h in holds.iter().filter(|h| held.contains(&h.scope)) {
             sqlx::query(
-                "INSERT INTO budget_usage (scope, period, used, reserved) VALUES ($1, $2, 0, 0) \
-                 ON CONFLICT (scope, period) DO NOTHING",
-            )
-            .bind(&h.scope)
-            .bind(&h.period)
-            .execute(&mut *tx)
-            .await?;
-            // Admitted while anything is left: the overshoot is at most this
-            // one hold, however many requests race here.
-            let done = sqlx::query(
-                "UPDATE budget_usage SET reserved = reserved + $3 \
-                 WHERE scope = $1 AND period = $2 AND used + reserved < $4",
+                "UPDATE budget_usage SET reserved = reserved - $3 WHERE scope = $1 AND period = $2",
             )
             .bind(&h.scope)
             .bind(&h.period)
             .bind(i(Some(h.tokens)))
-            .bind(i(Some(h.limit)))
-            .execute(&mut *tx)
+            .execute(&self.writer)
             .await?;
-            if done.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(Some(h.scope.clone()));
-            }
         }
-        tx.commit().await?;
-        Ok(None)
+        let spent = holds.iter().find(|h| !held.contains(&h.scope));
+        Ok(spent.map(|h| h.scope.clone()))
     }
 
     async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        // Each counter is settled once per batch, last, so that its row lock
+        // (PostgreSQL) is held for as short a time as possible.
+        let mut settle: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
         for r in rows {
-            sqlx::query(
+            let used = i(Some(r.prompt_tokens + r.completion_tokens)).unwrap_or(0);
+            for h in &r.reservations {
+                let e = settle.entry((&h.scope, &h.period)).or_default();
+                e.0 += used;
+                e.1 += i(Some(h.tokens)).unwrap_or(0);
+            }
+        }
+        let mut tx = self.writer.begin().await?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut sql = String::from(
                 "INSERT INTO usage_records (ts, request_id, tenant_id, key_id, model, provider, \
                  prompt_tokens, cached_tokens, completion_tokens, ttft_ms, duration_ms, status, \
-                 finish_reason, estimated) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 finish_reason, estimated) VALUES ",
+            );
+            for k in 0..chunk.len() {
+                if k > 0 {
+                    sql.push_str(", ");
+                }
+                let b = k * 14;
+                let params: Vec<String> = (1..=14).map(|j| format!("${}", b + j)).collect();
+                sql.push_str(&format!("({})", params.join(", ")));
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.ts)
+                    .bind(&r.request_id)
+                    .bind(&r.tenant_id)
+                    .bind(r.key_id.clone())
+                    .bind(&r.model)
+                    .bind(&r.provider)
+                    .bind(i(Some(r.prompt_tokens)))
+                    .bind(i(Some(r.cached_tokens)))
+                    .bind(i(Some(r.completion_tokens)))
+                    .bind(i(r.ttft_ms))
+                    .bind(i(Some(r.duration_ms)))
+                    .bind(&r.status)
+                    .bind(r.finish_reason.clone())
+                    .bind(i64::from(r.estimated));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for ((scope, period), (used, held)) in settle {
+            sqlx::query(
+                "UPDATE budget_usage SET used = used + $3, reserved = reserved - $4 \
+                 WHERE scope = $1 AND period = $2",
             )
-            .bind(r.ts)
-            .bind(&r.request_id)
-            .bind(&r.tenant_id)
-            .bind(r.key_id.clone())
-            .bind(&r.model)
-            .bind(&r.provider)
-            .bind(i(Some(r.prompt_tokens)))
-            .bind(i(Some(r.cached_tokens)))
-            .bind(i(Some(r.completion_tokens)))
-            .bind(i(r.ttft_ms))
-            .bind(i(Some(r.duration_ms)))
-            .bind(&r.status)
-            .bind(r.finish_reason.clone())
-            .bind(i64::from(r.estimated))
+            .bind(scope)
+            .bind(period)
+            .bind(used)
+            .bind(held)
             .execute(&mut *tx)
             .await?;
-            let used = r.prompt_tokens + r.completion_tokens;
-            for h in &r.reservations {
-                sqlx::query(
-                    "UPDATE budget_usage SET used = used + $3, reserved = reserved - $4 \
-                     WHERE scope = $1 AND period = $2",
-                )
-                .bind(&h.scope)
-                .bind(&h.period)
-                .bind(i(Some(used)))
-                .bind(i(Some(h.tokens)))
-                .execute(&mut *tx)
-                .await?;
-            }
         }
         tx.commit().await?;
         Ok(())
