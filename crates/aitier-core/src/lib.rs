@@ -6,6 +6,7 @@
 //! It knows the OpenAI wire types only to validate them into domain types; it
 //! knows nothing of HTTP, llama.cpp or databases.
 
+pub mod calendar;
 pub mod error;
 pub mod event;
 pub mod provider;

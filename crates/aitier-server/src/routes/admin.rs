@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use aitier_tenancy::{Limits, StoreError, TenantPatch};
@@ -126,27 +126,25 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(t)).into_response())
 }
 
+/// A store answer as a JSON body.
+fn one<T: Serialize>(r: Result<T, StoreError>) -> Result<Response, ApiError> {
+    Ok(Json(r.map_err(store_error)?).into_response())
+}
+
+/// A store answer as an OpenAI-style list.
+fn list<T: Serialize>(r: Result<Vec<T>, StoreError>) -> Result<Response, ApiError> {
+    Ok(Json(json!({"object": "list", "data": r.map_err(store_error)?})).into_response())
+}
+
 async fn list_tenants(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let list = state
-        .tenancy
-        .store()
-        .list_tenants()
-        .await
-        .map_err(store_error)?;
-    Ok(Json(json!({"object": "list", "data": list})).into_response())
+    list(state.tenancy.store().list_tenants().await)
 }
 
 async fn get_tenant(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = state
-        .tenancy
-        .store()
-        .get_tenant(&id)
-        .await
-        .map_err(store_error)?;
-    Ok(Json(t).into_response())
+    one(state.tenancy.store().get_tenant(&id).await)
 }
 
 async fn update_tenant(
@@ -154,13 +152,7 @@ async fn update_tenant(
     Path(id): Path<String>,
     OpenAiJson(patch): OpenAiJson<TenantPatch>,
 ) -> Result<Response, ApiError> {
-    let t = state
-        .tenancy
-        .store()
-        .update_tenant(&id, &patch)
-        .await
-        .map_err(store_error)?;
-    Ok(Json(t).into_response())
+    one(state.tenancy.store().update_tenant(&id, &patch).await)
 }
 
 async fn disable_tenant(
@@ -171,14 +163,8 @@ async fn disable_tenant(
         disabled: Some(true),
         ..Default::default()
     };
-    let t = state
-        .tenancy
-        .store()
-        .update_tenant(&id, &patch)
-        .await
-        .map_err(store_error)?;
-    tracing::info!(tenant = %t.name, "tenant disabled");
-    Ok(Json(t).into_response())
+    tracing::info!(tenant = %id, "disabling tenant");
+    one(state.tenancy.store().update_tenant(&id, &patch).await)
 }
 
 async fn create_key(
@@ -208,13 +194,7 @@ async fn list_tenant_keys(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let list = state
-        .tenancy
-        .store()
-        .list_keys(Some(&id))
-        .await
-        .map_err(store_error)?;
-    Ok(Json(json!({"object": "list", "data": list})).into_response())
+    list(state.tenancy.store().list_keys(Some(&id)).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,27 +208,15 @@ async fn list_keys(
     q: Result<Query<KeyFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(f) = q.map_err(query_error)?;
-    let list = state
-        .tenancy
-        .store()
-        .list_keys(f.tenant.as_deref())
-        .await
-        .map_err(store_error)?;
-    Ok(Json(json!({"object": "list", "data": list})).into_response())
+    list(state.tenancy.store().list_keys(f.tenant.as_deref()).await)
 }
 
 async fn revoke_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let key = state
-        .tenancy
-        .store()
-        .revoke_key(&id)
-        .await
-        .map_err(store_error)?;
-    tracing::info!(key = %key.id, "key revoked");
-    Ok(Json(key).into_response())
+    tracing::info!(key = %id, "revoking key");
+    one(state.tenancy.store().revoke_key(&id).await)
 }
 
 async fn usage(

@@ -56,25 +56,25 @@ fn new_id(prefix: &str) -> String {
     )
 }
 
-fn opt_u64(row: &AnyRow, col: &str) -> Result<Option<u64>, sqlx::Error> {
-    Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v.max(0) as u64))
-}
-
-fn limits_from(row: &AnyRow) -> Result<Limits, sqlx::Error> {
-    let models = row
-        .try_get::<Option<String>, _>("models")?
-        .and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok());
+/// The limit columns, named with `prefix` (the tenant's columns in a join).
+fn limits_from(row: &AnyRow, prefix: &str) -> Result<Limits, sqlx::Error> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let num = |name: &str| -> Result<Option<u64>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(col(name).as_str())?
+            .map(|v| v.max(0) as u64))
+    };
+    let text = |name: &str| row.try_get::<Option<String>, _>(col(name).as_str());
     Ok(Limits {
-        models,
-        rpm: opt_u64(row, "rpm")?,
-        tpm: opt_u64(row, "tpm")?,
-        max_concurrent: opt_u64(row, "max_concurrent")?,
-        budget_tokens: opt_u64(row, "budget_tokens")?,
-        budget_period: row
-            .try_get::<Option<String>, _>("budget_period")?
+        models: text("models")?.and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok()),
+        rpm: num("rpm")?,
+        tpm: num("tpm")?,
+        max_concurrent: num("max_concurrent")?,
+        budget_tokens: num("budget_tokens")?,
+        budget_period: text("budget_period")?
             .as_deref()
             .and_then(BudgetPeriod::parse),
-        weight: opt_u64(row, "weight")?.map(|w| w.min(u32::MAX as u64) as u32),
+        weight: num("weight")?.map(|w| w.min(u32::MAX as u64) as u32),
     })
 }
 
@@ -84,7 +84,7 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
         name: row.try_get("name")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         created_at: row.try_get("created_at")?,
-        limits: limits_from(row)?,
+        limits: limits_from(row, "")?,
     })
 }
 
@@ -95,7 +95,7 @@ fn key_from(row: &AnyRow) -> Result<ApiKey, sqlx::Error> {
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
-        limits: limits_from(row)?,
+        limits: limits_from(row, "")?,
     })
 }
 
@@ -103,6 +103,19 @@ fn models_json(l: &Limits) -> Option<String> {
     l.models
         .as_ref()
         .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()))
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the seven limit columns, in the order `TENANT_COLS` lists them.
+fn bind_limits<'q>(q: AnyQuery<'q>, l: &Limits) -> AnyQuery<'q> {
+    q.bind(models_json(l))
+        .bind(i(l.rpm))
+        .bind(i(l.tpm))
+        .bind(i(l.max_concurrent))
+        .bind(i(l.budget_tokens))
+        .bind(l.budget_period.map(|p| p.as_str().to_string()))
+        .bind(l.weight.map(i64::from))
 }
 
 fn i(v: Option<u64>) -> Option<i64> {
@@ -235,21 +248,14 @@ impl Store for SqlStore {
             created_at: now_ms(),
             limits: limits.clone(),
         };
-        let res = sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO tenants ({TENANT_COLS}) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&t.id)
-        .bind(&t.name)
-        .bind(t.created_at)
-        .bind(models_json(limits))
-        .bind(i(limits.rpm))
-        .bind(i(limits.tpm))
-        .bind(i(limits.max_concurrent))
-        .bind(i(limits.budget_tokens))
-        .bind(limits.budget_period.map(|p| p.as_str().to_string()))
-        .bind(limits.weight.map(i64::from))
-        .execute(&self.writer)
-        .await;
+        );
+        let q = sqlx::query(&sql)
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.created_at);
+        let res = bind_limits(q, limits).execute(&self.writer).await;
         match res {
             Ok(_) => Ok(t),
             Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -282,23 +288,14 @@ impl Store for SqlStore {
         let mut t = self.get_tenant(id_or_name).await?;
         patch.apply(&mut t);
         t.limits.validate().map_err(StoreError::Invalid)?;
-        let l = &t.limits;
-        let res = sqlx::query(
+        let q = sqlx::query(
             "UPDATE tenants SET name = $2, disabled = $3, models = $4, rpm = $5, tpm = $6, \
              max_concurrent = $7, budget_tokens = $8, budget_period = $9, weight = $10 WHERE id = $1",
         )
         .bind(&t.id)
         .bind(&t.name)
-        .bind(i64::from(t.disabled))
-        .bind(models_json(l))
-        .bind(i(l.rpm))
-        .bind(i(l.tpm))
-        .bind(i(l.max_concurrent))
-        .bind(i(l.budget_tokens))
-        .bind(l.budget_period.map(|p| p.as_str().to_string()))
-        .bind(l.weight.map(i64::from))
-        .execute(&self.writer)
-        .await;
+        .bind(i64::from(t.disabled));
+        let res = bind_limits(q, &t.limits).execute(&self.writer).await;
         match res {
             Ok(_) => Ok(t),
             Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -326,7 +323,7 @@ impl Store for SqlStore {
             revoked_at: None,
             limits: limits.clone(),
         };
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, secret_hash, created_at, models, rpm, tpm, \
              max_concurrent, budget_tokens, budget_period, weight) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -335,16 +332,8 @@ impl Store for SqlStore {
         .bind(&key.tenant_id)
         .bind(key.name.clone())
         .bind(&minted.secret_hash)
-        .bind(key.created_at)
-        .bind(models_json(limits))
-        .bind(i(limits.rpm))
-        .bind(i(limits.tpm))
-        .bind(i(limits.max_concurrent))
-        .bind(i(limits.budget_tokens))
-        .bind(limits.budget_period.map(|p| p.as_str().to_string()))
-        .bind(limits.weight.map(i64::from))
-        .execute(&self.writer)
-        .await?;
+        .bind(key.created_at);
+        bind_limits(q, limits).execute(&self.writer).await?;
         Ok((key, minted.full))
     }
 
@@ -401,26 +390,12 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let t_models = row
-            .try_get::<Option<String>, _>("t_models")?
-            .and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok());
         let tenant = Tenant {
             id: row.try_get("t_id")?,
             name: row.try_get("t_name")?,
             disabled: row.try_get::<i64, _>("t_disabled")? != 0,
             created_at: row.try_get("t_created_at")?,
-            limits: Limits {
-                models: t_models,
-                rpm: opt_u64(&row, "t_rpm")?,
-                tpm: opt_u64(&row, "t_tpm")?,
-                max_concurrent: opt_u64(&row, "t_max_concurrent")?,
-                budget_tokens: opt_u64(&row, "t_budget_tokens")?,
-                budget_period: row
-                    .try_get::<Option<String>, _>("t_budget_period")?
-                    .as_deref()
-                    .and_then(BudgetPeriod::parse),
-                weight: opt_u64(&row, "t_weight")?.map(|w| w.min(u32::MAX as u64) as u32),
-            },
+            limits: limits_from(&row, "t_")?,
         };
         Ok(Some(KeyAuth {
             key: key_from(&row)?,
