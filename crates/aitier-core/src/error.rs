@@ -34,6 +34,15 @@ pub enum CoreError {
     /// A dependency the request cannot safely run without (the limit store).
     #[error("{message}")]
     Unavailable { message: String },
+    /// An upstream deployment failed before streaming anything. The
+    /// message names the deployment, never its address or credentials.
+    #[error("{message}")]
+    Upstream {
+        message: String,
+        /// Another attempt (or deployment) may succeed.
+        retryable: bool,
+        retry_after: Option<Duration>,
+    },
     #[error("the request timed out: {message}")]
     Timeout { message: String },
     /// Details go to the log; clients see a generic message.

@@ -44,8 +44,13 @@ pub struct RequestSize {
 /// request with that error. `generated` is called as tokens are produced,
 /// so that a request whose client went away is billed for what it used.
 pub trait RequestHooks: Send + Sync {
+    /// Only the first call counts: a router may try several deployments.
     fn admit(&self, size: RequestSize) -> BoxFuture<'_, Result<(), CoreError>>;
     fn generated(&self, tokens: u32);
+    /// The deployment that took the request, when a router chose one.
+    fn served_by(&self, _deployment: &str) {}
+    /// The usage is an estimate (an upstream that reported none).
+    fn usage_estimated(&self) {}
 }
 
 impl RequestCtx {

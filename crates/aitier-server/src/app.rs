@@ -50,6 +50,8 @@ pub struct AppState {
     pub scheduling: Arc<Scheduling>,
     pub tenancy: Arc<Tenancy>,
     pub admin_token: Option<Secret>,
+    /// Model → the models to try when it is unavailable.
+    pub fallbacks: Arc<std::collections::HashMap<String, Vec<String>>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

@@ -138,7 +138,7 @@ pub enum KeysCmd {
 
 #[derive(Debug, Args)]
 pub struct UsageCmd {
-    /// Group by any of tenant, key, model, day, status.
+    /// Group by any of tenant, key, model, provider, day, status.
     #[arg(long, default_value = crate::usage_report::DEFAULT_GROUP_BY)]
     pub group_by: String,
     /// First UTC day, YYYY-MM-DD.

@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use aitier_engine::EngineConfig;
 
+use crate::routing::{parse_upstream_flag, DeploymentConfig, FileDeployment, FileRouting, Routing};
+
 pub const DEFAULT_MODEL_NAME: &str = "smollm2-135m-instruct";
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const DEFAULT_PORT: u16 = 8080;
@@ -32,6 +34,10 @@ pub struct ServeArgs {
     /// models of the config file.
     #[arg(long = "model", value_name = "NAME=PATH")]
     pub models: Vec<String>,
+    /// Serve an OpenAI-compatible upstream under a name:
+    /// NAME=BASE_URL[#UPSTREAM_MODEL]. Repeatable; with --model, adds to it.
+    #[arg(long = "upstream", value_name = "NAME=URL")]
+    pub upstreams: Vec<String>,
     /// Where the embedded default model lives.
     #[arg(long, env = "AITIER_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
@@ -180,6 +186,8 @@ struct FileConfig {
     scheduler: FileScheduler,
     #[serde(default)]
     tenancy: FileTenancy,
+    #[serde(default)]
+    routing: FileRouting,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,7 +235,15 @@ struct FileEngine {
 #[serde(deny_unknown_fields)]
 struct FileModel {
     name: String,
-    path: PathBuf,
+    /// A local GGUF file; or give `deployments`.
+    path: Option<PathBuf>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    /// Models to try, in order, when every deployment of this one fails.
+    #[serde(default)]
+    fallbacks: Vec<String>,
+    #[serde(default)]
+    deployments: Vec<FileDeployment>,
     #[serde(flatten)]
     engine: FileEngine,
 }
@@ -235,7 +251,32 @@ struct FileModel {
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub name: String,
-    pub engine: EngineConfig,
+    pub aliases: Vec<String>,
+    pub fallbacks: Vec<String>,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+impl ModelConfig {
+    fn local(name: &str, engine: EngineConfig) -> Self {
+        Self {
+            name: name.to_string(),
+            aliases: vec![],
+            fallbacks: vec![],
+            deployments: vec![DeploymentConfig::Local {
+                name: name.to_string(),
+                engine,
+                weight: 1,
+            }],
+        }
+    }
+
+    /// The local engines among the deployments.
+    pub fn engines(&self) -> impl Iterator<Item = &EngineConfig> {
+        self.deployments.iter().filter_map(|d| match d {
+            DeploymentConfig::Local { engine, .. } => Some(engine),
+            DeploymentConfig::Upstream { .. } => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +287,7 @@ pub struct ServeConfig {
     pub models: Vec<ModelConfig>,
     pub scheduling: Scheduling,
     pub tenancy: TenancySettings,
+    pub routing: Routing,
 }
 
 /// How requests share a model's capacity.
@@ -388,36 +430,91 @@ impl ServeConfig {
                 .or(defaults.cache_cells);
             e
         };
+        let routing = Routing::from_file(&file.routing);
         let mut models = Vec::new();
-        if !args.models.is_empty() {
+        let from_flags = !args.models.is_empty() || !args.upstreams.is_empty();
+        if from_flags {
             for spec in &args.models {
                 let (name, path) = spec
                     .split_once('=')
                     .filter(|(n, p)| !n.is_empty() && !p.is_empty())
                     .ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
+                models.push(ModelConfig::local(
+                    name,
+                    engine_for(Path::new(path), &FileEngine::default()),
+                ));
+            }
+            for spec in &args.upstreams {
+                let (name, d) = parse_upstream_flag(spec)?;
+                let dep = DeploymentConfig::upstream(&name, 0, &d, &routing)?;
                 models.push(ModelConfig {
-                    name: name.to_string(),
-                    engine: engine_for(Path::new(path), &FileEngine::default()),
+                    name,
+                    aliases: vec![],
+                    fallbacks: vec![],
+                    deployments: vec![dep],
                 });
             }
         } else if !file.models.is_empty() {
             for m in &file.models {
+                let mut deployments = Vec::new();
+                if let Some(path) = &m.path {
+                    deployments.push(DeploymentConfig::Local {
+                        name: m.name.clone(),
+                        engine: engine_for(path, &m.engine),
+                        weight: 1,
+                    });
+                }
+                for (i, d) in m.deployments.iter().enumerate() {
+                    deployments.push(match DeploymentConfig::local_parts(d) {
+                        Some((name, path, weight)) => DeploymentConfig::Local {
+                            name: name.unwrap_or_else(|| format!("{}#{i}", m.name)),
+                            engine: engine_for(&path, &m.engine),
+                            weight,
+                        },
+                        None => DeploymentConfig::upstream(&m.name, i, d, &routing)?,
+                    });
+                }
+                if deployments.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "model `{}` needs a `path` or `deployments`",
+                        m.name
+                    )));
+                }
                 models.push(ModelConfig {
                     name: m.name.clone(),
-                    engine: engine_for(&m.path, &m.engine),
+                    aliases: m.aliases.clone(),
+                    fallbacks: m.fallbacks.clone(),
+                    deployments,
                 });
             }
         } else {
-            models.push(ModelConfig {
-                name: DEFAULT_MODEL_NAME.into(),
-                engine: engine_for(&models_dir.join(DEFAULT_MODEL_FILE), &FileEngine::default()),
-            });
+            models.push(ModelConfig::local(
+                DEFAULT_MODEL_NAME,
+                engine_for(&models_dir.join(DEFAULT_MODEL_FILE), &FileEngine::default()),
+            ));
         }
-        for (i, m) in models.iter().enumerate() {
-            if models[..i].iter().any(|o| o.name == m.name) {
-                return Err(ConfigError::DuplicateModel(m.name.clone()));
+        let names: Vec<&String> = models
+            .iter()
+            .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(ConfigError::DuplicateModel(n.to_string()));
             }
-            let e = &m.engine;
+        }
+        for m in &models {
+            if let Some(f) = m
+                .fallbacks
+                .iter()
+                .find(|f| !names.contains(f) || **f == m.name)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "model `{}`: fallback `{f}` is not another served model",
+                    m.name
+                )));
+            }
+        }
+        for (m, e) in models.iter().flat_map(|m| m.engines().map(move |e| (m, e))) {
             if e.slots == 0 || e.batch_size == 0 || e.queue_depth == 0 || e.ctx_per_slot < 16 {
                 return Err(ConfigError::Invalid(format!(
                     "model `{}`: slots, batch_size and queue_depth must be positive and ctx_size at least 16",
@@ -425,9 +522,7 @@ impl ServeConfig {
                 )));
             }
             if !e.path.is_file() {
-                let hint = if m.name == DEFAULT_MODEL_NAME
-                    && args.models.is_empty()
-                    && file.models.is_empty()
+                let hint = if m.name == DEFAULT_MODEL_NAME && !from_flags && file.models.is_empty()
                 {
                     "; run `make model` (or scripts/fetch-model.sh) to fetch the default model"
                         .to_string()
@@ -484,6 +579,7 @@ impl ServeConfig {
             models,
             scheduling,
             tenancy,
+            routing,
         })
     }
 }
@@ -522,8 +618,9 @@ mod tests {
         assert_eq!(c.port, 9100);
         assert_eq!(c.host.to_string(), "0.0.0.0");
         assert_eq!(c.models[0].name, "a");
-        assert_eq!(c.models[0].engine.slots, 2);
-        assert_eq!(c.models[0].engine.ctx_per_slot, 1024);
+        let engine = c.models[0].engines().next().expect("local");
+        assert_eq!(engine.slots, 2);
+        assert_eq!(engine.ctx_per_slot, 1024);
     }
 
     #[test]

@@ -167,6 +167,27 @@ impl From<CoreError> for ApiError {
                 None,
                 message,
             ),
+            CoreError::Upstream {
+                message,
+                retryable: true,
+                retry_after,
+            } => ApiError {
+                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("upstream_unavailable"),
+                    None,
+                    message,
+                )
+            },
+            CoreError::Upstream { message, .. } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                Some("upstream_error"),
+                None,
+                message,
+            ),
             e @ CoreError::Timeout { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",

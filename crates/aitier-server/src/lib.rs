@@ -11,6 +11,7 @@ pub mod extract;
 pub mod request_id;
 pub mod respond;
 pub mod routes;
+pub mod routing;
 pub mod serve;
 pub mod start;
 pub mod usage_report;

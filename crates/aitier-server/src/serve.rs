@@ -3,8 +3,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aitier_core::{ModelRegistry, Provider};
-use aitier_engine::LocalModel;
+use aitier_core::ModelRegistry;
 use aitier_tenancy::store::redact_url;
 use aitier_tenancy::{MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
 use axum::serve::ListenerExt;
@@ -45,34 +44,20 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let tenancy = tenancy(&cfg).await?;
     let registry = Arc::new(ModelRegistry::new());
-    for m in &cfg.models {
-        registry.declare(&m.name);
-    }
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find a port-0 listener.
     println!("aitier listening on http://{addr}");
     std::io::stdout().flush()?;
+    crate::routing::start_models(&registry, &cfg.models, &cfg.routing);
     tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
-    for m in cfg.models.clone() {
-        let registry = registry.clone();
-        tokio::task::spawn_blocking(move || match LocalModel::load(&m.engine) {
-            Ok(model) => {
-                tracing::info!(model = %m.name, path = %m.engine.path.display(), context = model.info().context_length, "model ready");
-                registry.set_ready(&m.name, model);
-            }
-            Err(e) => {
-                tracing::error!(model = %m.name, error = %e, "model failed to load");
-                registry.set_failed(&m.name, e.to_string());
-            }
-        });
-    }
     let state = AppState {
         registry,
         started_at: unix_now(),
         scheduling: Arc::new(cfg.scheduling.clone()),
         tenancy: tenancy.clone(),
         admin_token: cfg.tenancy.admin_token.clone(),
+        fallbacks: Arc::new(crate::routing::fallbacks(&cfg.models)),
     };
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
     // previous one is acknowledged: ~40 ms added to time-to-first-token.

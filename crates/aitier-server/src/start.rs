@@ -1,12 +1,12 @@
 //! Starting a generation for an authenticated caller: the model must exist
-//! and be allowed, the rate limits must let the request in, and its ticket
-//! follows the event stream so that its ledger row is written however the
-//! stream ends.
+//! and be allowed, the rate limits must let the request in, the model's
+//! fallbacks are tried when it is unavailable, and the ticket follows the
+//! event stream so that its ledger row is written however the stream ends.
 use std::time::Instant;
 
 use futures::StreamExt;
 
-use aitier_core::{EventStream, GenerateRequest, RequestCtx};
+use aitier_core::{CoreError, EventStream, GenerateRequest, RequestCtx};
 use aitier_tenancy::Principal;
 
 use crate::app::AppState;
@@ -37,6 +37,18 @@ pub fn check_model(principal: &Principal, model: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Errors after which a fallback model may do better.
+fn try_fallback(e: &CoreError) -> bool {
+    matches!(
+        e,
+        CoreError::Upstream {
+            retryable: true,
+            ..
+        } | CoreError::Overloaded { .. }
+            | CoreError::ModelNotReady { .. }
+    )
+}
+
 pub async fn generate(
     state: &AppState,
     caller: Caller<'_>,
@@ -50,6 +62,7 @@ pub async fn generate(
         .tenancy
         .begin(caller.principal, &label, model, caller.request_id)
         .await?;
+    let hooks = ticket.hooks();
     let ctx = RequestCtx {
         request_id: caller.request_id.to_string(),
         weight: caller
@@ -62,9 +75,27 @@ pub async fn generate(
             .map(str::to_string)
             .unwrap_or(label),
         deadline: Some(Instant::now() + state.scheduling.queue_timeout),
-        hooks: Some(ticket.hooks()),
+        hooks: Some(hooks.clone()),
     };
-    match provider.generate(gen, ctx).await {
+    let fallbacks = state.fallbacks.get(model).cloned().unwrap_or_default();
+    let mut result = provider.generate(gen.clone(), ctx.clone()).await;
+    for name in &fallbacks {
+        match &result {
+            Err(e) if try_fallback(e) => {}
+            _ => break,
+        }
+        // A fallback the key may not use, or one not up, is passed over.
+        let Ok(next) = state.registry.resolve(name) else {
+            continue;
+        };
+        if !caller.principal.allows_model(name) {
+            continue;
+        }
+        tracing::warn!(from = %model, to = %name, "falling back");
+        hooks.served_by(name);
+        result = next.generate(gen.clone(), ctx.clone()).await;
+    }
+    match result {
         // The ticket lives as long as the stream: dropped early, it bills
         // what was generated.
         Ok(events) => Ok(events.inspect(move |ev| ticket.observe(ev)).boxed()),

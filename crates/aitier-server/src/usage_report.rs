@@ -6,7 +6,7 @@ use serde::Deserialize;
 use aitier_tenancy::clock::{parse_date, DAY_MS};
 use aitier_tenancy::{GroupBy, UsageQuery, UsageRow};
 
-/// Query parameters: `group_by=tenant,key,model,day,status`, `from`/`to` as UTC
+/// Query parameters: `group_by=tenant,key,model,provider,day,status`, `from`/`to` as UTC
 /// dates (both inclusive), filters, and `format=json|csv`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +86,7 @@ fn header(group_by: &[GroupBy]) -> Vec<&'static str> {
             GroupBy::Model => "model",
             GroupBy::Day => "day",
             GroupBy::Status => "status",
+            GroupBy::Provider => "provider",
         })
         .collect();
     h.extend(COLUMNS);
@@ -102,6 +103,7 @@ fn cells(group_by: &[GroupBy], r: &UsageRow) -> Vec<String> {
                 GroupBy::Model => r.model.clone(),
                 GroupBy::Day => r.day.clone(),
                 GroupBy::Status => r.status.clone(),
+                GroupBy::Provider => r.provider.clone(),
             }
             .unwrap_or_default()
         })
@@ -179,6 +181,7 @@ mod tests {
             model: Some("a,b".into()),
             day: Some("2026-11-29".into()),
             status: None,
+            provider: None,
             requests: 2,
             prompt_tokens: 3,
             cached_tokens: 1,

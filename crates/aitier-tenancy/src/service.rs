@@ -2,8 +2,8 @@
 //! may they use this model, and may this request start (`begin`, then the
 //! ticket's `admit` once the provider knows its size). The ticket follows
 //! the request to its end and writes its ledger row.
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aitier_core::CoreError;
 
@@ -99,7 +99,14 @@ pub struct Tenancy {
     pub(crate) limiter: Arc<dyn Limiter>,
     pub(crate) ledger: Ledger,
     pub(crate) config: TenancyConfig,
+    /// Whether any active key existed, and when that was read: requests
+    /// without a key would otherwise cost a query each in open mode.
+    keys_seen: Mutex<Option<(Instant, bool)>>,
 }
+
+/// How long "no key exists" is trusted. A key made through this process
+/// counts at once; one made by another process within this time.
+const KEYS_SEEN_TTL: Duration = Duration::from_secs(1);
 
 /// One `x-ratelimit-*` triple's worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +173,7 @@ impl Tenancy {
             limiter,
             ledger,
             config,
+            keys_seen: Mutex::new(None),
         })
     }
 
@@ -195,7 +203,7 @@ impl Tenancy {
                 return Ok(Principal::Key(Arc::new(found)));
             }
         }
-        if self.config.allow_open && !self.store.has_active_keys().await? {
+        if self.config.allow_open && !self.any_active_key().await? {
             return Ok(Principal::Open);
         }
         Err(if bearer.is_some() {
@@ -294,6 +302,23 @@ impl Tenancy {
             }
         }
         Ok(out)
+    }
+
+    async fn any_active_key(&self) -> Result<bool, StoreError> {
+        let cached = *self.keys_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, any)) = cached {
+            if at.elapsed() < KEYS_SEEN_TTL {
+                return Ok(any);
+            }
+        }
+        let any = self.store.has_active_keys().await?;
+        *self.keys_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), any));
+        Ok(any)
+    }
+
+    /// Forgets whether keys exist: call after creating or revoking one.
+    pub fn keys_changed(&self) {
+        *self.keys_seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub(crate) fn now_ms() -> i64 {

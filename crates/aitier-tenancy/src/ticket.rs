@@ -41,6 +41,8 @@ struct State {
     prompt_tokens: u32,
     first_token: Option<Duration>,
     finish_reason: Option<&'static str>,
+    admitted: bool,
+    estimated: bool,
     done: bool,
 }
 
@@ -56,6 +58,7 @@ fn status_of(e: &CoreError) -> &'static str {
         CoreError::RateLimited { .. } => "rate_limited",
         CoreError::QuotaExceeded { .. } => "quota_exceeded",
         CoreError::Timeout { .. } => "timeout",
+        CoreError::Upstream { .. } => "upstream_error",
         CoreError::Overloaded { .. } => "overloaded",
         CoreError::InvalidRequest { .. } | CoreError::ContextLengthExceeded { .. } => "invalid",
         _ => "error",
@@ -207,7 +210,7 @@ impl Inner {
             } else {
                 None
             },
-            estimated: false,
+            estimated: s.estimated,
             reservations: std::mem::take(&mut s.holds),
         };
         drop(s);
@@ -215,6 +218,9 @@ impl Inner {
     }
 
     async fn admit_inner(&self, size: RequestSize) -> Result<(), CoreError> {
+        if std::mem::replace(&mut self.state().admitted, true) {
+            return Ok(());
+        }
         let per_choice = size
             .max_tokens
             .unwrap_or(self.tenancy.config.default_completion_reserve);
@@ -302,5 +308,13 @@ impl RequestHooks for Inner {
 
     fn generated(&self, tokens: u32) {
         self.generated.fetch_add(tokens, Ordering::Relaxed);
+    }
+
+    fn served_by(&self, deployment: &str) {
+        self.state().provider = Some(deployment.to_string());
+    }
+
+    fn usage_estimated(&self) {
+        self.state().estimated = true;
     }
 }

@@ -164,7 +164,9 @@ async fn disable_tenant(
         ..Default::default()
     };
     tracing::info!(tenant = %id, "disabling tenant");
-    one(state.tenancy.store().update_tenant(&id, &patch).await)
+    let disabled = state.tenancy.store().update_tenant(&id, &patch).await;
+    state.tenancy.keys_changed();
+    one(disabled)
 }
 
 async fn create_key(
@@ -184,6 +186,7 @@ async fn create_key(
         .create_key(&id, body.name.as_deref(), &body.limits)
         .await
         .map_err(store_error)?;
+    state.tenancy.keys_changed();
     tracing::info!(tenant = %key.tenant_id, key = %key.id, "key created");
     let mut value = serde_json::to_value(&key).map_err(|_| ApiError::internal())?;
     value["key"] = json!(full);
@@ -216,7 +219,9 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     tracing::info!(key = %id, "revoking key");
-    one(state.tenancy.store().revoke_key(&id).await)
+    let revoked = state.tenancy.store().revoke_key(&id).await;
+    state.tenancy.keys_changed();
+    one(revoked)
 }
 
 async fn usage(

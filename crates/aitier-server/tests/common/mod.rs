@@ -2,6 +2,9 @@
 //! model, and stops it when dropped.
 #![allow(dead_code)]
 
+pub mod fault;
+pub mod suite;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -35,11 +38,17 @@ pub fn default_model() -> PathBuf {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        let model = default_model();
+        let model = format!("smollm2-135m-instruct={}", default_model().display());
+        let mut args = vec!["--model", model.as_str()];
+        args.extend_from_slice(extra);
+        Server::start_raw(&args)
+    }
+
+    /// Starts with only these arguments (plus host, port and a fresh data
+    /// directory): the models come from them.
+    pub fn start_raw(extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aitier"));
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
-            .arg("--model")
-            .arg(format!("smollm2-135m-instruct={}", model.display()))
             .args(extra)
             .env("RUST_LOG", "warn")
             .env_remove("AITIER_DATABASE_URL")

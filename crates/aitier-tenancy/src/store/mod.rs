@@ -168,6 +168,7 @@ pub enum GroupBy {
     Model,
     Day,
     Status,
+    Provider,
 }
 
 impl GroupBy {
@@ -180,9 +181,10 @@ impl GroupBy {
                 "model" => GroupBy::Model,
                 "day" => GroupBy::Day,
                 "status" => GroupBy::Status,
+                "provider" => GroupBy::Provider,
                 other => {
                     return Err(format!(
-                        "cannot group by `{other}`: use tenant, key, model, day or status"
+                        "cannot group by `{other}`: use tenant, key, model, provider, day or status"
                     ))
                 }
             };
@@ -219,6 +221,8 @@ pub struct UsageRow {
     pub day: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     pub requests: u64,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,

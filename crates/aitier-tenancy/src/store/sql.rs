@@ -550,6 +550,7 @@ impl Store for SqlStore {
                 GroupBy::Model => "model",
                 GroupBy::Day => "(ts / 86400000)",
                 GroupBy::Status => "status",
+                GroupBy::Provider => "provider",
             })
             .collect();
         let mut sql = String::from("SELECT ");
@@ -560,6 +561,7 @@ impl Store for SqlStore {
                 GroupBy::Model => "g_model",
                 GroupBy::Day => "g_day",
                 GroupBy::Status => "g_status",
+                GroupBy::Provider => "g_provider",
             };
             sql.push_str(&format!("{c} AS {alias}, "));
         }
@@ -632,6 +634,11 @@ impl Store for SqlStore {
                 },
                 status: if has(GroupBy::Status) {
                     row.try_get("g_status")?
+                } else {
+                    None
+                },
+                provider: if has(GroupBy::Provider) {
+                    row.try_get("g_provider")?
                 } else {
                     None
                 },

@@ -1,0 +1,235 @@
+//! Upstream models: a second real aitier behind the first passes the shared
+//! provider suite; a fault server drives retries, fallbacks, the circuit
+//! breaker, mid-stream failures and cancellation.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::fault::{Act, FaultServer};
+use common::suite::{provider_suite, stream, streamed_text};
+use common::{client, default_model, open_stream, post, read_events, temp_dir, Server};
+
+const LOCAL: &str = "smollm2-135m-instruct";
+
+fn config(text: &str) -> String {
+    let path = temp_dir("cfg").join("aitier.toml");
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+/// A server whose model `m` has the given deployments (TOML tables).
+fn tier(routing: &str, deployments: &str, extra_model: &str) -> Server {
+    let cfg = config(&format!(
+        "[routing]\nbackoff_ms = 10\nhealth_interval_secs = 3600\n{routing}\n\n[[models]]\nname = \"m\"\n{deployments}\n{extra_model}"
+    ));
+    Server::start_raw(&["--config", &cfg])
+}
+
+fn deployment(name: &str, f: &FaultServer, weight: u32) -> String {
+    format!(
+        "[[models.deployments]]\nname = \"{name}\"\nbase_url = \"{}\"\nweight = {weight}\n",
+        f.base
+    )
+}
+
+fn hello() -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8})
+}
+
+fn stream_body() -> Value {
+    let mut b = hello();
+    b["stream"] = json!(true);
+    b
+}
+
+#[test]
+fn an_upstream_aitier_passes_the_provider_suite() {
+    let a = Server::start(&[]);
+    let spec = format!("smol={}/v1#{LOCAL}", a.base);
+    let b = Server::start_raw(&["--upstream", &spec]);
+    let direct = provider_suite(&a, LOCAL);
+    let relayed = provider_suite(&b, "smol");
+    assert_eq!(direct, relayed, "the relay changed the greedy answer");
+}
+
+#[test]
+fn failures_before_the_first_byte_are_retried_honouring_retry_after() {
+    let f = FaultServer::start();
+    let s = tier("attempts = 3", &deployment("f1", &f, 1), "");
+    f.script.then(Act::Fail(500, None));
+    f.script.then(Act::Fail(429, Some(1)));
+    f.script.then(Act::Stream(vec!["Hel", "lo"]));
+    let started = Instant::now();
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(v["model"], "m");
+    assert_eq!(f.script.hits(), 3);
+    // The 429 asked for a second before the next try.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+
+    // A client error is not retried.
+    f.script.then(Act::Fail(400, None));
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!((status, f.script.hits()), (400, 4), "{v}");
+}
+
+#[test]
+fn a_stalled_deployment_times_out_and_another_answers() {
+    let slow = FaultServer::start();
+    let good = FaultServer::start();
+    slow.script.always(Act::Stall);
+    good.script.always(Act::Stream(vec!["fine"]));
+    // The stalled one weighs more, so it is tried first.
+    let deps = deployment("slow", &slow, 100) + &deployment("good", &good, 1);
+    let s = tier("attempts = 2\ntimeout_secs = 1", &deps, "");
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "fine");
+    assert_eq!((slow.script.hits(), good.script.hits()), (1, 1));
+}
+
+#[test]
+fn when_every_deployment_fails_the_fallback_model_answers() {
+    let f = FaultServer::start();
+    f.script.always(Act::Fail(503, None));
+    let local = format!(
+        "[[models]]\nname = \"{LOCAL}\"\npath = \"{}\"\n",
+        default_model().display()
+    );
+    let deps = format!("fallbacks = [\"{LOCAL}\"]\n{}", deployment("f1", &f, 1));
+    let s = tier("attempts = 2", &deps, &local);
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model"], "m", "the client-facing name stays");
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(f.script.hits(), 2);
+}
+
+#[test]
+fn the_breaker_opens_half_opens_and_closes() {
+    let f = FaultServer::start();
+    f.script.always(Act::Fail(500, None));
+    let s = tier(
+        "attempts = 1\nbreaker_failures = 2\nbreaker_cooldown_secs = 1",
+        &deployment("f1", &f, 1),
+        "",
+    );
+    let call = || post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(call().0, 503);
+    assert_eq!(call().0, 503);
+    assert_eq!(f.script.hits(), 2);
+    // Open: refused without calling the upstream.
+    let (status, v) = call();
+    assert_eq!(status, 503);
+    assert_eq!(v["error"]["code"], "upstream_unavailable");
+    assert_eq!(f.script.hits(), 2);
+    // After the cooldown one probe goes; it fails, so the breaker opens again.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(call().0, 503);
+    assert_eq!(f.script.hits(), 3);
+    assert_eq!(call().0, 503);
+    assert_eq!(f.script.hits(), 3);
+    // The next probe succeeds and closes it.
+    std::thread::sleep(Duration::from_millis(1100));
+    f.script.always(Act::Stream(vec!["back"]));
+    assert_eq!(call().0, 200);
+    assert_eq!(call().0, 200);
+    assert_eq!(f.script.hits(), 5);
+}
+
+#[test]
+fn a_stream_broken_midway_is_not_retried_and_repeats_nothing() {
+    let f = FaultServer::start();
+    let s = tier("attempts = 3", &deployment("f1", &f, 1), "");
+    // A retry would get the default answer, "ok", after "Hello".
+    f.script.then(Act::Reset(vec!["Hel", "lo"]));
+    let (chunks, done) = stream(&s, "/v1/chat/completions", &stream_body());
+    assert_eq!(streamed_text(&chunks), "Hello");
+    assert!(!done);
+    let last = chunks.last().expect("chunks");
+    assert_eq!(last["error"]["code"], "upstream_error", "{last}");
+    assert_eq!(f.script.hits(), 1);
+
+    f.script.then(Act::Malformed);
+    let (chunks, done) = stream(&s, "/v1/chat/completions", &stream_body());
+    assert!(!done);
+    assert!(chunks.last().is_some_and(|c| c["error"].is_object()));
+    assert_eq!(f.script.hits(), 2);
+}
+
+#[test]
+fn a_client_that_leaves_closes_the_upstream_request() {
+    let f = FaultServer::start();
+    f.script.always(Act::Endless);
+    let s = tier("attempts = 1", &deployment("f1", &f, 1), "");
+    let wait_for = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while f.script.hung_up.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the upstream request was never closed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (sock, mut reader) = open_stream(&s, "/v1/chat/completions", &stream_body());
+    read_events(&mut reader, 3);
+    drop(reader);
+    drop(sock);
+    wait_for(1);
+    // Not streamed: the client gives up waiting for the whole body.
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    assert!(impatient
+        .post(s.url("/v1/chat/completions"))
+        .json(&hello())
+        .send()
+        .is_err());
+    wait_for(2);
+}
+
+#[test]
+fn upstream_requests_are_metered_like_local_ones() {
+    let f = FaultServer::start();
+    f.script.always(Act::Stream(vec!["a", "b", "c"]));
+    let cfg = config(&format!(
+        "[tenancy]\nadmin_token = \"admin-token-0123456789abcdef\"\n\n[[models]]\nname = \"m\"\n{}",
+        deployment("f1", &f, 1)
+    ));
+    let s = Server::start_raw(&["--config", &cfg]);
+    let admin = |path: &str| -> Value {
+        client()
+            .get(s.url(path))
+            .bearer_auth("admin-token-0123456789abcdef")
+            .send()
+            .expect("admin")
+            .json()
+            .expect("json")
+    };
+    let (status, _) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 200);
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        rows = admin("/admin/v1/usage?group_by=provider,model");
+        if rows["data"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let row = &rows["data"][0];
+    assert_eq!(row["provider"], "f1", "{rows}");
+    assert_eq!(row["model"], "m");
+    // The upstream's own usage: 7 prompt tokens, 3 completion tokens.
+    assert_eq!(
+        (
+            row["prompt_tokens"].as_u64(),
+            row["completion_tokens"].as_u64()
+        ),
+        (Some(7), Some(3))
+    );
+}

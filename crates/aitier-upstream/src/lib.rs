@@ -1,0 +1,15 @@
+//! Upstream models: any OpenAI-compatible endpoint (vLLM, Ollama,
+//! llama.cpp's server, OpenAI, another aitier) as a provider, and the router
+//! that spreads a model over several deployments with retries, circuit
+//! breakers and health checks. It knows nothing of llama.cpp, HTTP serving
+//! or tenancy: limits and metering reach it through the request's hooks.
+
+pub mod breaker;
+pub mod router;
+pub mod sse;
+pub mod upstream;
+pub mod wire;
+
+pub use breaker::{Breaker, BreakerState};
+pub use router::{Deployment, RetryPolicy, Router};
+pub use upstream::{Upstream, UpstreamConfig};

@@ -1,0 +1,309 @@
+//! A model served by several deployments (upstreams or local models): pick
+//! one, retry another when an attempt fails before anything was streamed,
+//! and keep each deployment's circuit breaker and health.
+//!
+//! Balancing is weighted least-outstanding-requests: the deployment with
+//! the fewest requests in flight per unit of weight, ties broken at random.
+//! LLM latency is dominated by how many tokens a request generates, so a
+//! latency average (peak EWMA) mostly measures the last requests' lengths;
+//! the count of open requests tracks real load and reacts at once.
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use rand::Rng;
+
+use aitier_core::{
+    CoreError, EventStream, GenerateRequest, ModelInfo, Provider, ProviderStats, RequestCtx,
+    TokenPiece,
+};
+
+use crate::breaker::{Breaker, BreakerState};
+use crate::upstream::Upstream;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per request, over all deployments.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// An upstream asking to wait longer than this is not waited for.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Deployment {
+    pub name: String,
+    pub provider: Arc<dyn Provider>,
+    pub weight: u32,
+    /// Set for upstreams: what health checks probe.
+    pub upstream: Option<Arc<Upstream>>,
+    outstanding: AtomicU32,
+    breaker: Arc<Breaker>,
+    healthy: AtomicBool,
+}
+
+impl Deployment {
+    pub fn new(
+        name: &str,
+        provider: Arc<dyn Provider>,
+        weight: u32,
+        upstream: Option<Arc<Upstream>>,
+        breaker: Arc<Breaker>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_string(),
+            provider,
+            weight: weight.max(1),
+            upstream,
+            outstanding: AtomicU32::new(0),
+            breaker,
+            healthy: AtomicBool::new(true),
+        })
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+}
+
+/// Holds one in-flight request against a deployment's count.
+struct InFlight(Arc<Deployment>);
+
+impl InFlight {
+    fn new(d: &Arc<Deployment>) -> Self {
+        d.outstanding.fetch_add(1, Ordering::Relaxed);
+        Self(d.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Router {
+    deployments: Vec<Arc<Deployment>>,
+    retry: RetryPolicy,
+}
+
+fn retryable(e: &CoreError) -> Option<Option<Duration>> {
+    match e {
+        CoreError::Upstream {
+            retryable: true,
+            retry_after,
+            ..
+        } => Some(*retry_after),
+        CoreError::Overloaded { retry_after, .. } => Some(Some(*retry_after)),
+        CoreError::ModelNotReady { .. } => Some(None),
+        _ => None,
+    }
+}
+
+impl Router {
+    pub fn new(deployments: Vec<Arc<Deployment>>, retry: RetryPolicy) -> Arc<Self> {
+        Arc::new(Self { deployments, retry })
+    }
+
+    pub fn deployments(&self) -> &[Arc<Deployment>] {
+        &self.deployments
+    }
+
+    /// Probes every upstream deployment each `interval` while the router lives.
+    pub fn spawn_health_checks(self: &Arc<Self>, interval: Duration) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(router) = weak.upgrade() else { return };
+                for d in &router.deployments {
+                    if let Some(up) = &d.upstream {
+                        let ok = up.probe().await;
+                        if ok != d.healthy.swap(ok, Ordering::Relaxed) {
+                            tracing::warn!(deployment = %d.name, healthy = ok, "deployment health changed");
+                        }
+                    }
+                }
+                drop(router);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// The least loaded deployment per weight among those not tried yet and
+    /// not shut out by their breaker; healthy ones first.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let open: Vec<usize> = (0..self.deployments.len())
+            .filter(|i| !tried.contains(i) && self.deployments[*i].breaker.would_allow())
+            .collect();
+        let healthy: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|i| self.deployments[*i].healthy())
+            .collect();
+        let pool = if healthy.is_empty() { open } else { healthy };
+        let load = |i: usize| {
+            let d = &self.deployments[i];
+            f64::from(d.outstanding() + 1) / f64::from(d.weight)
+        };
+        let best = pool.iter().map(|&i| load(i)).fold(f64::INFINITY, f64::min);
+        let ties: Vec<usize> = pool.into_iter().filter(|&i| load(i) <= best).collect();
+        if ties.is_empty() {
+            return None;
+        }
+        Some(ties[rand::rng().random_range(0..ties.len())])
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .retry
+            .backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.retry.max_backoff);
+        // Full jitter: retries of many clients spread out instead of stampeding.
+        cap.mul_f64(rand::rng().random_range(0.0..1.0))
+    }
+
+    async fn route(&self, req: GenerateRequest, ctx: RequestCtx) -> Result<EventStream, CoreError> {
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last: Option<CoreError> = None;
+        for attempt in 0..self.retry.attempts.max(1) {
+            // Everything tried: start over on the same deployments.
+            let pick = self.pick(&tried).or_else(|| {
+                tried.clear();
+                self.pick(&tried)
+            });
+            let Some(i) = pick else { break };
+            let d = &self.deployments[i];
+            let Some(permit) = d.breaker.try_acquire() else {
+                tried.push(i);
+                continue;
+            };
+            let in_flight = InFlight::new(d);
+            match d.provider.generate(req.clone(), ctx.clone()).await {
+                Ok(stream) => {
+                    permit.success();
+                    if let Some(h) = &ctx.hooks {
+                        h.served_by(&d.name);
+                    }
+                    return Ok(stream
+                        .map(move |ev| {
+                            let _held = &in_flight;
+                            ev
+                        })
+                        .boxed());
+                }
+                Err(e) => {
+                    let Some(after) = retryable(&e) else {
+                        // The request's own fault, not the deployment's.
+                        drop(permit);
+                        return Err(e);
+                    };
+                    permit.failure();
+                    tracing::warn!(deployment = %d.name, error = %e, attempt, "attempt failed");
+                    tried.push(i);
+                    last = Some(e);
+                    if attempt + 1 >= self.retry.attempts {
+                        break;
+                    }
+                    let fresh_left = self.pick(&tried).is_some();
+                    let mut wait = if fresh_left {
+                        Duration::ZERO
+                    } else {
+                        self.backoff(attempt)
+                    };
+                    if let Some(after) = after.filter(|_| !fresh_left) {
+                        if after > self.retry.max_retry_after {
+                            break;
+                        }
+                        wait = wait.max(after);
+                    }
+                    if ctx.deadline.is_some_and(|dl| Instant::now() + wait >= dl) {
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| CoreError::Upstream {
+            message: "every deployment of this model is unavailable (circuit open)".into(),
+            retryable: true,
+            retry_after: Some(Duration::from_secs(1)),
+        }))
+    }
+}
+
+impl Provider for Router {
+    fn info(&self) -> ModelInfo {
+        self.deployments
+            .first()
+            .map(|d| d.provider.info())
+            .unwrap_or(ModelInfo { context_length: 0 })
+    }
+
+    fn generate(
+        &self,
+        req: GenerateRequest,
+        ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
+        Box::pin(self.route(req, ctx))
+    }
+
+    /// The first deployment that can tokenize (a local model) does.
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenPiece>, CoreError> {
+        let mut last = CoreError::invalid("model", "no deployment of this model can tokenize");
+        for d in &self.deployments {
+            match d.provider.tokenize(text, add_special) {
+                Ok(t) => return Ok(t),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, CoreError> {
+        let mut last = CoreError::invalid("model", "no deployment of this model can detokenize");
+        for d in &self.deployments {
+            match d.provider.detokenize(tokens) {
+                Ok(t) => return Ok(t),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn stats(&self) -> ProviderStats {
+        let mut s = ProviderStats::default();
+        for d in &self.deployments {
+            let p = d.provider.stats();
+            s.prompt_tokens += p.prompt_tokens;
+            s.prompt_computed += p.prompt_computed;
+            s.generated_tokens += p.generated_tokens;
+            s.requests_finished += p.requests_finished;
+            s.requests_cancelled += p.requests_cancelled;
+            s.running += p.running;
+            s.waiting += p.waiting;
+        }
+        s
+    }
+}

@@ -1,0 +1,348 @@
+//! One OpenAI-compatible endpoint as a provider. Every request is sent
+//! streamed with `include_usage`; the SSE chunks are relayed as events as
+//! they arrive. Dropping the event stream drops the HTTP response, which
+//! closes the upstream connection at once: a client that leaves stops the
+//! upstream's work too.
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde_json::Value;
+
+use aitier_core::{
+    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Provider, RequestCtx,
+    RequestHooks, RequestSize, TokenPiece,
+};
+use aitier_protocol::Usage;
+
+use crate::sse::SseParser;
+use crate::wire::{estimate_prompt, request_body, Decoder};
+
+/// Where and how to reach one upstream deployment.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    /// The deployment's name in logs and ledger rows.
+    pub name: String,
+    /// Up to and including `/v1`, e.g. `http://vllm:8000/v1`.
+    pub base_url: String,
+    pub api_key: Option<String>,
+    /// The model name the upstream knows.
+    pub model: String,
+    /// Longest wait for the response to start, and between two chunks.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+pub struct Upstream {
+    cfg: UpstreamConfig,
+    client: reqwest::Client,
+}
+
+/// Why an attempt failed before anything was streamed, for the router.
+pub fn upstream_error(
+    message: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+) -> CoreError {
+    CoreError::Upstream {
+        message,
+        retryable,
+        retry_after,
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    get("retry-after")
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// The upstream's own error message, when it sent an OpenAI-shaped body.
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("{body:.200}"))
+}
+
+impl Upstream {
+    pub fn new(cfg: UpstreamConfig, client: reqwest::Client) -> Arc<Self> {
+        Arc::new(Self { cfg, client })
+    }
+
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.cfg
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.cfg.base_url.trim_end_matches('/'))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, self.url(path));
+        match &self.cfg.api_key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    /// One health probe: the upstream lists its models.
+    pub async fn probe(&self) -> bool {
+        let send = self.request(reqwest::Method::GET, "models").send();
+        matches!(tokio::time::timeout(self.cfg.timeout, send).await, Ok(Ok(r)) if r.status().is_success())
+    }
+
+    async fn start(&self, req: GenerateRequest, ctx: RequestCtx) -> Result<EventStream, CoreError> {
+        let prompt_estimate = estimate_prompt(&req);
+        let choices = req.choices();
+        if let Some(h) = &ctx.hooks {
+            let n = choices as u32;
+            h.admit(RequestSize {
+                prompt_tokens: prompt_estimate,
+                choices: n,
+                max_tokens: req.max_tokens,
+                completion_cap: req.max_tokens.map_or(u32::MAX, |m| m.saturating_mul(n)),
+            })
+            .await?;
+        }
+        let (endpoint, body) = request_body(&req, &self.cfg.model);
+        let name = &self.cfg.name;
+        let send = self
+            .request(reqwest::Method::POST, endpoint.path())
+            .json(&body)
+            .send();
+        let resp = match tokio::time::timeout(self.cfg.timeout, send).await {
+            Err(_) => {
+                return Err(upstream_error(
+                    format!(
+                        "upstream `{name}` did not answer within {:?}",
+                        self.cfg.timeout
+                    ),
+                    true,
+                    None,
+                ))
+            }
+            Ok(Err(e)) => {
+                // Not reqwest's text: it names the URL, which may carry credentials.
+                let why = if e.is_connect() {
+                    "cannot connect"
+                } else if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "request failed"
+                };
+                tracing::warn!(upstream = %name, error = %e, "upstream request failed");
+                return Err(upstream_error(
+                    format!("upstream `{name}`: {why}"),
+                    true,
+                    None,
+                ));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let after = retry_after(resp.headers());
+            let text = resp.text().await.unwrap_or_default();
+            let message = error_message(&text);
+            return Err(match status.as_u16() {
+                429 | 408 | 409 => {
+                    upstream_error(format!("upstream `{name}` refused: {message}"), true, after)
+                }
+                s if s >= 500 => upstream_error(
+                    format!("upstream `{name}` failed ({s}): {message}"),
+                    true,
+                    after,
+                ),
+                401 | 403 => upstream_error(
+                    format!("upstream `{name}` rejected this service's credentials ({status})"),
+                    false,
+                    None,
+                ),
+                404 => upstream_error(
+                    format!(
+                        "upstream `{name}` does not serve model `{}`",
+                        self.cfg.model
+                    ),
+                    false,
+                    None,
+                ),
+                // The request itself is wrong: the client should see why.
+                _ => CoreError::InvalidRequest {
+                    message,
+                    param: None,
+                },
+            });
+        }
+        let flow = Flow {
+            body: resp.bytes_stream().boxed(),
+            parser: SseParser::default(),
+            decoder: Decoder::new(choices),
+            queue: VecDeque::from([GenEvent::Started {
+                prompt_tokens: prompt_estimate,
+            }]),
+            ended: false,
+            idle: self.cfg.timeout,
+            hooks: ctx.hooks.clone(),
+            prompt_estimate,
+            name: self.cfg.name.clone(),
+        };
+        Ok(futures::stream::unfold(flow, |mut f| async move {
+            let ev = f.next().await?;
+            Some((ev, f))
+        })
+        .boxed())
+    }
+}
+
+/// The state of one relayed stream.
+struct Flow {
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    parser: SseParser,
+    decoder: Decoder,
+    queue: VecDeque<GenEvent>,
+    ended: bool,
+    idle: Duration,
+    hooks: Option<Arc<dyn RequestHooks>>,
+    prompt_estimate: u32,
+    name: String,
+}
+
+impl Flow {
+    fn fail(&mut self, message: String) -> GenEvent {
+        self.ended = true;
+        self.queue.clear();
+        tracing::warn!(upstream = %self.name, %message, "upstream stream failed");
+        GenEvent::Error(upstream_error(message, false, None))
+    }
+
+    fn take(&mut self, payload: &str) -> Result<(), GenEvent> {
+        match self.decoder.decode(payload) {
+            Ok(events) => {
+                for ev in events {
+                    if let (GenEvent::Delta { .. }, Some(h)) = (&ev, &self.hooks) {
+                        h.generated(1);
+                    }
+                    self.queue.push_back(ev);
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e.to_string())),
+        }
+    }
+
+    fn close(&mut self) {
+        let prompt = self.prompt_estimate;
+        let (events, estimated) = self.decoder.close(|chunks| Usage::new(prompt, chunks, 0));
+        if estimated {
+            if let Some(h) = &self.hooks {
+                h.usage_estimated();
+            }
+        }
+        self.queue.extend(events);
+        self.ended = true;
+    }
+
+    async fn next(&mut self) -> Option<GenEvent> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(ev);
+            }
+            if self.ended {
+                return None;
+            }
+            if self.decoder.done {
+                self.close();
+                continue;
+            }
+            match tokio::time::timeout(self.idle, self.body.next()).await {
+                Err(_) => {
+                    let idle = self.idle;
+                    return Some(
+                        self.fail(format!("upstream `{}` stalled for {idle:?}", self.name)),
+                    );
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(upstream = %self.name, error = %e, "upstream body failed");
+                    return Some(
+                        self.fail(format!("upstream `{}` broke off the stream", self.name)),
+                    );
+                }
+                Ok(Some(Ok(bytes))) => {
+                    for payload in self.parser.push(&bytes) {
+                        if let Err(ev) = self.take(&payload) {
+                            return Some(ev);
+                        }
+                        if self.decoder.done {
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if let Some(payload) = self.parser.finish() {
+                        if let Err(ev) = self.take(&payload) {
+                            return Some(ev);
+                        }
+                    }
+                    if !self.decoder.done {
+                        return Some(self.fail(format!(
+                            "upstream `{}` ended the stream before [DONE]",
+                            self.name
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Provider for Upstream {
+    fn info(&self) -> ModelInfo {
+        ModelInfo { context_length: 0 }
+    }
+
+    fn generate(
+        &self,
+        req: GenerateRequest,
+        ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
+        Box::pin(self.start(req, ctx))
+    }
+
+    fn tokenize(&self, _text: &str, _add_special: bool) -> Result<Vec<TokenPiece>, CoreError> {
+        Err(CoreError::invalid(
+            "model",
+            "tokenize is not available for an upstream model",
+        ))
+    }
+
+    fn detokenize(&self, _tokens: &[u32]) -> Result<String, CoreError> {
+        Err(CoreError::invalid(
+            "model",
+            "detokenize is not available for an upstream model",
+        ))
+    }
+}
