@@ -53,6 +53,8 @@ model_list:
       api_key: sk-stub
 litellm_settings:
   telemetry: false
+general_settings:
+  master_key: sk-gateway-bench-master-key-0123456789
 YAML
 LITELLM_LOG=ERROR "$work/litellm-venv/bin/litellm" --config "$work/gateway-litellm.yaml" \
   --host 127.0.0.1 --port "$litellm_port" >"$work/litellm.log" 2>&1 &
