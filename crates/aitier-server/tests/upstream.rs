@@ -233,3 +233,17 @@ fn upstream_requests_are_metered_like_local_ones() {
         (Some(7), Some(3))
     );
 }
+
+#[test]
+fn an_upstream_that_ignores_stream_is_still_relayed() {
+    let f = FaultServer::start();
+    f.script.always(Act::Json("whole answer"));
+    let s = tier("attempts = 1", &deployment("f1", &f, 1), "");
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "whole answer");
+    assert_eq!(v["usage"]["completion_tokens"], 2);
+    let (chunks, done) = stream(&s, "/v1/chat/completions", &stream_body());
+    assert!(done);
+    assert_eq!(streamed_text(&chunks), "whole answer");
+}

@@ -197,6 +197,27 @@ impl Upstream {
                 },
             });
         }
+        let is_json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            // An upstream that ignores `stream`: take its whole answer.
+            let body = match tokio::time::timeout(self.cfg.timeout, resp.bytes()).await {
+                Ok(Ok(b)) => b,
+                _ => {
+                    return Err(upstream_error(
+                        format!("upstream `{name}` broke off its answer"),
+                        true,
+                        None,
+                    ))
+                }
+            };
+            let events = whole_answer(&body, choices, prompt_estimate, ctx.hooks.as_deref())
+                .map_err(|e| upstream_error(format!("upstream `{name}`: {e}"), false, None))?;
+            return Ok(futures::stream::iter(events).boxed());
+        }
         let flow = Flow {
             body: resp.bytes_stream().boxed(),
             parser: SseParser::default(),
@@ -216,6 +237,64 @@ impl Upstream {
         })
         .boxed())
     }
+}
+
+/// A non-streamed answer (`chat.completion` or `text_completion`) as the
+/// events a stream of it would have given.
+fn whole_answer(
+    body: &[u8],
+    choices: usize,
+    prompt_estimate: u32,
+    hooks: Option<&dyn RequestHooks>,
+) -> Result<Vec<GenEvent>, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON answer: {e}"))?;
+    let mut decoder = Decoder::new(choices);
+    let mut events = vec![GenEvent::Started {
+        prompt_tokens: prompt_estimate,
+    }];
+    // The same shape as one big chunk: `message` stands where `delta` would.
+    let mut chunk = v.clone();
+    if let Some(list) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in list {
+            if let Some(m) = c.get("message").cloned() {
+                c["delta"] = m;
+            }
+        }
+    }
+    events.extend(
+        decoder
+            .decode(&chunk.to_string())
+            .map_err(|e| e.to_string())?,
+    );
+    let chunks = events
+        .iter()
+        .filter(|e| matches!(e, GenEvent::Delta { .. }))
+        .count() as u32;
+    let (rest, estimated) = decoder.close(|_| {
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                GenEvent::Delta { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        Usage::new(
+            prompt_estimate,
+            crate::wire::estimate_tokens(&text).max(chunks),
+            0,
+        )
+    });
+    if let Some(h) = hooks {
+        if estimated {
+            h.usage_estimated();
+        }
+        if let Some(GenEvent::Done { usage }) = rest.last() {
+            h.generated(usage.completion_tokens);
+        }
+    }
+    events.extend(rest);
+    Ok(events)
 }
 
 /// The state of one relayed stream.

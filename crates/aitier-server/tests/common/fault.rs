@@ -32,6 +32,8 @@ pub enum Act {
     Malformed,
     /// A piece every 50 ms, forever.
     Endless,
+    /// Ignores `stream` and answers with one JSON completion of this text.
+    Json(&'static str),
 }
 
 #[derive(Default)]
@@ -156,6 +158,12 @@ async fn complete(State(script): State<Arc<Script>>, Json(req): Json<Value>) -> 
             sse(Body::from_stream(body))
         }
         Act::Malformed => sse(Body::from("data: {this is not json\n\n")),
+        Act::Json(text) => Json(json!({
+            "id": "chatcmpl-fault", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+        }))
+        .into_response(),
         Act::Endless => {
             let watch = Watch {
                 script: script.clone(),
