@@ -52,6 +52,7 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     /// Model → the models to try when it is unavailable.
     pub fallbacks: Arc<std::collections::HashMap<String, Vec<String>>>,
+    pub routers: crate::routing::Routers,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

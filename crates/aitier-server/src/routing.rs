@@ -165,12 +165,16 @@ pub fn parse_upstream_flag(spec: &str) -> Result<(String, FileDeployment), Confi
     ))
 }
 
+/// The routers built so far, by model, for `/metrics`.
+pub type Routers = Arc<std::sync::RwLock<Vec<(String, Arc<Router>)>>>;
+
 /// Declares every model and alias, then makes each ready as its
 /// deployments come up: local models load on blocking threads.
 pub fn start_models(
     registry: &Arc<ModelRegistry>,
     models: &[crate::config::ModelConfig],
     routing: &Routing,
+    routers: &Routers,
 ) {
     for m in models {
         registry.declare(&m.name);
@@ -196,8 +200,9 @@ pub fn start_models(
         let registry = registry.clone();
         let client = client.clone();
         let routing = routing.clone();
+        let routers = routers.clone();
         tokio::spawn(async move {
-            match build(&m, client, &routing).await {
+            match build(&m, client, &routing, &routers).await {
                 Ok(p) => {
                     tracing::info!(model = %m.name, deployments = m.deployments.len(), "model ready");
                     for name in std::iter::once(&m.name).chain(&m.aliases) {
@@ -229,6 +234,7 @@ async fn build(
     m: &crate::config::ModelConfig,
     client: reqwest::Client,
     routing: &Routing,
+    routers: &Routers,
 ) -> Result<Arc<dyn Provider>, String> {
     // One local file and nothing else: no router in the way.
     if let [DeploymentConfig::Local { engine, .. }] = m.deployments.as_slice() {
@@ -257,6 +263,10 @@ async fn build(
     }
     let router = Router::new(deployments, routing.retry.clone());
     router.spawn_health_checks(routing.health_interval);
+    routers
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((m.name.clone(), router.clone()));
     Ok(router)
 }
 

@@ -49,7 +49,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // Tests and scripts read this line to find a port-0 listener.
     println!("aitier listening on http://{addr}");
     std::io::stdout().flush()?;
-    crate::routing::start_models(&registry, &cfg.models, &cfg.routing);
+    let routers = crate::routing::Routers::default();
+    crate::routing::start_models(&registry, &cfg.models, &cfg.routing, &routers);
     tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
     let state = AppState {
         registry,
@@ -58,6 +59,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         tenancy: tenancy.clone(),
         admin_token: cfg.tenancy.admin_token.clone(),
         fallbacks: Arc::new(crate::routing::fallbacks(&cfg.models)),
+        routers,
     };
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
     // previous one is acknowledged: ~40 ms added to time-to-first-token.

@@ -126,6 +126,16 @@ fn the_breaker_opens_half_opens_and_closes() {
     assert_eq!(status, 503);
     assert_eq!(v["error"]["code"], "upstream_unavailable");
     assert_eq!(f.script.hits(), 2);
+    let text = client()
+        .get(s.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        text.contains("aitier_deployment_breaker{model=\"m\",deployment=\"f1\"} 2"),
+        "{text}"
+    );
     // After the cooldown one probe goes; it fails, so the breaker opens again.
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(call().0, 503);

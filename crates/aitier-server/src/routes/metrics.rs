@@ -70,5 +70,45 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let _ = writeln!(out, "{name}{{model=\"{model}\"}} {}", get(s));
         }
     }
+    deployment_metrics(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Per deployment of routed models: load, health and circuit breaker.
+fn deployment_metrics(state: &AppState, out: &mut String) {
+    let routers = state.routers.read().unwrap_or_else(|p| p.into_inner());
+    let gauges: [(&str, &str, fn(&aitier_upstream::Deployment) -> u64); 3] = [
+        (
+            "aitier_deployment_outstanding",
+            "Requests in flight to the deployment.",
+            |d| u64::from(d.outstanding()),
+        ),
+        (
+            "aitier_deployment_healthy",
+            "1 when the last health check passed.",
+            |d| u64::from(d.healthy()),
+        ),
+        (
+            "aitier_deployment_breaker",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            |d| match d.breaker_state() {
+                aitier_upstream::BreakerState::Closed => 0,
+                aitier_upstream::BreakerState::HalfOpen => 1,
+                aitier_upstream::BreakerState::Open => 2,
+            },
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (model, router) in routers.iter() {
+            for d in router.deployments() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{model}\",deployment=\"{}\"}} {}",
+                    d.name,
+                    get(d)
+                );
+            }
+        }
+    }
 }
