@@ -74,10 +74,17 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
+/// name, help, and how to read it from a deployment.
+type DeploymentGauge = (
+    &'static str,
+    &'static str,
+    fn(&aitier_upstream::Deployment) -> u64,
+);
+
 /// Per deployment of routed models: load, health and circuit breaker.
 fn deployment_metrics(state: &AppState, out: &mut String) {
     let routers = state.routers.read().unwrap_or_else(|p| p.into_inner());
-    let gauges: [(&str, &str, fn(&aitier_upstream::Deployment) -> u64); 3] = [
+    let gauges: [DeploymentGauge; 3] = [
         (
             "aitier_deployment_outstanding",
             "Requests in flight to the deployment.",
