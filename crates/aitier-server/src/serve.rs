@@ -2,6 +2,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aitier_core::ModelRegistry;
 use aitier_tenancy::store::redact_url;
@@ -19,7 +20,7 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
     let store = SqlStore::open(&t.database_url).await?;
     tracing::info!(backend = store.backend(), url = %redact_url(&t.database_url), "tenancy database ready");
     let allow_open = cfg.host.is_loopback() || t.allow_open;
-    if !store.has_active_keys().await? {
+    if !store.has_keys().await? {
         if !allow_open {
             anyhow::bail!(
                 "no API key exists and {} is not a loopback address: create a key \
@@ -72,7 +73,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     // Every request has ended; their ledger rows are queued. Write them all.
-    tenancy.ledger().flush().await;
+    let flushed = tokio::time::timeout(Duration::from_secs(30), tenancy.ledger().flush()).await;
+    if flushed.is_err() {
+        tracing::error!("the usage ledger could not be written within 30 s of stopping; its last rows are in the log above");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -24,7 +24,13 @@ impl Caller<'_> {
     fn tenant_label(&self) -> String {
         match self.principal {
             Principal::Key(k) => k.tenant.name.clone(),
-            Principal::Open => self.user.unwrap_or("anonymous").to_string(),
+            // The `user` field is the client's text: keep it printable and short.
+            Principal::Open => match self.user {
+                Some(u) if !u.is_empty() => {
+                    u.chars().filter(|c| !c.is_control()).take(128).collect()
+                }
+                _ => "anonymous".to_string(),
+            },
         }
     }
 }

@@ -89,6 +89,12 @@ fn a_stalled_deployment_times_out_and_another_answers() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "fine");
     assert_eq!((slow.script.hits(), good.script.hits()), (1, 1));
+
+    // A deployment that lacks the model (404) is its own fault: the other answers.
+    slow.script.always(Act::Fail(404, None));
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((slow.script.hits(), good.script.hits()), (2, 2));
 }
 
 #[test]

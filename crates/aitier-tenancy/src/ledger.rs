@@ -71,20 +71,51 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>)
                 next = rx.try_recv().ok();
             }
         }
-        let mut delay = Duration::from_millis(50);
-        while !rows.is_empty() {
-            match store.record(&rows).await {
-                Ok(()) => rows.clear(),
-                Err(e) => {
-                    // Keep the rows and try again: a ledger gap is lost money.
-                    tracing::error!(error = %e, pending = rows.len(), "writing usage rows failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+        write(store.as_ref(), &mut rows).await;
+        if rows.is_empty() {
+            for done in waiting.drain(..) {
+                let _ = done.send(());
             }
         }
-        for done in waiting.drain(..) {
-            let _ = done.send(());
+    }
+}
+
+/// Writes a batch, retrying while the database is down. A batch that keeps
+/// failing while the database answers is written row by row, so that one
+/// row it refuses (whatever the reason) cannot hold back every other; that
+/// row goes to the log in full instead.
+async fn write(store: &dyn Store, rows: &mut Vec<UsageRecord>) {
+    let mut delay = Duration::from_millis(50);
+    let mut failures = 0;
+    while !rows.is_empty() {
+        match store.record(rows).await {
+            Ok(()) => rows.clear(),
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = %e, pending = rows.len(), "writing usage rows failed; retrying");
+                if failures >= 3 && rows.len() > 1 {
+                    let mut kept = Vec::new();
+                    for row in rows.drain(..) {
+                        if let Err(e) = store.record(std::slice::from_ref(&row)).await {
+                            kept.push((row, e));
+                        }
+                    }
+                    // All failing alike means the database is down: keep them.
+                    if kept.len() > 1 {
+                        rows.extend(kept.into_iter().map(|(r, _)| r));
+                    } else if let Some((row, e)) = kept.pop() {
+                        tracing::error!(error = %e, row = ?row, "usage row refused by the database; dropped after logging");
+                    }
+                    continue;
+                }
+                if failures >= 3 && rows.len() == 1 {
+                    // Kept, and tried again beside the next rows, where it
+                    // shows whether it alone is refused.
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }

@@ -186,7 +186,7 @@ impl Tenancy {
     }
 
     /// Resolves the bearer token. A request without a valid key runs open
-    /// only while open mode is allowed and no active key exists at all.
+    /// only while open mode is allowed and no key was ever created.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthError> {
         let parsed = bearer.and_then(keys::parse);
         if let Some((id, secret)) = parsed {
@@ -311,7 +311,7 @@ impl Tenancy {
                 return Ok(any);
             }
         }
-        let any = self.store.has_active_keys().await?;
+        let any = self.store.has_keys().await?;
         *self.keys_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), any));
         Ok(any)
     }

@@ -12,7 +12,7 @@ use aitier_protocol::Usage;
 
 use crate::limiter::Demand;
 use crate::service::{limiter_down, scope_kind, store_down, Principal, Tenancy};
-use crate::store::{Reservation, UsageRecord};
+use crate::store::{Reservation, StoreError, UsageRecord};
 
 pub struct Ticket {
     inner: Arc<Inner>,
@@ -279,13 +279,7 @@ impl Inner {
             })
             .collect();
         if !holds.is_empty() {
-            match self
-                .tenancy
-                .store
-                .reserve(&holds)
-                .await
-                .map_err(store_down)?
-            {
+            match self.hold(holds.clone()).await.map_err(store_down)? {
                 Some(scope) => {
                     return Err(CoreError::QuotaExceeded {
                         message: format!(
@@ -298,6 +292,27 @@ impl Inner {
             }
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Reserves in a task of its own: if this request is dropped while the
+    /// database works (the client left), the task gives the holds back
+    /// instead of leaving them counted until the period ends.
+    async fn hold(&self, holds: Vec<Reservation>) -> Result<Option<String>, StoreError> {
+        let store = self.tenancy.store.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = store.reserve(&holds).await;
+            let held = matches!(result, Ok(None));
+            if tx.send(result).is_err() && held {
+                if let Err(e) = store.release(&holds).await {
+                    tracing::error!(error = %e, "releasing the budget holds of a dropped request failed");
+                }
+            }
+        });
+        rx.await
+            .map_err(|_| StoreError::Db("the budget reservation task failed".into()))?
     }
 }
 

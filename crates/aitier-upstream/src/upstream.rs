@@ -68,12 +68,31 @@ pub fn upstream_error(
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    get("retry-after")
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+    let secs = match get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        Some(ms) => ms / 1000.0,
+        None => get("retry-after")?.parse::<f64>().ok()?,
+    };
+    // Whatever the upstream wrote (NaN, 1e309, negative), a sane wait.
+    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
+}
+
+/// The start of an error body, read with a deadline and a size cap: an
+/// upstream that stalls or floods its error must not hold the request.
+async fn error_text(resp: reqwest::Response, timeout: Duration) -> String {
+    const CAP: usize = 8 * 1024;
+    let mut body = resp.bytes_stream();
+    let mut text = Vec::new();
+    let read = async {
+        while let Some(Ok(chunk)) = body.next().await {
+            text.extend_from_slice(&chunk);
+            if text.len() >= CAP {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    text.truncate(CAP);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The upstream's own error message, when it sent an OpenAI-shaped body.
@@ -166,35 +185,22 @@ impl Upstream {
         let status = resp.status();
         if !status.is_success() {
             let after = retry_after(resp.headers());
-            let text = resp.text().await.unwrap_or_default();
+            let text = error_text(resp, self.cfg.timeout).await;
             let message = error_message(&text);
-            return Err(match status.as_u16() {
-                429 | 408 | 409 => {
-                    upstream_error(format!("upstream `{name}` refused: {message}"), true, after)
-                }
-                s if s >= 500 => upstream_error(
-                    format!("upstream `{name}` failed ({s}): {message}"),
-                    true,
-                    after,
-                ),
-                401 | 403 => upstream_error(
-                    format!("upstream `{name}` rejected this service's credentials ({status})"),
-                    false,
-                    None,
-                ),
-                404 => upstream_error(
-                    format!(
-                        "upstream `{name}` does not serve model `{}`",
-                        self.cfg.model
-                    ),
-                    false,
-                    None,
-                ),
+            // The upstream's own words go to the log; clients get ours,
+            // which cannot carry the operator's account details.
+            tracing::warn!(upstream = %name, %status, %message, "upstream refused");
+            let code = status.as_u16();
+            return Err(match code {
                 // The request itself is wrong: the client should see why.
-                _ => CoreError::InvalidRequest {
+                400 | 413 | 422 => CoreError::InvalidRequest {
                     message,
                     param: None,
                 },
+                429 => upstream_error(format!("upstream `{name}` is rate limited"), true, after),
+                // Credentials, billing, a model it lacks, or a failure: this
+                // deployment's fault, so another may serve.
+                _ => upstream_error(format!("upstream `{name}` failed ({code})"), true, after),
             });
         }
         let is_json = resp
@@ -423,5 +429,23 @@ impl Provider for Upstream {
             "model",
             "detokenize is not available for an upstream model",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_retry_after_becomes_a_sane_wait() {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (v, want) in [("2", 2.0), ("1e309", 3600.0), ("-5", 0.0), ("0.25", 0.25)] {
+            h.insert("retry-after", v.parse().expect("header"));
+            assert_eq!(retry_after(&h), Some(Duration::from_secs_f64(want)), "{v}");
+        }
+        h.insert("retry-after", "NaN".parse().expect("header"));
+        assert!(retry_after(&h).is_none_or(|d| d <= Duration::from_secs(3600)));
+        h.insert("retry-after-ms", "1500".parse().expect("header"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
     }
 }

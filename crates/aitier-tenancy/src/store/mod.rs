@@ -253,10 +253,14 @@ pub trait Store: Send + Sync {
     async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
     async fn revoke_key(&self, id: &str) -> Result<ApiKey, StoreError>;
     async fn find_key(&self, id: &str) -> Result<Option<KeyAuth>, StoreError>;
-    async fn has_active_keys(&self) -> Result<bool, StoreError>;
+    /// Whether any key was ever created (revoked ones count): a service
+    /// that once had keys never falls back to running open.
+    async fn has_keys(&self) -> Result<bool, StoreError>;
     /// Holds tokens against every counter, or against none: returns the
     /// scope of the first budget that is already spent.
     async fn reserve(&self, holds: &[Reservation]) -> Result<Option<String>, StoreError>;
+    /// Gives back holds that no request will settle.
+    async fn release(&self, holds: &[Reservation]) -> Result<(), StoreError>;
     /// Writes ledger rows and settles their budget holds, atomically.
     async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError>;
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;

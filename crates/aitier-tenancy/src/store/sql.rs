@@ -35,8 +35,23 @@ const TENANT_COLS: &str =
     "id, name, disabled, created_at, models, rpm, tpm, max_concurrent, budget_tokens, budget_period, weight";
 const KEY_COLS: &str = "k.id, k.tenant_id, k.name, k.created_at, k.revoked_at, k.models, k.rpm, k.tpm, k.max_concurrent, k.budget_tokens, k.budget_period, k.weight";
 
-/// Hides the password of a database URL, for logs and errors.
+/// Hides the password of a database URL, for logs and errors: in the
+/// user info and in a `password=` parameter.
 pub fn redact_url(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => url.to_string(),
+    };
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -47,6 +62,21 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Tenants are found by id or by name, so a name must never look like an id.
+fn check_name(name: &str) -> Result<(), StoreError> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "a tenant name must be 1 to 200 printable characters".into(),
+        ));
+    }
+    if name.starts_with("tn_") {
+        return Err(StoreError::Invalid(
+            "a tenant name may not start with `tn_` (that is how ids look)".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn new_id(prefix: &str) -> String {
@@ -236,11 +266,7 @@ impl Store for SqlStore {
 
     async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<Tenant, StoreError> {
         limits.validate().map_err(StoreError::Invalid)?;
-        if name.trim().is_empty() || name.len() > 200 {
-            return Err(StoreError::Invalid(
-                "a tenant name must be 1 to 200 characters".into(),
-            ));
-        }
+        check_name(name)?;
         let t = Tenant {
             id: new_id("tn"),
             name: name.to_string(),
@@ -286,6 +312,9 @@ impl Store for SqlStore {
         patch: &TenantPatch,
     ) -> Result<Tenant, StoreError> {
         let mut t = self.get_tenant(id_or_name).await?;
+        if let Some(name) = &patch.name {
+            check_name(name)?;
+        }
         patch.apply(&mut t);
         t.limits.validate().map_err(StoreError::Invalid)?;
         let q = sqlx::query(
@@ -404,8 +433,8 @@ impl Store for SqlStore {
         }))
     }
 
-    async fn has_active_keys(&self) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL")
+    async fn has_keys(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys")
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
@@ -460,18 +489,33 @@ impl Store for SqlStore {
             return Ok(None);
         }
         // Some counter is spent: give back what the others took.
-        for h in holds.iter().filter(|h| held.contains(&h.scope)) {
+        let taken: Vec<Reservation> = holds
+            .iter()
+            .filter(|h| held.contains(&h.scope))
+            .cloned()
+            .collect();
+        self.release(&taken).await?;
+        let spent = holds.iter().find(|h| !held.contains(&h.scope));
+        Ok(spent.map(|h| h.scope.clone()))
+    }
+
+    async fn release(&self, holds: &[Reservation]) -> Result<(), StoreError> {
+        if holds.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for h in holds {
             sqlx::query(
                 "UPDATE budget_usage SET reserved = reserved - $3 WHERE scope = $1 AND period = $2",
             )
             .bind(&h.scope)
             .bind(&h.period)
             .bind(i(Some(h.tokens)))
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         }
-        let spent = holds.iter().find(|h| !held.contains(&h.scope));
-        Ok(spent.map(|h| h.scope.clone()))
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
