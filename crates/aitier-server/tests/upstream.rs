@@ -157,6 +157,25 @@ fn the_breaker_opens_half_opens_and_closes() {
 }
 
 #[test]
+fn streams_that_fail_midway_trip_the_breaker() {
+    let f = FaultServer::start();
+    f.script.always(Act::Reset(vec!["a"]));
+    let s = tier(
+        "attempts = 1\nbreaker_failures = 2\nbreaker_cooldown_secs = 3600",
+        &deployment("f1", &f, 1),
+        "",
+    );
+    for _ in 0..2 {
+        let (chunks, done) = stream(&s, "/v1/chat/completions", &stream_body());
+        assert!(!done && chunks.last().is_some_and(|c| c["error"].is_object()));
+    }
+    assert_eq!(f.script.hits(), 2);
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(f.script.hits(), 2, "the open breaker kept the request away");
+}
+
+#[test]
 fn a_stream_broken_midway_is_not_retried_and_repeats_nothing() {
     let f = FaultServer::start();
     let s = tier("attempts = 3", &deployment("f1", &f, 1), "");

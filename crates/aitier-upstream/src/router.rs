@@ -16,8 +16,8 @@ use futures::StreamExt;
 use rand::Rng;
 
 use aitier_core::{
-    CoreError, EventStream, GenerateRequest, ModelInfo, Provider, ProviderStats, RequestCtx,
-    TokenPiece,
+    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Provider, ProviderStats,
+    RequestCtx, TokenPiece,
 };
 
 use crate::breaker::{Breaker, BreakerState};
@@ -202,13 +202,28 @@ impl Router {
             let in_flight = InFlight::new(d);
             match d.provider.generate(req.clone(), ctx.clone()).await {
                 Ok(stream) => {
-                    permit.success();
                     if let Some(h) = &ctx.hooks {
                         h.served_by(&d.name);
                     }
+                    // The breaker hears how the stream ended, not just that
+                    // it started: a deployment that fails mid-stream trips it.
+                    let mut permit = Some(permit);
                     return Ok(stream
                         .map(move |ev| {
                             let _held = &in_flight;
+                            match &ev {
+                                GenEvent::Done { .. } => {
+                                    if let Some(p) = permit.take() {
+                                        p.success();
+                                    }
+                                }
+                                GenEvent::Error(_) => {
+                                    if let Some(p) = permit.take() {
+                                        p.failure();
+                                    }
+                                }
+                                _ => {}
+                            }
                             ev
                         })
                         .boxed());
