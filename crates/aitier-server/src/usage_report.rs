@@ -78,17 +78,7 @@ const COLUMNS: [&str; 5] = [
 ];
 
 fn header(group_by: &[GroupBy]) -> Vec<&'static str> {
-    let mut h: Vec<&str> = group_by
-        .iter()
-        .map(|g| match g {
-            GroupBy::Tenant => "tenant_id",
-            GroupBy::Key => "key_id",
-            GroupBy::Model => "model",
-            GroupBy::Day => "day",
-            GroupBy::Status => "status",
-            GroupBy::Provider => "provider",
-        })
-        .collect();
+    let mut h: Vec<&str> = group_by.iter().map(|g| g.column()).collect();
     h.extend(COLUMNS);
     h
 }
@@ -96,17 +86,7 @@ fn header(group_by: &[GroupBy]) -> Vec<&'static str> {
 fn cells(group_by: &[GroupBy], r: &UsageRow) -> Vec<String> {
     let mut c: Vec<String> = group_by
         .iter()
-        .map(|g| {
-            match g {
-                GroupBy::Tenant => r.tenant_id.clone(),
-                GroupBy::Key => r.key_id.clone(),
-                GroupBy::Model => r.model.clone(),
-                GroupBy::Day => r.day.clone(),
-                GroupBy::Status => r.status.clone(),
-                GroupBy::Provider => r.provider.clone(),
-            }
-            .unwrap_or_default()
-        })
+        .map(|g| r.group(*g).unwrap_or_default().to_string())
         .collect();
     c.extend(
         [
@@ -176,17 +156,14 @@ mod tests {
     #[test]
     fn csv_quotes_what_needs_it() {
         let rows = vec![UsageRow {
-            tenant_id: None,
-            key_id: None,
             model: Some("a,b".into()),
             day: Some("2026-11-29".into()),
-            status: None,
-            provider: None,
             requests: 2,
             prompt_tokens: 3,
             cached_tokens: 1,
             completion_tokens: 4,
             total_tokens: 7,
+            ..Default::default()
         }];
         assert_eq!(
             to_csv(&[GroupBy::Model, GroupBy::Day], &rows),

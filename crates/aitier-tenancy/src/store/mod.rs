@@ -172,22 +172,47 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
+    pub const ALL: [GroupBy; 6] = [
+        GroupBy::Tenant,
+        GroupBy::Key,
+        GroupBy::Model,
+        GroupBy::Provider,
+        GroupBy::Day,
+        GroupBy::Status,
+    ];
+
+    /// The word a query names it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Tenant => "tenant",
+            GroupBy::Key => "key",
+            GroupBy::Model => "model",
+            GroupBy::Day => "day",
+            GroupBy::Status => "status",
+            GroupBy::Provider => "provider",
+        }
+    }
+
+    /// Its column in a usage report (JSON field, CSV header).
+    pub fn column(self) -> &'static str {
+        match self {
+            GroupBy::Tenant => "tenant_id",
+            GroupBy::Key => "key_id",
+            other => other.name(),
+        }
+    }
+
     pub fn parse_list(text: &str) -> Result<Vec<GroupBy>, String> {
         let mut out = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let g = match part {
-                "tenant" => GroupBy::Tenant,
-                "key" => GroupBy::Key,
-                "model" => GroupBy::Model,
-                "day" => GroupBy::Day,
-                "status" => GroupBy::Status,
-                "provider" => GroupBy::Provider,
-                other => {
-                    return Err(format!(
-                        "cannot group by `{other}`: use tenant, key, model, provider, day or status"
-                    ))
-                }
-            };
+            let g = Self::ALL
+                .into_iter()
+                .find(|g| g.name() == part)
+                .ok_or_else(|| {
+                    format!(
+                        "cannot group by `{part}`: use tenant, key, model, provider, day or status"
+                    )
+                })?;
             if !out.contains(&g) {
                 out.push(g);
             }
@@ -209,7 +234,7 @@ pub struct UsageQuery {
 }
 
 /// Usage summed over one group; the grouping columns not asked for are `None`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct UsageRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
@@ -228,6 +253,32 @@ pub struct UsageRow {
     pub cached_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+}
+
+impl UsageRow {
+    /// The value of one grouping column.
+    pub fn group(&self, g: GroupBy) -> Option<&str> {
+        match g {
+            GroupBy::Tenant => &self.tenant_id,
+            GroupBy::Key => &self.key_id,
+            GroupBy::Model => &self.model,
+            GroupBy::Day => &self.day,
+            GroupBy::Status => &self.status,
+            GroupBy::Provider => &self.provider,
+        }
+        .as_deref()
+    }
+
+    pub fn group_mut(&mut self, g: GroupBy) -> &mut Option<String> {
+        match g {
+            GroupBy::Tenant => &mut self.tenant_id,
+            GroupBy::Key => &mut self.key_id,
+            GroupBy::Model => &mut self.model,
+            GroupBy::Day => &mut self.day,
+            GroupBy::Status => &mut self.status,
+            GroupBy::Provider => &mut self.provider,
+        }
+    }
 }
 
 #[async_trait::async_trait]

@@ -585,29 +585,19 @@ impl Store for SqlStore {
     }
 
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        // Every grouping is a column of the same name, but the day.
         let cols: Vec<&str> = q
             .group_by
             .iter()
             .map(|g| match g {
-                GroupBy::Tenant => "tenant_id",
-                GroupBy::Key => "key_id",
-                GroupBy::Model => "model",
                 GroupBy::Day => "(ts / 86400000)",
-                GroupBy::Status => "status",
-                GroupBy::Provider => "provider",
+                g => g.column(),
             })
             .collect();
+        let alias = |g: GroupBy| format!("g_{}", g.name());
         let mut sql = String::from("SELECT ");
         for (g, c) in q.group_by.iter().zip(&cols) {
-            let alias = match g {
-                GroupBy::Tenant => "g_tenant",
-                GroupBy::Key => "g_key",
-                GroupBy::Model => "g_model",
-                GroupBy::Day => "g_day",
-                GroupBy::Status => "g_status",
-                GroupBy::Provider => "g_provider",
-            };
-            sql.push_str(&format!("{c} AS {alias}, "));
+            sql.push_str(&format!("{c} AS {}, ", alias(*g)));
         }
         sql.push_str(
             "COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
@@ -647,51 +637,31 @@ impl Store for SqlStore {
         let rows = query.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let has = |g| q.group_by.contains(&g);
             let requests = row.try_get::<i64, _>("requests")?.max(0) as u64;
             if requests == 0 {
                 continue;
             }
             let p = row.try_get::<i64, _>("p")?.max(0) as u64;
             let o = row.try_get::<i64, _>("o")?.max(0) as u64;
-            out.push(UsageRow {
-                tenant_id: if has(GroupBy::Tenant) {
-                    row.try_get("g_tenant")?
-                } else {
-                    None
-                },
-                key_id: if has(GroupBy::Key) {
-                    row.try_get::<Option<String>, _>("g_key")?
-                        .or(Some(String::new()))
-                } else {
-                    None
-                },
-                model: if has(GroupBy::Model) {
-                    row.try_get("g_model")?
-                } else {
-                    None
-                },
-                day: if has(GroupBy::Day) {
-                    Some(date_of(row.try_get::<i64, _>("g_day")? * DAY_MS))
-                } else {
-                    None
-                },
-                status: if has(GroupBy::Status) {
-                    row.try_get("g_status")?
-                } else {
-                    None
-                },
-                provider: if has(GroupBy::Provider) {
-                    row.try_get("g_provider")?
-                } else {
-                    None
-                },
+            let mut r = UsageRow {
                 requests,
                 prompt_tokens: p,
                 cached_tokens: row.try_get::<i64, _>("c")?.max(0) as u64,
                 completion_tokens: o,
                 total_tokens: p + o,
-            });
+                ..Default::default()
+            };
+            for &g in &q.group_by {
+                let name = alias(g);
+                *r.group_mut(g) = Some(match g {
+                    GroupBy::Day => date_of(row.try_get::<i64, _>(name.as_str())? * DAY_MS),
+                    // A request without a key groups under "".
+                    _ => row
+                        .try_get::<Option<String>, _>(name.as_str())?
+                        .unwrap_or_default(),
+                });
+            }
+            out.push(r);
         }
         Ok(out)
     }
