@@ -2,12 +2,13 @@
 //! may they use this model, and may this request start (`begin`, then the
 //! ticket's `admit` once the provider knows its size). The ticket follows
 //! the request to its end and writes its ledger row.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aitier_core::CoreError;
 
-use crate::clock::{now_ms, openai_duration};
+use crate::clock::openai_duration;
 use crate::keys;
 use crate::ledger::Ledger;
 use crate::limiter::{Demand, Limiter, LimiterError, Snapshot};
@@ -68,7 +69,32 @@ impl Principal {
     }
 
     pub fn allows_model(&self, model: &str) -> bool {
-        self.limit_sets().iter().all(|(_, l)| l.allows_model(model))
+        match self {
+            Principal::Key(k) => {
+                k.key.limits.allows_model(model) && k.tenant.limits.allows_model(model)
+            }
+            Principal::Open => true,
+        }
+    }
+
+    /// One charge of `cost` per bucket of the kind `prefix` (`rpm`, `tpm`)
+    /// that the key or its tenant limits.
+    pub(crate) fn demands(
+        &self,
+        prefix: &str,
+        limit: fn(&Limits) -> Option<u64>,
+        cost: u64,
+    ) -> Vec<Demand> {
+        self.limit_sets()
+            .into_iter()
+            .filter_map(|(scope, l)| {
+                limit(l).map(|per_minute| Demand {
+                    bucket: format!("{prefix}:{scope}"),
+                    per_minute,
+                    cost,
+                })
+            })
+            .collect()
     }
 
     /// Scheduler weight: the key's, else the tenant's.
@@ -99,14 +125,17 @@ pub struct Tenancy {
     pub(crate) limiter: Arc<dyn Limiter>,
     pub(crate) ledger: Ledger,
     pub(crate) config: TenancyConfig,
-    /// Whether any active key existed, and when that was read: requests
-    /// without a key would otherwise cost a query each in open mode.
-    keys_seen: Mutex<Option<(Instant, bool)>>,
+    /// Set once a key is known to exist. Keys are never deleted (revoked
+    /// ones count), so it never goes back.
+    keys_exist: AtomicBool,
+    /// When "no key exists" was last read: in open mode, requests without
+    /// a key would otherwise cost a query each.
+    checked_empty_at: Mutex<Option<Instant>>,
 }
 
 /// How long "no key exists" is trusted. A key made through this process
 /// counts at once; one made by another process within this time.
-const KEYS_SEEN_TTL: Duration = Duration::from_secs(1);
+const NO_KEYS_TTL: Duration = Duration::from_secs(1);
 
 /// One `x-ratelimit-*` triple's worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +202,8 @@ impl Tenancy {
             limiter,
             ledger,
             config,
-            keys_seen: Mutex::new(None),
+            keys_exist: AtomicBool::new(false),
+            checked_empty_at: Mutex::new(None),
         })
     }
 
@@ -203,7 +233,7 @@ impl Tenancy {
                 return Ok(Principal::Key(Arc::new(found)));
             }
         }
-        if self.config.allow_open && !self.any_active_key().await? {
+        if self.config.allow_open && !self.any_key().await? {
             return Ok(Principal::Open);
         }
         Err(if bearer.is_some() {
@@ -223,16 +253,7 @@ impl Tenancy {
         request_id: &str,
     ) -> Result<Ticket, CoreError> {
         let sets = principal.limit_sets();
-        let demands: Vec<Demand> = sets
-            .iter()
-            .filter_map(|(scope, l)| {
-                l.rpm.map(|rpm| Demand {
-                    bucket: format!("rpm:{scope}"),
-                    per_minute: rpm,
-                    cost: 1,
-                })
-            })
-            .collect();
+        let demands = principal.demands("rpm", |l| l.rpm, 1);
         let ticket = Ticket::new(
             self.clone(),
             principal.clone(),
@@ -304,25 +325,32 @@ impl Tenancy {
         Ok(out)
     }
 
-    async fn any_active_key(&self) -> Result<bool, StoreError> {
-        let cached = *self.keys_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, any)) = cached {
-            if at.elapsed() < KEYS_SEEN_TTL {
-                return Ok(any);
-            }
+    async fn any_key(&self) -> Result<bool, StoreError> {
+        if self.keys_exist.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let checked = *self
+            .checked_empty_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if checked.is_some_and(|at| at.elapsed() < NO_KEYS_TTL) {
+            return Ok(false);
         }
         let any = self.store.has_keys().await?;
-        *self.keys_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), any));
+        if any {
+            self.keys_exist.store(true, Ordering::Relaxed);
+        } else {
+            *self
+                .checked_empty_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
         Ok(any)
     }
 
-    /// Forgets whether keys exist: call after creating or revoking one.
-    pub fn keys_changed(&self) {
-        *self.keys_seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    pub(crate) fn now_ms() -> i64 {
-        now_ms()
+    /// Call after creating a key through this process: open mode ends at once.
+    pub fn key_created(&self) {
+        self.keys_exist.store(true, Ordering::Relaxed);
     }
 }
 

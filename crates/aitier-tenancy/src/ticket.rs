@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use aitier_core::{CoreError, GenEvent, RequestHooks, RequestSize};
 use aitier_protocol::Usage;
 
-use crate::limiter::Demand;
+use crate::clock::now_ms;
 use crate::service::{limiter_down, scope_kind, store_down, Principal, Tenancy};
 use crate::store::{Reservation, StoreError, UsageRecord};
 
@@ -81,7 +81,7 @@ impl Ticket {
                 model: model.to_string(),
                 request_id: request_id.to_string(),
                 started: Instant::now(),
-                ts: Tenancy::now_ms(),
+                ts: now_ms(),
                 generated: AtomicU32::new(0),
                 state: Mutex::new(State::default()),
             }),
@@ -228,17 +228,7 @@ impl Inner {
             .min(u64::from(size.completion_cap));
         let reserve = u64::from(size.prompt_tokens) + completion;
         self.state().prompt_tokens = size.prompt_tokens;
-        let sets = self.principal.limit_sets();
-        let demands: Vec<Demand> = sets
-            .iter()
-            .filter_map(|(scope, l)| {
-                l.tpm.map(|tpm| Demand {
-                    bucket: format!("tpm:{scope}"),
-                    per_minute: tpm,
-                    cost: reserve,
-                })
-            })
-            .collect();
+        let demands = self.principal.demands("tpm", |l| l.tpm, reserve);
         let limiter = &self.tenancy.limiter;
         if !demands.is_empty() {
             if let Err(d) = limiter.check(&demands).await.map_err(limiter_down)? {
@@ -266,8 +256,10 @@ impl Inner {
                 .map(|d| (d.bucket.clone(), d.per_minute, reserve))
                 .collect();
         }
-        let now = Tenancy::now_ms();
-        let holds: Vec<Reservation> = sets
+        let now = now_ms();
+        let holds: Vec<Reservation> = self
+            .principal
+            .limit_sets()
             .iter()
             .filter_map(|(scope, l)| {
                 l.budget().map(|(limit, period)| Reservation {

@@ -41,7 +41,7 @@ async fn key_lifecycle() {
             .expect("key");
         assert!(full.starts_with("sk-aitier-") && full.contains(&key.id));
         // Made behind the service's back, as the command line does.
-        t.keys_changed();
+        t.key_created();
         match t.authenticate(Some(&full)).await {
             Ok(Principal::Key(k)) => assert_eq!(k.tenant.id, acme.id, "{backend}"),
             other => panic!("{backend}: {other:?}"),

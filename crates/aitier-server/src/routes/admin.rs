@@ -164,9 +164,7 @@ async fn disable_tenant(
         ..Default::default()
     };
     tracing::info!(tenant = %id, "disabling tenant");
-    let disabled = state.tenancy.store().update_tenant(&id, &patch).await;
-    state.tenancy.keys_changed();
-    one(disabled)
+    one(state.tenancy.store().update_tenant(&id, &patch).await)
 }
 
 async fn create_key(
@@ -186,7 +184,7 @@ async fn create_key(
         .create_key(&id, body.name.as_deref(), &body.limits)
         .await
         .map_err(store_error)?;
-    state.tenancy.keys_changed();
+    state.tenancy.key_created();
     tracing::info!(tenant = %key.tenant_id, key = %key.id, "key created");
     let mut value = serde_json::to_value(&key).map_err(|_| ApiError::internal())?;
     value["key"] = json!(full);
@@ -219,9 +217,7 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     tracing::info!(key = %id, "revoking key");
-    let revoked = state.tenancy.store().revoke_key(&id).await;
-    state.tenancy.keys_changed();
-    one(revoked)
+    one(state.tenancy.store().revoke_key(&id).await)
 }
 
 async fn usage(
