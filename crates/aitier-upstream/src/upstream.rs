@@ -253,26 +253,21 @@ fn whole_answer(
     prompt_estimate: u32,
     hooks: Option<&dyn RequestHooks>,
 ) -> Result<Vec<GenEvent>, String> {
-    let v: Value =
+    let mut chunk: Value =
         serde_json::from_slice(body).map_err(|e| format!("malformed JSON answer: {e}"))?;
     let mut decoder = Decoder::new(choices);
     let mut events = vec![GenEvent::Started {
         prompt_tokens: prompt_estimate,
     }];
     // The same shape as one big chunk: `message` stands where `delta` would.
-    let mut chunk = v.clone();
     if let Some(list) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
         for c in list {
-            if let Some(m) = c.get("message").cloned() {
+            if let Some(m) = c.get_mut("message").map(Value::take) {
                 c["delta"] = m;
             }
         }
     }
-    events.extend(
-        decoder
-            .decode(&chunk.to_string())
-            .map_err(|e| e.to_string())?,
-    );
+    events.extend(decoder.decode_value(&chunk).map_err(|e| e.to_string())?);
     let chunks = events
         .iter()
         .filter(|e| matches!(e, GenEvent::Delta { .. }))

@@ -154,6 +154,11 @@ impl Decoder {
                 "upstream sent malformed SSE data ({e}): {payload:.200}"
             ))
         })?;
+        self.decode_value(&v)
+    }
+
+    /// One chunk, already parsed.
+    pub fn decode_value(&mut self, v: &Value) -> Result<Vec<GenEvent>, CoreError> {
         if let Some(err) = v.get("error") {
             let msg = err
                 .get("message")
