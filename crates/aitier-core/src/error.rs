@@ -51,6 +51,22 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// Whether the model or deployment could not take the request now, so
+    /// that another one (a retry, a fallback) may; with how long this one
+    /// asked to be left alone, if it said.
+    pub fn unavailable(&self) -> Option<Option<Duration>> {
+        match self {
+            CoreError::Upstream {
+                retryable: true,
+                retry_after,
+                ..
+            } => Some(*retry_after),
+            CoreError::Overloaded { retry_after, .. } => Some(Some(*retry_after)),
+            CoreError::ModelNotReady { .. } => Some(None),
+            _ => None,
+        }
+    }
+
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         CoreError::InvalidRequest {
             message: message.into(),

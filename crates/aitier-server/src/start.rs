@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
-use aitier_core::{CoreError, EventStream, GenerateRequest, RequestCtx};
+use aitier_core::{EventStream, GenerateRequest, RequestCtx};
 use aitier_tenancy::Principal;
 
 use crate::app::AppState;
@@ -43,18 +43,6 @@ pub fn check_model(principal: &Principal, model: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Errors after which a fallback model may do better.
-fn try_fallback(e: &CoreError) -> bool {
-    matches!(
-        e,
-        CoreError::Upstream {
-            retryable: true,
-            ..
-        } | CoreError::Overloaded { .. }
-            | CoreError::ModelNotReady { .. }
-    )
-}
-
 pub async fn generate(
     state: &AppState,
     caller: Caller<'_>,
@@ -87,7 +75,7 @@ pub async fn generate(
     let mut result = provider.generate(gen.clone(), ctx.clone()).await;
     for name in &fallbacks {
         match &result {
-            Err(e) if try_fallback(e) => {}
+            Err(e) if e.unavailable().is_some() => {}
             _ => break,
         }
         // A fallback the key may not use, or one not up, is passed over.

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use common::fault::{Act, FaultServer};
 use common::suite::{provider_suite, stream, streamed_text};
-use common::{client, default_model, open_stream, post, read_events, temp_dir, Server};
+use common::{
+    client, default_model, metrics_text, open_stream, post, read_events, temp_dir, Server,
+};
 
 const LOCAL: &str = "smollm2-135m-instruct";
 
@@ -132,12 +134,7 @@ fn the_breaker_opens_half_opens_and_closes() {
     assert_eq!(status, 503);
     assert_eq!(v["error"]["code"], "upstream_unavailable");
     assert_eq!(f.script.hits(), 2);
-    let text = client()
-        .get(s.url("/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let text = metrics_text(&s);
     assert!(
         text.contains("aitier_deployment_breaker{model=\"m\",deployment=\"f1\"} 2"),
         "{text}"

@@ -108,19 +108,6 @@ pub struct Router {
     retry: RetryPolicy,
 }
 
-fn retryable(e: &CoreError) -> Option<Option<Duration>> {
-    match e {
-        CoreError::Upstream {
-            retryable: true,
-            retry_after,
-            ..
-        } => Some(*retry_after),
-        CoreError::Overloaded { retry_after, .. } => Some(Some(*retry_after)),
-        CoreError::ModelNotReady { .. } => Some(None),
-        _ => None,
-    }
-}
-
 impl Router {
     pub fn new(deployments: Vec<Arc<Deployment>>, retry: RetryPolicy) -> Arc<Self> {
         Arc::new(Self { deployments, retry })
@@ -229,7 +216,7 @@ impl Router {
                         .boxed());
                 }
                 Err(e) => {
-                    let Some(after) = retryable(&e) else {
+                    let Some(after) = e.unavailable() else {
                         // The request's own fault, not the deployment's.
                         drop(permit);
                         return Err(e);

@@ -128,14 +128,19 @@ pub fn post(server: &Server, path: &str, body: &serde_json::Value) -> (u16, serd
     (status, r.json().expect("json body"))
 }
 
-/// One sample of a Prometheus series from `/metrics`.
-pub fn metric(server: &Server, name: &str) -> u64 {
-    let text = client()
+/// The whole `/metrics` exposition.
+pub fn metrics_text(server: &Server) -> String {
+    client()
         .get(server.url("/metrics"))
         .send()
         .expect("metrics")
         .text()
-        .expect("text");
+        .expect("text")
+}
+
+/// One sample of a Prometheus series from `/metrics`.
+pub fn metric(server: &Server, name: &str) -> u64 {
+    let text = metrics_text(server);
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{")))
         .and_then(|l| l.rsplit(' ').next())
