@@ -17,6 +17,11 @@ pub struct EngineConfig {
     /// Prompt tokens prefilled per step while other sequences are decoding;
     /// bounds how long one step (and so every stream's next token) can take.
     pub prefill_chunk: u32,
+    /// While the engine is shared, prompt chunks are sized from the measured
+    /// cost per token so a step takes about this long (at most
+    /// `prefill_chunk` tokens); a newcomer never waits longer than one step
+    /// to be admitted. 0 turns it off.
+    pub step_target_ms: u32,
     /// KV cells idle slots may keep as prefix cache (LRU beyond it); None
     /// means all of them.
     pub cache_cells: Option<u64>,
@@ -32,6 +37,7 @@ impl EngineConfig {
             threads: 0,
             queue_depth: 256,
             prefill_chunk: 64,
+            step_target_ms: 50,
             cache_cells: None,
         }
     }

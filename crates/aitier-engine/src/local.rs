@@ -120,6 +120,8 @@ impl LocalModel {
         let slots = cfg.slots;
         let prefill_chunk = cfg.prefill_chunk.clamp(1, cfg.batch_size);
         let cache_cells = cfg.cache_cells.unwrap_or(u64::from(n_ctx));
+        let step_target =
+            (cfg.step_target_ms > 0).then(|| Duration::from_millis(cfg.step_target_ms.into()));
         std::thread::Builder::new()
             .name("aitier-engine".into())
             .spawn(move || {
@@ -144,6 +146,7 @@ impl LocalModel {
                     ctx_per_slot,
                     batch_size,
                     prefill_chunk,
+                    step_target,
                     cache_cells,
                 };
                 Worker::new(&worker_model, ctx, cfg, worker_counters).run(jobs_rx);

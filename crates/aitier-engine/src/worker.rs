@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -19,6 +19,9 @@ use aitier_protocol::Usage;
 use crate::fair::FairQueue;
 use crate::sampler::Sampler;
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
+
+/// Fewest prompt tokens a shared step prefills, whatever the step target.
+const MIN_PREFILL: usize = 8;
 
 /// One request as the engine thread sees it: prompts already tokenised and
 /// checked against the context.
@@ -59,6 +62,9 @@ pub(crate) struct WorkerConfig {
     /// Most prompt tokens one sequence may prefill per step, so a long
     /// prompt shares the batch instead of filling it.
     pub prefill_chunk: u32,
+    /// How long a shared step should take; prompt chunks shrink below
+    /// `prefill_chunk` to fit it.
+    pub step_target: Option<Duration>,
     /// Cells idle slots may keep as prefix cache before the least recently
     /// used are cleared.
     pub cache_cells: u64,
@@ -125,6 +131,8 @@ pub(crate) struct Worker<'m> {
     /// Bumped on every use of a slot, for LRU.
     clock: u64,
     last_step_short_only: bool,
+    /// Moving average of a shared step's milliseconds per batch token.
+    ms_per_token: Option<f64>,
     counters: Arc<Counters>,
 }
 
@@ -135,6 +143,24 @@ struct SlotCache {
     /// Tokens at positions 0.. (only meaningful while idle).
     tokens: Vec<u32>,
     last_used: u64,
+}
+
+/// Prompt tokens a shared step may take: what fits in the step target beside
+/// the decoding streams at the measured cost per token, but at least
+/// `MIN_PREFILL`, so prompts progress however many streams decode, and at
+/// most `cap`.
+fn shared_prefill_budget(
+    target: Option<Duration>,
+    ms_per_token: Option<f64>,
+    decoding: usize,
+    cap: usize,
+) -> usize {
+    let (Some(target), Some(per_token)) = (target, ms_per_token) else {
+        return cap;
+    };
+    let fits = (target.as_secs_f64() * 1e3 / per_token) as usize;
+    fits.saturating_sub(decoding)
+        .clamp(MIN_PREFILL.min(cap), cap)
 }
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
@@ -160,6 +186,7 @@ impl<'m> Worker<'m> {
             slots,
             clock: 0,
             last_step_short_only: false,
+            ms_per_token: None,
             counters,
         }
     }
@@ -465,7 +492,12 @@ impl<'m> Worker<'m> {
         // A lone prompt gets the whole batch.
         let shared = decoding > 0 || self.running.len() > 1;
         let mut prefill_budget = if shared {
-            self.cfg.prefill_chunk as usize
+            shared_prefill_budget(
+                self.cfg.step_target,
+                self.ms_per_token,
+                decoding,
+                self.cfg.prefill_chunk as usize,
+            )
         } else {
             self.cfg.batch_size as usize
         };
@@ -547,7 +579,25 @@ impl<'m> Worker<'m> {
                 .fetch_add(in_prompt as u64, Ordering::Relaxed);
             seq.n_past += take;
         }
-        if let Err(e) = self.ctx.decode(batch) {
+        let started = Instant::now();
+        let decoded = self.ctx.decode(batch);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let tokens = batch.n_tokens();
+        tracing::trace!(
+            tokens,
+            sequences = self.running.len(),
+            short_only,
+            ms,
+            "decode step"
+        );
+        if shared && !short_only && tokens >= MIN_PREFILL as i32 {
+            let per_token = ms / f64::from(tokens);
+            self.ms_per_token = Some(match self.ms_per_token {
+                Some(avg) => avg * 0.8 + per_token * 0.2,
+                None => per_token,
+            });
+        }
+        if let Err(e) = decoded {
             tracing::error!(error = %e, "llama_decode failed");
             let failed: Vec<u64> = self.running.iter().map(|s| s.req).collect();
             let slots: Vec<usize> = self.running.iter().map(|s| s.slot as usize).collect();
@@ -673,5 +723,28 @@ impl<'m> Worker<'m> {
             self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.counters.finished.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_chunks_fill_what_the_step_target_leaves() {
+        let target = Some(Duration::from_millis(50));
+        // 2 ms a token: 25 fit, 5 go to decoding streams.
+        assert_eq!(shared_prefill_budget(target, Some(2.0), 5, 64), 20);
+        // Cheap tokens: the cap still bounds a chunk.
+        assert_eq!(shared_prefill_budget(target, Some(0.1), 5, 64), 64);
+        // Decoding alone overruns the target: prompts still progress.
+        assert_eq!(
+            shared_prefill_budget(target, Some(4.0), 16, 64),
+            MIN_PREFILL
+        );
+        assert_eq!(shared_prefill_budget(target, Some(4.0), 16, 4), 4);
+        // Off, or nothing measured yet: the configured chunk.
+        assert_eq!(shared_prefill_budget(None, Some(2.0), 5, 64), 64);
+        assert_eq!(shared_prefill_budget(target, None, 5, 64), 64);
     }
 }

@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Prompt tokens prefilled per step while others decode.
     #[arg(long, env = "AITIER_PREFILL_CHUNK")]
     pub prefill_chunk: Option<u32>,
+    /// Milliseconds a decode step should take while the engine is shared;
+    /// prompt chunks shrink to fit it (0: always `prefill_chunk`).
+    #[arg(long, env = "AITIER_STEP_TARGET_MS")]
+    pub step_target_ms: Option<u32>,
     /// KV cells idle slots may keep as prefix cache (default: all).
     #[arg(long, env = "AITIER_CACHE_CELLS")]
     pub cache_cells: Option<u64>,
@@ -228,6 +232,7 @@ struct FileEngine {
     batch_size: Option<u32>,
     queue_depth: Option<u32>,
     prefill_chunk: Option<u32>,
+    step_target_ms: Option<u32>,
     cache_cells: Option<u64>,
 }
 
@@ -423,6 +428,12 @@ impl ServeConfig {
                 own.prefill_chunk,
                 defaults.prefill_chunk,
                 e.prefill_chunk,
+            );
+            e.step_target_ms = pick(
+                args.step_target_ms,
+                own.step_target_ms,
+                defaults.step_target_ms,
+                e.step_target_ms,
             );
             e.cache_cells = args
                 .cache_cells

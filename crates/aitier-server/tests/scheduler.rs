@@ -1,6 +1,7 @@
 //! The engine's scheduler through the real binary: batching without
 //! cross-talk, cancellation freeing cells, the prefix cache, shared prompts
-//! for n > 1, and a bounded queue.
+//! for n > 1, a bounded queue, and chunked prefill letting another tenant
+//! through.
 mod common;
 
 use common::{metric, no_eos, open_stream, post, read_events, Server};
@@ -217,4 +218,34 @@ fn request_queued_past_its_deadline_gets_a_timeout_error() {
     assert_eq!(st, 503, "{b}");
     assert_eq!(b["error"]["code"], "queue_timeout");
     drop((sock, reader));
+}
+
+#[test]
+fn short_request_passes_between_the_chunks_of_another_tenants_long_prompt() {
+    let s = Server::start(&["--slots", "2", "--ctx-size", "2048"]);
+    let long: String = (0..300).map(|i| format!("note {i}; ")).collect();
+    let (_, toks) = post(&s, "/tokenize", &json!({"content": long}));
+    let long_len = toks["tokens"].as_array().expect("tokens").len();
+    assert!(
+        (1500..2040).contains(&long_len),
+        "long prompt has {long_len} tokens"
+    );
+    let body = json!({"model": MODEL, "prompt": long, "max_tokens": 1, "stream": true,
+        "user": "tenant-a"});
+    let held = open_stream(&s, "/v1/completions", &body);
+    while metric(&s, "aitier_sequences_running") == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (st, b) = post(
+        &s,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "1, 2, 3,", "max_tokens": 4,
+            "logit_bias": no_eos(), "user": "tenant-b"}),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["usage"]["completion_tokens"], 4);
+    // Only the short request's tokens exist yet: it was served between the
+    // long prompt's chunks, not after the whole prefill.
+    assert_eq!(metric(&s, "aitier_generated_tokens_total"), 4);
+    drop(held);
 }
