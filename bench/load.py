@@ -15,7 +15,8 @@ For each target:
     compared with B alone;
   * prefix cache: TTFT of a request repeating a ~500-token system prompt,
     cold (first time) against warm.
-Ratios in the table are first / last.
+Ratios in the table are first / last. Each levels run is appended to FILE
+and the table shows the median of the runs per level.
 """
 import argparse
 import asyncio
@@ -207,6 +208,14 @@ async def main():
                 old = json.load(f)
         except FileNotFoundError:
             old = {"name": name}
+        if "levels" in res:
+            # Rounds alternate between the servers; each level reports the
+            # median round, so one slow moment of the machine skews neither.
+            run = {str(c): v for c, v in res.pop("levels").items()}
+            runs = old.get("level_runs", []) + [run]
+            old["level_runs"] = runs
+            old["levels"] = {c: [statistics.median(r[str(c)][i] for r in runs) for i in range(3)]
+                             for c in levels}
         old.update(res)
         with open(a.json, "w") as f:
             json.dump(old, f)
