@@ -10,9 +10,10 @@ For each target:
   * aggregate generated tokens/s and TTFT p50/p99 at 1, 2, 4, 8, 16
     concurrent streams of 128 tokens (end-of-text banned so every request
     generates exactly 128);
-  * noisy neighbour: tenant A keeps 16 streams with ~1,000-token prompts busy
+  * noisy neighbour: tenant A keeps 16 streams with ~1,500-token prompts busy
     while tenant B sends one short request per second; B's TTFT p50/p99 is
-    compared with B alone;
+    compared with B alone, and A's streamed tokens/s over the same time shown
+    beside it;
   * prefix cache: TTFT of a request repeating a ~500-token system prompt,
     cold (first time) against warm.
 Ratios in the table are first / last. Each levels run is appended to FILE
@@ -44,8 +45,9 @@ def pct(xs, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-async def stream_chat(client, url, messages, max_tokens, user=None):
-    """Returns (ttft_s, completion_tokens)."""
+async def stream_chat(client, url, messages, max_tokens, user=None, seen=None):
+    """Returns (ttft_s, completion_tokens); counts content chunks in seen[0]
+    as they arrive, so a cancelled stream's tokens still count."""
     body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
             "stream": True, "stream_options": {"include_usage": True},
             "logit_bias": NO_EOS, "ignore_eos": True}
@@ -66,6 +68,8 @@ async def stream_chat(client, url, messages, max_tokens, user=None):
             for ch in c.get("choices") or []:
                 if (ch.get("delta") or {}).get("content"):
                     chunks += 1
+                    if seen is not None:
+                        seen[0] += 1
                     if ttft is None:
                         ttft = time.perf_counter() - t0
     return ttft, tokens or chunks
@@ -99,10 +103,12 @@ async def noisy_neighbour(url, seconds, with_noise):
     async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:
         stop = asyncio.Event()
 
+        a_tokens = [0]
+
         async def tenant_a(w):
             i = 0
             while not stop.is_set():
-                await stream_chat(client, url, long_prompt(w * 1000 + i), 128, user="tenant-a")
+                await stream_chat(client, url, long_prompt(w * 1000 + i), 128, user="tenant-a", seen=a_tokens)
                 i += 1
 
         async def quiet(w):
@@ -111,6 +117,7 @@ async def noisy_neighbour(url, seconds, with_noise):
             except (httpx.HTTPError, asyncio.CancelledError):
                 pass
 
+        t_start = time.perf_counter()
         a_tasks = [asyncio.create_task(quiet(w)) for w in range(16)] if with_noise else []
         if with_noise:
             await asyncio.sleep(3)  # let A fill the engine first
@@ -122,10 +129,11 @@ async def noisy_neighbour(url, seconds, with_noise):
             b_ttfts.append(ttft)
             await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
         stop.set()
+        a_rate = a_tokens[0] / (time.perf_counter() - t_start)
         for t in a_tasks:
             t.cancel()
         await asyncio.gather(*a_tasks, return_exceptions=True)
-    return pct(b_ttfts, 50), pct(b_ttfts, 99)
+    return pct(b_ttfts, 50), pct(b_ttfts, 99), a_rate
 
 
 async def prefix_cache(url):
@@ -175,11 +183,12 @@ def table(results, levels):
             row += [f"{tps:.1f}", f"{ms(p50)} / {ms(p99)}"]
         row.append(f"{results[first]['levels'][c][0] / results[last]['levels'][c][0]:.2f}")
         out.append("| " + " | ".join(row) + " |")
-    out += ["", "## Noisy neighbour (A: 16 streams, ~1,000-token prompts; B: one short request per second)", "",
-            "| server | B alone TTFT p50 / p99 ms | B under A TTFT p50 / p99 ms | p99 ratio |", "|---|---|---|---|"]
+    out += ["", "## Noisy neighbour (A: 16 streams, ~1,500-token prompts; B: one short request per second)", "",
+            "| server | B alone TTFT p50 / p99 ms | B under A TTFT p50 / p99 ms | p99 ratio | A's streamed tok/s meanwhile |",
+            "|---|---|---|---|---|"]
     for n in names:
         a, b = results[n]["b_alone"], results[n]["b_noisy"]
-        out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} |")
+        out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} | {b[2]:.1f} |")
     out += ["", "## Prefix cache (~800-token system prompt repeated)", "",
             "| server | cold TTFT ms | warm TTFT ms (median of 3) | warm/cold |", "|---|---|---|---|"]
     for n in names:

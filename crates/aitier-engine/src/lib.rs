@@ -6,6 +6,7 @@
 mod config;
 mod fair;
 mod local;
+mod plan;
 mod sampler;
 mod template;
 mod textout;

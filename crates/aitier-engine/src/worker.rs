@@ -17,11 +17,12 @@ use aitier_core::{CoreError, FinishReason, GenEvent, RequestHooks, SamplingParam
 use aitier_protocol::Usage;
 
 use crate::fair::FairQueue;
+use crate::plan::{plan_step, Demand, Limits, StepPlan};
 use crate::sampler::Sampler;
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
 
 /// Fewest prompt tokens a shared step prefills, whatever the step target.
-const MIN_PREFILL: usize = 8;
+const MIN_PREFILL: usize = 4;
 
 /// One request as the engine thread sees it: prompts already tokenised and
 /// checked against the context.
@@ -117,6 +118,8 @@ struct Seq {
     logprobs: Vec<TokenLogprob>,
     /// Where this sequence's logits sit in the batch just decoded.
     logits_at: Option<i32>,
+    /// No step has evaluated any of its tokens yet.
+    fresh: bool,
 }
 
 pub(crate) struct Worker<'m> {
@@ -228,6 +231,7 @@ impl<'m> Worker<'m> {
             .prompt_tokens
             .fetch_add(u64::from(prompt_tokens), Ordering::Relaxed);
         let choices = job.prompts.len() as u32 * job.n;
+        tracing::trace!(req = id, tenant = %job.tenant, prompt_tokens, choices, "accepted");
         for (p, prompt) in job.prompts.iter().enumerate() {
             for j in 0..job.n {
                 let cost = prompt.len() as u64 + u64::from(job.max_new[p]);
@@ -473,6 +477,7 @@ impl<'m> Worker<'m> {
                 stop: StopMatcher::new(p.stop),
                 logprobs: Vec::new(),
                 logits_at: None,
+                fresh: true,
             });
         }
     }
@@ -481,82 +486,32 @@ impl<'m> Worker<'m> {
     /// prompts fill what is left of the batch in chunks.
     fn step(&mut self, batch: &mut LlamaBatch) {
         batch.clear();
-        let decoding = self
+        let demands: Vec<Demand> = self
             .running
             .iter()
-            .filter(|s| s.tokens.len() - s.n_past == 1)
-            .count();
-        // When the engine is shared (streams decoding, or several sequences
-        // admitted), prompts get a small share of each step: no stream's next
-        // token, and no newcomer's first token, waits behind a long prefill.
-        // A lone prompt gets the whole batch.
-        let shared = decoding > 0 || self.running.len() > 1;
-        let mut prefill_budget = if shared {
-            shared_prefill_budget(
-                self.cfg.step_target,
-                self.ms_per_token,
-                decoding,
-                self.cfg.prefill_chunk as usize,
-            )
-        } else {
-            self.cfg.batch_size as usize
+            .map(|s| Demand {
+                tenant: &s.tenant,
+                left: s.tokens.len() - s.n_past,
+                fresh: s.fresh,
+                slot: s.slot,
+            })
+            .collect();
+        let limits = Limits {
+            batch_size: self.cfg.batch_size as usize,
+            prefill_chunk: self.cfg.prefill_chunk as usize,
         };
-        // A prompt that fits in one chunk gets a step without the decoders:
-        // a newcomer's first token then waits for its own prefill only, not
-        // for every running stream's next token too.
-        // Never twice in a row, so arrivals cannot starve the decoders.
-        // Only for a tenant with nothing decoding yet: one tenant's own
-        // arrivals keep sharing steps with its streams, as throughput wants.
-        let short_only = shared
-            && !self.last_step_short_only
-            && self.running.iter().any(|s| {
-                let left = s.tokens.len() - s.n_past;
-                left > 1
-                    && left <= self.cfg.prefill_chunk as usize
-                    && !self
-                        .running
-                        .iter()
-                        .any(|o| o.tenant == s.tenant && o.tokens.len() - o.n_past == 1)
-            });
-        self.last_step_short_only = short_only;
-        let mut room = self.cfg.batch_size as usize;
-        let mut order: Vec<usize> = (0..self.running.len()).collect();
-        // Decoding sequences first; then prompts, shortest remaining first so
-        // a short request is not stuck behind a long one.
-        order.sort_by_key(|&i| {
-            let s = &self.running[i];
-            s.tokens.len() - s.n_past
+        let (target, ms_per_token) = (self.cfg.step_target, self.ms_per_token);
+        let StepPlan {
+            short_only,
+            shared,
+            take: plan,
+        } = plan_step(&demands, self.last_step_short_only, &limits, |decoding| {
+            shared_prefill_budget(target, ms_per_token, decoding, limits.prefill_chunk)
         });
-        // Plan in priority order, then lay the batch out by sequence id:
-        // llama.cpp splits a batch into one micro-batch per run of
-        // consecutive sequence ids when each slot has its own KV stream.
-        let mut plan: Vec<(usize, usize)> = Vec::with_capacity(order.len());
-        for i in order {
-            let seq = &self.running[i];
-            let remaining = seq.tokens.len() - seq.n_past;
-            let take = if remaining == 1 {
-                if short_only {
-                    0
-                } else {
-                    room.min(1)
-                }
-            } else if short_only && remaining > self.cfg.prefill_chunk as usize {
-                0
-            } else {
-                remaining.min(room).min(prefill_budget)
-            };
-            if take == 0 {
-                continue;
-            }
-            room -= take;
-            if remaining > 1 {
-                prefill_budget -= take;
-            }
-            plan.push((i, take));
-        }
-        plan.sort_by_key(|&(i, _)| self.running[i].slot);
+        self.last_step_short_only = short_only;
         for (i, take) in plan {
             let seq = &mut self.running[i];
+            seq.fresh = false;
             let done_after = seq.n_past + take == seq.tokens.len();
             for k in 0..take {
                 let pos = seq.n_past + k;
