@@ -618,7 +618,7 @@ mod tests {
         let cfg = write(
             &d,
             "c.toml",
-            &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\n", gguf.display()),
+            &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\nstep_target_ms = 80\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\nstep_target_ms = 30\n", gguf.display()),
         );
         let args = ServeArgs {
             config: Some(cfg),
@@ -632,6 +632,8 @@ mod tests {
         let engine = c.models[0].engines().next().expect("local");
         assert_eq!(engine.slots, 2);
         assert_eq!(engine.ctx_per_slot, 1024);
+        // The model's own setting wins over [engine].
+        assert_eq!(engine.step_target_ms, 30);
     }
 
     #[test]
