@@ -1,6 +1,11 @@
-//! Which tokens of which running sequences go into the next decode step.
-//! Kept apart from the engine thread so the policy can be tested without a
-//! model.
+//! Which tokens of which running sequences go into the next decode step,
+//! and how many prompt tokens a shared step may take. Kept apart from the
+//! engine thread so the policy can be tested without a model.
+
+use std::time::Duration;
+
+/// Fewest prompt tokens a shared step prefills, whatever the step target.
+pub(crate) const MIN_PREFILL: usize = 4;
 
 /// What the planner needs to know of one running sequence.
 pub(crate) struct Demand<'a> {
@@ -99,6 +104,24 @@ pub(crate) fn plan_step(
     }
 }
 
+/// Prompt tokens a shared step may take: what fits in the step target beside
+/// the decoding streams at the measured cost per token, but at least
+/// `MIN_PREFILL`, so prompts progress however many streams decode, and at
+/// most `cap`.
+pub(crate) fn shared_prefill_budget(
+    target: Option<Duration>,
+    ms_per_token: Option<f64>,
+    decoding: usize,
+    cap: usize,
+) -> usize {
+    let (Some(target), Some(per_token)) = (target, ms_per_token) else {
+        return cap;
+    };
+    let fits = (target.as_secs_f64() * 1e3 / per_token) as usize;
+    fits.saturating_sub(decoding)
+        .clamp(MIN_PREFILL.min(cap), cap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +208,23 @@ mod tests {
         let p = plan_step(&seqs, false, &LIMITS, |_| 64);
         let slots: Vec<i32> = p.take.iter().map(|&(i, _)| seqs[i].slot).collect();
         assert_eq!(slots, vec![3, 5, 7]);
+    }
+
+    #[test]
+    fn prompt_chunks_fill_what_the_step_target_leaves() {
+        let target = Some(Duration::from_millis(50));
+        // 2 ms a token: 25 fit, 5 go to decoding streams.
+        assert_eq!(shared_prefill_budget(target, Some(2.0), 5, 64), 20);
+        // Cheap tokens: the cap still bounds a chunk.
+        assert_eq!(shared_prefill_budget(target, Some(0.1), 5, 64), 64);
+        // Decoding alone overruns the target: prompts still progress.
+        assert_eq!(
+            shared_prefill_budget(target, Some(4.0), 16, 64),
+            MIN_PREFILL
+        );
+        assert_eq!(shared_prefill_budget(target, Some(4.0), 16, 4), 4);
+        // Off, or nothing measured yet: the configured chunk.
+        assert_eq!(shared_prefill_budget(None, Some(2.0), 5, 64), 64);
+        assert_eq!(shared_prefill_budget(target, None, 5, 64), 64);
     }
 }

@@ -17,12 +17,9 @@ use aitier_core::{CoreError, FinishReason, GenEvent, RequestHooks, SamplingParam
 use aitier_protocol::Usage;
 
 use crate::fair::FairQueue;
-use crate::plan::{plan_step, Demand, Limits, StepPlan};
+use crate::plan::{plan_step, shared_prefill_budget, Demand, Limits, StepPlan, MIN_PREFILL};
 use crate::sampler::Sampler;
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
-
-/// Fewest prompt tokens a shared step prefills, whatever the step target.
-const MIN_PREFILL: usize = 4;
 
 /// One request as the engine thread sees it: prompts already tokenised and
 /// checked against the context.
@@ -146,24 +143,6 @@ struct SlotCache {
     /// Tokens at positions 0.. (only meaningful while idle).
     tokens: Vec<u32>,
     last_used: u64,
-}
-
-/// Prompt tokens a shared step may take: what fits in the step target beside
-/// the decoding streams at the measured cost per token, but at least
-/// `MIN_PREFILL`, so prompts progress however many streams decode, and at
-/// most `cap`.
-fn shared_prefill_budget(
-    target: Option<Duration>,
-    ms_per_token: Option<f64>,
-    decoding: usize,
-    cap: usize,
-) -> usize {
-    let (Some(target), Some(per_token)) = (target, ms_per_token) else {
-        return cap;
-    };
-    let fits = (target.as_secs_f64() * 1e3 / per_token) as usize;
-    fits.saturating_sub(decoding)
-        .clamp(MIN_PREFILL.min(cap), cap)
 }
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
@@ -678,28 +657,5 @@ impl<'m> Worker<'m> {
             self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.counters.finished.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prompt_chunks_fill_what_the_step_target_leaves() {
-        let target = Some(Duration::from_millis(50));
-        // 2 ms a token: 25 fit, 5 go to decoding streams.
-        assert_eq!(shared_prefill_budget(target, Some(2.0), 5, 64), 20);
-        // Cheap tokens: the cap still bounds a chunk.
-        assert_eq!(shared_prefill_budget(target, Some(0.1), 5, 64), 64);
-        // Decoding alone overruns the target: prompts still progress.
-        assert_eq!(
-            shared_prefill_budget(target, Some(4.0), 16, 64),
-            MIN_PREFILL
-        );
-        assert_eq!(shared_prefill_budget(target, Some(4.0), 16, 4), 4);
-        // Off, or nothing measured yet: the configured chunk.
-        assert_eq!(shared_prefill_budget(None, Some(2.0), 5, 64), 64);
-        assert_eq!(shared_prefill_budget(target, None, 5, 64), 64);
     }
 }
