@@ -12,6 +12,7 @@ pub mod event;
 pub mod provider;
 pub mod registry;
 pub mod request;
+pub mod secret;
 pub mod validate;
 
 pub use error::CoreError;
@@ -21,3 +22,4 @@ pub use provider::{
 };
 pub use registry::ModelRegistry;
 pub use request::{GenerateRequest, Message, PromptInput, Role, SamplingParams};
+pub use secret::Secret;

@@ -9,10 +9,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use aitier_core::ModelRegistry;
+use aitier_core::{ModelRegistry, Secret};
 use aitier_tenancy::Tenancy;
 
-use crate::config::{Scheduling, Secret};
+use crate::config::Scheduling;
 
 use crate::error::ApiError;
 use crate::routes::{admin, chat, completions, health, metrics, models, tokenize, usage};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use aitier_core::Secret;
 use aitier_engine::EngineConfig;
 
 use crate::routing::{parse_upstream_flag, DeploymentConfig, FileDeployment, FileRouting, Routing};
@@ -131,23 +132,6 @@ impl DatabaseArgs {
             .or_else(|| file.and_then(|f| f.data_dir.clone()))
             .unwrap_or_else(|| PathBuf::from("data"));
         format!("sqlite://{}", dir.join("aitier.db").display())
-    }
-}
-
-/// A secret that never shows in logs or `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_string()))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 

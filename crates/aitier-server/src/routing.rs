@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use aitier_core::{ModelRegistry, Provider};
+use aitier_core::{ModelRegistry, Provider, Secret};
 use aitier_engine::{EngineConfig, LocalModel};
 use aitier_upstream::{Breaker, Deployment, RetryPolicy, Router, Upstream, UpstreamConfig};
 
-use crate::config::{ConfigError, Secret};
+use crate::config::ConfigError;
 
 /// `[routing]`: how routed models retry and when a deployment is shut out.
 #[derive(Debug, Default, Deserialize)]
@@ -122,7 +122,7 @@ impl DeploymentConfig {
             cfg: UpstreamConfig {
                 name: d.name.clone().unwrap_or_else(|| format!("{model}#{index}")),
                 base_url,
-                api_key: api_key.map(|s| s.0),
+                api_key,
                 model: d.model.clone().unwrap_or_else(|| model.to_string()),
                 timeout: d
                     .timeout_secs

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use aitier_core::{
     CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Provider, RequestCtx,
-    RequestHooks, RequestSize, TokenPiece,
+    RequestHooks, RequestSize, Secret, TokenPiece,
 };
 use aitier_protocol::Usage;
 
@@ -23,29 +23,17 @@ use crate::sse::SseParser;
 use crate::wire::{estimate_prompt, request_body, Decoder};
 
 /// Where and how to reach one upstream deployment.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct UpstreamConfig {
     /// The deployment's name in logs and ledger rows.
     pub name: String,
     /// Up to and including `/v1`, e.g. `http://vllm:8000/v1`.
     pub base_url: String,
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// The model name the upstream knows.
     pub model: String,
     /// Longest wait for the response to start, and between two chunks.
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for UpstreamConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamConfig")
-            .field("name", &self.name)
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("model", &self.model)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 pub struct Upstream {
@@ -123,7 +111,7 @@ impl Upstream {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.client.request(method, self.url(path));
         match &self.cfg.api_key {
-            Some(k) => r.bearer_auth(k),
+            Some(k) => r.bearer_auth(&k.0),
             None => r,
         }
     }
