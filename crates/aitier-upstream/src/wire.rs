@@ -246,15 +246,22 @@ impl Decoder {
 /// Chat (`content: [...]`) or legacy (`tokens`, `token_logprobs`) logprobs.
 fn parse_logprobs(v: &Value) -> Vec<TokenLogprob> {
     let f = |x: Option<&Value>| x.and_then(Value::as_f64).unwrap_or(0.0) as f32;
+    let text = |x: &Value| {
+        x.get("token")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let array = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+    };
     if let Some(items) = v.get("content").and_then(Value::as_array) {
         return items
             .iter()
             .map(|t| TokenLogprob {
-                token: t
-                    .get("token")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                token: text(t),
                 bytes: t
                     .get("bytes")
                     .and_then(Value::as_array)
@@ -271,11 +278,7 @@ fn parse_logprobs(v: &Value) -> Vec<TokenLogprob> {
                     .into_iter()
                     .flatten()
                     .map(|a| {
-                        let tok = a
-                            .get("token")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string();
+                        let tok = text(a);
                         let bytes = tok.as_bytes().to_vec();
                         (tok, bytes, f(a.get("logprob")))
                     })
@@ -283,22 +286,8 @@ fn parse_logprobs(v: &Value) -> Vec<TokenLogprob> {
             })
             .collect();
     }
-    let tokens = v
-        .get("tokens")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let lps = v
-        .get("token_logprobs")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let tops = v
-        .get("top_logprobs")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    tokens
+    let (lps, tops) = (array("token_logprobs"), array("top_logprobs"));
+    array("tokens")
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -331,6 +320,29 @@ fn parse_logprobs(v: &Value) -> Vec<TokenLogprob> {
 mod tests {
     use super::*;
     use aitier_core::{Message, Role, SamplingParams};
+
+    #[test]
+    fn chat_and_legacy_logprobs_parse_alike() {
+        let chat = json!({"content": [{"token": "Hi", "bytes": [72, 105], "logprob": -0.5,
+            "top_logprobs": [{"token": "Hi", "logprob": -0.5}, {"token": "Yo", "logprob": -1.5}]}]});
+        let legacy = json!({"tokens": ["Hi"], "token_logprobs": [-0.5],
+            "top_logprobs": [{"Hi": -0.5, "Yo": -1.5}]});
+        for v in [chat, legacy] {
+            let lp = parse_logprobs(&v);
+            assert_eq!(lp.len(), 1, "{v}");
+            assert_eq!(lp[0].token, "Hi");
+            assert_eq!(lp[0].bytes, b"Hi".to_vec());
+            assert_eq!(lp[0].logprob, -0.5);
+            let mut top: Vec<(String, f32)> =
+                lp[0].top.iter().map(|(t, _, l)| (t.clone(), *l)).collect();
+            top.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                top,
+                vec![("Hi".to_string(), -0.5), ("Yo".to_string(), -1.5)]
+            );
+        }
+        assert!(parse_logprobs(&json!({})).is_empty());
+    }
 
     fn chat_req() -> GenerateRequest {
         GenerateRequest {
