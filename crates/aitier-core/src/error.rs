@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use aitier_protocol::ErrorDetail;
+
 /// Everything a request can fail with, in domain terms. The server maps each
 /// variant to exactly one HTTP status and OpenAI error body.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,6 +45,11 @@ pub enum CoreError {
         retryable: bool,
         retry_after: Option<Duration>,
     },
+    /// An upstream refused the request itself (a 400, 413 or 422): its
+    /// status and OpenAI error relayed as they came, so a client of a relay
+    /// sees the same `code` and `param` as a client of the upstream.
+    #[error("{}", error.message)]
+    Refused { status: u16, error: ErrorDetail },
     #[error("the request timed out: {message}")]
     Timeout { message: String },
     /// Details go to the log; clients see a generic message.

@@ -8,16 +8,25 @@ use crate::error::CoreError;
 /// apart by `index`; the stream ends after `Done` or `Error`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenEvent {
-    /// The prompt was accepted; its exact token count is known.
+    /// The request was accepted and is running (or queued to run).
     Started {
+        /// Exact for a local model; an upstream's is an estimate until its
+        /// usage arrives with `Done`.
         prompt_tokens: u32,
+        /// The deployment that took the request, when a router chose one.
+        deployment: Option<String>,
+        /// An upstream's own `system_fingerprint`, passed on to clients.
+        fingerprint: Option<String>,
     },
     /// New text of one choice. It never contains stop-sequence text; `logprobs`
-    /// covers the tokens generated since the previous delta of this choice.
+    /// covers the tokens generated since the previous delta of this choice,
+    /// and `tokens` counts them, so a request that ends early is billed for
+    /// what it was sent.
     Delta {
         index: u32,
         text: String,
         logprobs: Vec<TokenLogprob>,
+        tokens: u32,
     },
     Finished {
         index: u32,
@@ -26,8 +35,29 @@ pub enum GenEvent {
     /// Every choice finished; totals for the request.
     Done {
         usage: Usage,
+        /// The counts are an estimate (an upstream that reported none).
+        estimated: bool,
     },
     Error(CoreError),
+}
+
+impl GenEvent {
+    /// `Started` for a request that nothing routed.
+    pub fn started(prompt_tokens: u32) -> Self {
+        GenEvent::Started {
+            prompt_tokens,
+            deployment: None,
+            fingerprint: None,
+        }
+    }
+
+    /// `Done` with usage the provider counted itself.
+    pub fn done(usage: Usage) -> Self {
+        GenEvent::Done {
+            usage,
+            estimated: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,7 +9,8 @@ use crate::event::EventStream;
 use crate::request::GenerateRequest;
 
 /// Who is asking and under what terms; carried from the HTTP edge to the
-/// provider.
+/// provider. Nothing here lets a provider reach back into the tier: limits
+/// and metering happen around it, from its answers.
 #[derive(Debug, Clone)]
 pub struct RequestCtx {
     pub request_id: String,
@@ -17,18 +19,20 @@ pub struct RequestCtx {
     pub weight: u32,
     /// A request still queued at this instant fails with `Timeout`.
     pub deadline: Option<Instant>,
-    /// The tier's say in the request (limits, budgets, metering); `None`
-    /// when nothing is metered.
-    pub hooks: Option<Arc<dyn RequestHooks>>,
 }
 
-impl std::fmt::Debug for dyn RequestHooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RequestHooks")
+impl RequestCtx {
+    pub fn anonymous(request_id: impl Into<String>) -> Self {
+        Self {
+            request_id: request_id.into(),
+            tenant: "anonymous".into(),
+            weight: 1,
+            deadline: None,
+        }
     }
 }
 
-/// The size of a request, known once the provider has tokenized it.
+/// The size of a request, known once the provider has prepared it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestSize {
     pub prompt_tokens: u32,
@@ -39,29 +43,42 @@ pub struct RequestSize {
     pub completion_cap: u32,
 }
 
-/// What a provider reports to the tier about a request it runs. `admit` is
-/// called once, after tokenizing and before any work; a refusal ends the
-/// request with that error. `generated` is called as tokens are produced,
-/// so that a request whose client went away is billed for what it used.
-pub trait RequestHooks: Send + Sync {
-    /// Only the first call counts: a router may try several deployments.
-    fn admit(&self, size: RequestSize) -> BoxFuture<'_, Result<(), CoreError>>;
-    fn generated(&self, tokens: u32);
-    /// The deployment that took the request, when a router chose one.
-    fn served_by(&self, _deployment: &str) {}
-    /// The usage is an estimate (an upstream that reported none).
-    fn usage_estimated(&self) {}
+/// A request a provider has rendered, tokenized and checked, ready to run.
+/// `size` is what the tier admits it by; the provider keeps whatever it
+/// computed on the way (token ids) in `state`, so `run` need not repeat it.
+#[derive(Clone)]
+pub struct Prepared {
+    pub request: GenerateRequest,
+    pub size: RequestSize,
+    state: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-impl RequestCtx {
-    pub fn anonymous(request_id: impl Into<String>) -> Self {
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("request", &self.request)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    pub fn new(request: GenerateRequest, size: RequestSize) -> Self {
         Self {
-            request_id: request_id.into(),
-            tenant: "anonymous".into(),
-            weight: 1,
-            deadline: None,
-            hooks: None,
+            request,
+            size,
+            state: None,
         }
+    }
+
+    pub fn with_state<T: Any + Send + Sync>(mut self, state: T) -> Self {
+        self.state = Some(Arc::new(state));
+        self
+    }
+
+    /// The state a provider of this type left, if this one prepared it.
+    pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.state.as_deref().and_then(|s| s.downcast_ref())
     }
 }
 
@@ -93,18 +110,25 @@ pub struct ProviderStats {
     pub waiting: u64,
 }
 
-/// A model backend. `generate` validates what only the backend can (prompt
-/// length against its context) and returns the event stream; errors after the
-/// stream started arrive as `GenEvent::Error`.
+/// A model backend, in two steps so that the tier can admit a request
+/// between them: `prepare` renders and tokenizes (validating what only the
+/// backend can, such as the prompt against its context) and says how big
+/// the request is; `run` starts it and returns the event stream. Errors
+/// after the stream started arrive as `GenEvent::Error`.
 pub trait Provider: Send + Sync {
     fn info(&self) -> ModelInfo;
-    fn generate(
+    fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>>;
+    fn run(
         &self,
-        req: GenerateRequest,
+        prepared: Prepared,
         ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>>;
-    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenPiece>, CoreError>;
-    fn detokenize(&self, tokens: &[u32]) -> Result<String, CoreError>;
+    fn tokenize(
+        &self,
+        text: String,
+        add_special: bool,
+    ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>>;
+    fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>>;
     fn stats(&self) -> ProviderStats {
         ProviderStats::default()
     }

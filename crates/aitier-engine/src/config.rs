@@ -41,4 +41,19 @@ impl EngineConfig {
             cache_cells: None,
         }
     }
+
+    /// The one check of an engine's settings, for the config and for `load`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.slots == 0
+            || self.batch_size == 0
+            || self.queue_depth == 0
+            || self.ctx_per_slot < 16
+        {
+            return Err(
+                "slots, batch_size and queue_depth must be positive and ctx_size at least 16"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }

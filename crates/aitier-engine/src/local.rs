@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use aitier_core::{
-    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, PromptInput, Provider,
+    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared, PromptInput, Provider,
     ProviderStats, RequestCtx, RequestSize, TokenPiece,
 };
 use std::sync::atomic::Ordering;
@@ -48,6 +48,17 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
         .map_err(|e| EngineError::Backend(e.clone()))
 }
 
+fn tokenize_text(model: &LlamaModel, text: &str, add_special: bool) -> Vec<u32> {
+    // Special tokens in the text are parsed as such: chat templates
+    // write them, and llama.cpp's server does the same for raw prompts.
+    model
+        .vocab()
+        .tokenize(text.as_bytes(), add_special, true)
+        .into_iter()
+        .map(|t| t.0 as u32)
+        .collect()
+}
+
 /// A GGUF model served in-process.
 pub struct LocalModel {
     model: Arc<LlamaModel>,
@@ -65,11 +76,7 @@ impl LocalModel {
     /// Loads the model and starts its engine thread. Blocking: call it from a
     /// blocking-friendly thread.
     pub fn load(cfg: &EngineConfig) -> Result<Arc<Self>, EngineError> {
-        if cfg.slots == 0 || cfg.ctx_per_slot < 16 || cfg.batch_size == 0 {
-            return Err(EngineError::Config(
-                "slots and batch_size must be positive and ctx_per_slot at least 16".into(),
-            ));
-        }
+        cfg.validate().map_err(EngineError::Config)?;
         if !cfg.path.is_file() {
             return Err(EngineError::MissingFile(cfg.path.display().to_string()));
         }
@@ -170,19 +177,12 @@ impl LocalModel {
     }
 
     fn tokenize_text(&self, text: &str, add_special: bool) -> Vec<u32> {
-        // Special tokens in the text are parsed as such: chat templates
-        // write them, and llama.cpp's server does the same for raw prompts.
-        self.model
-            .vocab()
-            .tokenize(text.as_bytes(), add_special, true)
-            .into_iter()
-            .map(|t| t.0 as u32)
-            .collect()
+        tokenize_text(&self.model, text, add_special)
     }
 
-    /// Renders and tokenises the prompts, checks them against the context
-    /// and builds the engine job.
-    fn prepare(&self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>, CoreError> {
+    /// Renders and tokenises the prompts and checks them against the
+    /// vocabulary.
+    fn prompts(&self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>, CoreError> {
         let prompts = match &req.prompt {
             PromptInput::Chat(messages) => {
                 let template = self.template.as_ref().ok_or_else(|| {
@@ -270,6 +270,54 @@ impl LocalModel {
     }
 }
 
+/// What `prepare` computed, kept for `run`.
+#[derive(Clone)]
+struct LocalPrepared {
+    prompts: Vec<Vec<u32>>,
+    max_new: Vec<u32>,
+}
+
+impl LocalModel {
+    fn measure(&self, req: &GenerateRequest) -> Result<(RequestSize, LocalPrepared), CoreError> {
+        let prompts = self.prompts(req)?;
+        let max_new = prompts
+            .iter()
+            .map(|p| self.max_new(p.len(), req.max_tokens))
+            .collect::<Result<Vec<_>, _>>()?;
+        let per_prompt = req.n.max(1);
+        let size = RequestSize {
+            prompt_tokens: prompts.iter().map(|p| p.len() as u32).sum(),
+            choices: per_prompt * prompts.len() as u32,
+            max_tokens: req.max_tokens,
+            completion_cap: max_new.iter().map(|m| m * per_prompt).sum(),
+        };
+        Ok((size, LocalPrepared { prompts, max_new }))
+    }
+
+    /// Hands the job to the engine thread, or refuses it when the queue is
+    /// full.
+    fn submit(&self, job: Job) -> Result<(), CoreError> {
+        let overloaded = || CoreError::Overloaded {
+            message: "this model's queue is full; retry shortly".into(),
+            retry_after: Duration::from_secs(1),
+        };
+        let before = self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        if before >= self.capacity {
+            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(overloaded());
+        }
+        self.jobs.try_send(job).map_err(|e| {
+            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => overloaded(),
+                mpsc::error::TrySendError::Closed(_) => {
+                    CoreError::Internal("the engine thread has stopped".into())
+                }
+            }
+        })
+    }
+}
+
 impl Provider for LocalModel {
     fn info(&self) -> ModelInfo {
         ModelInfo {
@@ -277,31 +325,30 @@ impl Provider for LocalModel {
         }
     }
 
-    fn generate(
+    fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>> {
+        Box::pin(async move {
+            let (size, state) = self.measure(&req)?;
+            Ok(Prepared::new(req, size).with_state(state))
+        })
+    }
+
+    fn run(
         &self,
-        req: GenerateRequest,
+        prepared: Prepared,
         ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
         Box::pin(async move {
-            let prompts = self.prepare(&req)?;
-            let max_new = prompts
-                .iter()
-                .map(|p| self.max_new(p.len(), req.max_tokens))
-                .collect::<Result<Vec<_>, _>>()?;
-            let prompt_tokens: u32 = prompts.iter().map(|p| p.len() as u32).sum();
-            if let Some(h) = &ctx.hooks {
-                let per_prompt = req.n.max(1);
-                h.admit(RequestSize {
-                    prompt_tokens,
-                    choices: per_prompt * prompts.len() as u32,
-                    max_tokens: req.max_tokens,
-                    completion_cap: max_new.iter().map(|m| m * per_prompt).sum(),
-                })
-                .await?;
-            }
+            // Prepared by another provider (a router's other deployment):
+            // measure it here.
+            let (size, LocalPrepared { prompts, max_new }) = match prepared.state::<LocalPrepared>()
+            {
+                Some(s) => (prepared.size, s.clone()),
+                None => self.measure(&prepared.request)?,
+            };
+            let req = prepared.request;
             let (tx, rx) = mpsc::unbounded_channel();
-            let _ = tx.send(GenEvent::Started { prompt_tokens });
-            let job = Job {
+            let _ = tx.send(GenEvent::started(size.prompt_tokens));
+            self.submit(Job {
                 prompts,
                 n: req.n,
                 max_new,
@@ -312,45 +359,37 @@ impl Provider for LocalModel {
                 tenant: ctx.tenant,
                 weight: ctx.weight,
                 events: tx,
-                hooks: ctx.hooks,
-            };
-            let overloaded = || CoreError::Overloaded {
-                message: "this model's queue is full; retry shortly".into(),
-                retry_after: Duration::from_secs(1),
-            };
-            let before = self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            if before >= self.capacity {
-                self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                return Err(overloaded());
-            }
-            if let Err(e) = self.jobs.try_send(job) {
-                self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                return Err(match e {
-                    mpsc::error::TrySendError::Full(_) => overloaded(),
-                    mpsc::error::TrySendError::Closed(_) => {
-                        CoreError::Internal("the engine thread has stopped".into())
-                    }
-                });
-            }
+            })?;
             Ok(UnboundedReceiverStream::new(rx).boxed())
         })
     }
 
-    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenPiece>, CoreError> {
-        let vocab = self.model.vocab();
-        Ok(self
-            .tokenize_text(text, add_special)
-            .into_iter()
-            .map(|id| TokenPiece {
-                id,
-                piece: String::from_utf8_lossy(&vocab.token_to_piece(
-                    LlamaToken(id as i32),
-                    true,
-                    None,
-                ))
-                .into_owned(),
+    fn tokenize(
+        &self,
+        text: String,
+        add_special: bool,
+    ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>> {
+        let model = self.model.clone();
+        // A 4 MiB body is a lot of tokenizing: keep it off the async threads.
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let vocab = model.vocab();
+                tokenize_text(&model, &text, add_special)
+                    .into_iter()
+                    .map(|id| TokenPiece {
+                        id,
+                        piece: String::from_utf8_lossy(&vocab.token_to_piece(
+                            LlamaToken(id as i32),
+                            true,
+                            None,
+                        ))
+                        .into_owned(),
+                    })
+                    .collect()
             })
-            .collect())
+            .await
+            .map_err(|e| CoreError::Internal(format!("tokenizing failed: {e}")))
+        })
     }
 
     fn stats(&self) -> ProviderStats {
@@ -366,18 +405,20 @@ impl Provider for LocalModel {
         }
     }
 
-    fn detokenize(&self, tokens: &[u32]) -> Result<String, CoreError> {
-        if let Some(bad) = tokens.iter().find(|&&t| t >= self.n_vocab) {
-            return Err(CoreError::invalid(
-                "tokens",
-                format!(
-                    "token id {bad} is outside the vocabulary of {} tokens",
-                    self.n_vocab
-                ),
-            ));
-        }
-        let toks: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t as i32)).collect();
-        let bytes = self.model.vocab().detokenize(&toks, false, false);
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>> {
+        Box::pin(async move {
+            if let Some(bad) = tokens.iter().find(|&&t| t >= self.n_vocab) {
+                return Err(CoreError::invalid(
+                    "tokens",
+                    format!(
+                        "token id {bad} is outside the vocabulary of {} tokens",
+                        self.n_vocab
+                    ),
+                ));
+            }
+            let toks: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t as i32)).collect();
+            let bytes = self.model.vocab().detokenize(&toks, false, false);
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        })
     }
 }

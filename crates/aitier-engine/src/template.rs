@@ -4,7 +4,6 @@
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 
-use aitier_core::calendar::civil_from_days;
 use aitier_core::Message;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,34 +33,11 @@ fn raise_exception(message: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, message))
 }
 
-fn strftime_now(format: String) -> String {
+fn strftime_now(format: String) -> Result<String, Error> {
     // Templates use this to stamp today's date; without a time-zone database
     // UTC is the honest answer.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    format
-        .replace("%Y", &y.to_string())
-        .replace("%m", &format!("{m:02}"))
-        .replace("%d", &format!("{d:02}"))
-        .replace("%B", MONTHS[(m - 1) as usize])
-        .replace("%b", &MONTHS[(m - 1) as usize][..3])
+    aitier_core::clock::strftime_now(&format)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("strftime_now: {e}")))
 }
 
 impl ChatTemplate {

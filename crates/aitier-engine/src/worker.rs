@@ -13,7 +13,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
-use aitier_core::{CoreError, FinishReason, GenEvent, RequestHooks, SamplingParams, TokenLogprob};
+use aitier_core::{CoreError, FinishReason, GenEvent, SamplingParams, TokenLogprob};
 use aitier_protocol::Usage;
 
 use crate::fair::FairQueue;
@@ -35,7 +35,6 @@ pub(crate) struct Job {
     pub tenant: String,
     pub weight: u32,
     pub events: mpsc::UnboundedSender<GenEvent>,
-    pub hooks: Option<Arc<dyn RequestHooks>>,
 }
 
 /// Shared with the async side for `ProviderStats`.
@@ -80,7 +79,6 @@ struct Request {
     /// Per prompt: whether its first choice has prefilled it, so the other
     /// choices can share its cells instead of prefilling again.
     prefilled: Vec<bool>,
-    hooks: Option<Arc<dyn RequestHooks>>,
 }
 
 /// A choice waiting for a slot.
@@ -113,6 +111,8 @@ struct Seq {
     utf8: Utf8Buffer,
     stop: StopMatcher,
     logprobs: Vec<TokenLogprob>,
+    /// Tokens generated since the last delta sent.
+    unsent: u32,
     /// Where this sequence's logits sit in the batch just decoded.
     logits_at: Option<i32>,
     /// No step has evaluated any of its tokens yet.
@@ -243,7 +243,6 @@ impl<'m> Worker<'m> {
                 deadline: job.deadline,
                 n: job.n,
                 prefilled: vec![false; job.prompts.len()],
-                hooks: job.hooks,
             },
         );
     }
@@ -455,6 +454,7 @@ impl<'m> Worker<'m> {
                 utf8: Utf8Buffer::default(),
                 stop: StopMatcher::new(p.stop),
                 logprobs: Vec::new(),
+                unsent: 0,
                 logits_at: None,
                 fresh: true,
             });
@@ -579,10 +579,8 @@ impl<'m> Worker<'m> {
             .fetch_add(1, Ordering::Relaxed);
         if let Some(r) = self.requests.get_mut(&seq.req) {
             r.completion_tokens += 1;
-            if let Some(h) = &r.hooks {
-                h.generated(1);
-            }
         }
+        seq.unsent += 1;
         if vocab.is_eog(token) {
             return Some(FinishReason::Stop);
         }
@@ -616,6 +614,7 @@ impl<'m> Worker<'m> {
                     index: seq.index,
                     text: out,
                     logprobs,
+                    tokens: std::mem::take(&mut seq.unsent),
                 });
             }
         }
@@ -642,6 +641,7 @@ impl<'m> Worker<'m> {
                 index,
                 text: tail,
                 logprobs: std::mem::take(&mut seq.logprobs),
+                tokens: std::mem::take(&mut seq.unsent),
             });
         }
         let _ = r.events.send(GenEvent::Finished { index, reason });
@@ -649,7 +649,7 @@ impl<'m> Worker<'m> {
         let done = r.unfinished == 0;
         if done {
             let usage = Usage::new(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
-            let _ = r.events.send(GenEvent::Done { usage });
+            let _ = r.events.send(GenEvent::done(usage));
         }
         self.release(seq);
         if done {

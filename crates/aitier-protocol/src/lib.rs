@@ -1,17 +1,19 @@
-//! OpenAI wire types: the JSON bodies aitier reads and writes, the error body
-//! and SSE framing helpers. Pure data: no I/O, no async runtime, no engine.
-//! Validation of field *values* lives in `aitier-core`; this crate only says
-//! what shape a body has.
+//! OpenAI wire types, both directions: the JSON bodies aitier reads from
+//! clients and writes to them, and the same bodies it writes to and reads
+//! from upstreams; the error body; SSE payloads and their parser. Pure data:
+//! no I/O, no async runtime, no engine. Validation of field *values* lives
+//! in `aitier-core`; this crate only says what shape a body has.
 
 pub mod chat;
 pub mod completions;
+mod de;
 pub mod error;
 pub mod models;
+pub mod sampling;
+pub mod sse;
 pub mod tokenize;
 pub mod usage;
 
 pub use error::{ErrorBody, ErrorDetail};
+pub use sampling::{Sampling, Stop, StreamOptions};
 pub use usage::{PromptTokensDetails, Usage};
-
-/// The final SSE event of every OpenAI stream.
-pub const SSE_DONE: &str = "[DONE]";

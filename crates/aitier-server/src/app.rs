@@ -1,21 +1,18 @@
-//! The axum application: routes, shared state and the layers around them.
-use std::sync::Arc;
-
+//! The axum application: routes and the layers around them.
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use aitier_core::{ModelRegistry, Secret};
-use aitier_tenancy::Tenancy;
-
-use crate::config::Scheduling;
+use aitier_core::frontend::chat::Chat;
+use aitier_core::frontend::completions::Completions;
 
 use crate::error::ApiError;
-use crate::routes::{admin, chat, completions, health, metrics, models, tokenize, usage};
+use crate::routes::{admin, generate, health, metrics, models, tokenize, usage};
+use crate::state::AppState;
 
 /// A body whose declared length is over the limit is refused before any of
 /// it is read; bodies without a length are cut off by `DefaultBodyLimit`.
@@ -42,23 +39,10 @@ async fn refuse_declared_oversize(
     next.run(req).await
 }
 
-#[derive(Clone)]
-pub struct AppState {
-    pub registry: Arc<ModelRegistry>,
-    /// Reported as each model's `created`.
-    pub started_at: u64,
-    pub scheduling: Arc<Scheduling>,
-    pub tenancy: Arc<Tenancy>,
-    pub admin_token: Option<Secret>,
-    /// Model → the models to try when it is unavailable.
-    pub fallbacks: Arc<std::collections::HashMap<String, Vec<String>>>,
-    pub routers: crate::routing::Routers,
-}
-
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let api = Router::new()
-        .route("/v1/chat/completions", post(chat::create))
-        .route("/v1/completions", post(completions::create))
+        .route("/v1/chat/completions", post(generate::create::<Chat>))
+        .route("/v1/completions", post(generate::create::<Completions>))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
         .route("/v1/usage", get(usage::own))
@@ -79,15 +63,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::not_found_route() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "invalid_request_error",
-                Some("method_not_allowed"),
-                None,
-                "This method is not allowed on this URL.",
-            )
-        })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             max_body_bytes,

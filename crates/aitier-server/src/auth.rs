@@ -9,8 +9,8 @@ use subtle::ConstantTimeEq;
 
 use aitier_tenancy::Principal;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub fn bearer(req: &Request) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -1,10 +1,19 @@
-//! The one place where errors become HTTP statuses and OpenAI error bodies.
+//! The one place where errors become HTTP statuses and OpenAI error bodies:
+//! every domain, tenancy, store and extractor error has its `From` here,
+//! and the server's own refusals are named constructors.
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use aitier_core::CoreError;
 use aitier_protocol::{ErrorBody, ErrorDetail};
+use aitier_tenancy::{AuthError, StoreError};
+
+const INVALID: &str = "invalid_request_error";
+const SERVER: &str = "server_error";
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -16,185 +25,165 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        kind: &str,
-        code: Option<&str>,
-        param: Option<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
         Self {
             status,
             body: ErrorDetail {
                 message: message.into(),
                 kind: kind.into(),
-                param,
-                code: code.map(Into::into),
+                param: None,
+                code: None,
             },
             retry_after_ms: None,
             no_retry: false,
         }
     }
 
+    pub fn code(mut self, code: &str) -> Self {
+        self.body.code = Some(code.into());
+        self
+    }
+
+    pub fn param(mut self, param: impl Into<String>) -> Self {
+        self.body.param = Some(param.into());
+        self
+    }
+
+    fn retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after_ms = after.map(|d| d.as_millis() as u64);
+        self
+    }
+
+    fn no_retry(mut self, no_retry: bool) -> Self {
+        self.no_retry = no_retry;
+        self
+    }
+
     pub fn invalid(param: Option<String>, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            None,
-            param,
-            message,
-        )
+        let mut e = Self::new(StatusCode::BAD_REQUEST, INVALID, message);
+        e.body.param = param;
+        e
     }
 
     pub fn not_found_route() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("unknown_url"),
-            None,
+            INVALID,
             "Unknown request URL. Please check the URL and method.",
         )
+        .code("unknown_url")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            INVALID,
+            "This method is not allowed on this URL.",
+        )
+        .code("method_not_allowed")
     }
 
     pub fn body_too_large(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            Some("request_too_large"),
-            None,
-            message,
-        )
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, INVALID, message).code("request_too_large")
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            Some("invalid_api_key"),
-            None,
-            message,
-        )
+        Self::new(StatusCode::UNAUTHORIZED, INVALID, message).code("invalid_api_key")
+    }
+
+    pub fn forbidden(param: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message)
+            .code("forbidden")
+            .param(param)
     }
 
     pub fn model_not_allowed(model: &str) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "permission_error",
-            Some("model_not_allowed"),
-            Some("model".into()),
             format!("This API key may not use the model `{model}`."),
         )
+        .code("model_not_allowed")
+        .param("model")
     }
 
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            None,
-            None,
+            SERVER,
             "The server had an error while processing your request.",
         )
+    }
+
+    /// An upstream's own refusal, relayed as it came.
+    fn relayed(status: u16, error: ErrorDetail) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            body: error,
+            retry_after_ms: None,
+            no_retry: false,
+        }
+    }
+
+    /// The body alone, for a mid-stream SSE error event.
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.body.clone(),
+        }
     }
 }
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
+        let unavailable =
+            |message: String| Self::new(StatusCode::SERVICE_UNAVAILABLE, SERVER, message);
+        let limited =
+            |message: String| Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message);
         match e {
             CoreError::InvalidRequest { message, param } => ApiError::invalid(param, message),
-            CoreError::ContextLengthExceeded { message } => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                Some("context_length_exceeded"),
-                Some("messages".into()),
-                message,
-            ),
-            e @ CoreError::ModelNotFound { .. } => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                Some("model_not_found"),
-                Some("model".into()),
-                e.to_string(),
-            ),
-            e @ CoreError::ModelNotReady { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("model_loading"),
-                Some("model".into()),
-                e.to_string(),
-            ),
+            CoreError::ContextLengthExceeded { message } => {
+                ApiError::invalid(Some("messages".into()), message).code("context_length_exceeded")
+            }
+            CoreError::Refused { status, error } => ApiError::relayed(status, error),
+            e @ CoreError::ModelNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, INVALID, e.to_string())
+                    .code("model_not_found")
+                    .param("model")
+            }
+            e @ CoreError::ModelNotReady { .. } => unavailable(e.to_string())
+                .code("model_loading")
+                .param("model"),
             CoreError::Overloaded {
                 message,
                 retry_after,
-            } => ApiError {
-                retry_after_ms: Some(retry_after.as_millis() as u64),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    Some("queue_full"),
-                    None,
-                    message,
-                )
-            },
+            } => limited(message)
+                .code("queue_full")
+                .retry_after(Some(retry_after)),
             CoreError::RateLimited {
                 message,
                 retry_after,
                 never,
-            } => ApiError {
-                retry_after_ms: Some(retry_after.as_millis() as u64),
-                no_retry: never,
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    Some("rate_limit_exceeded"),
-                    None,
-                    message,
-                )
-            },
-            CoreError::QuotaExceeded { message } => ApiError {
-                no_retry: true,
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "insufficient_quota",
-                    Some("insufficient_quota"),
-                    None,
-                    message,
-                )
-            },
-            CoreError::Unavailable { message } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("limits_unavailable"),
-                None,
-                message,
-            ),
+            } => limited(message)
+                .code("rate_limit_exceeded")
+                .retry_after(Some(retry_after))
+                .no_retry(never),
+            CoreError::QuotaExceeded { message } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", message)
+                    .code("insufficient_quota")
+                    .no_retry(true)
+            }
+            CoreError::Unavailable { message } => unavailable(message).code("limits_unavailable"),
             CoreError::Upstream {
                 message,
                 retryable: true,
                 retry_after,
-            } => ApiError {
-                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server_error",
-                    Some("upstream_unavailable"),
-                    None,
-                    message,
-                )
-            },
-            CoreError::Upstream { message, .. } => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "server_error",
-                Some("upstream_error"),
-                None,
-                message,
-            ),
-            e @ CoreError::Timeout { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("queue_timeout"),
-                None,
-                e.to_string(),
-            ),
+            } => unavailable(message)
+                .code("upstream_unavailable")
+                .retry_after(retry_after),
+            CoreError::Upstream { message, .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, SERVER, message).code("upstream_error")
+            }
+            e @ CoreError::Timeout { .. } => unavailable(e.to_string()).code("queue_timeout"),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 ApiError::internal()
@@ -203,30 +192,48 @@ impl From<CoreError> for ApiError {
     }
 }
 
-impl From<aitier_tenancy::AuthError> for ApiError {
-    fn from(e: aitier_tenancy::AuthError) -> Self {
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
         match e {
-            aitier_tenancy::AuthError::Store(inner) => {
+            AuthError::Store(inner) => {
                 tracing::error!(error = %inner, "key store failed");
-                ApiError::new(
+                Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "server_error",
-                    Some("auth_unavailable"),
-                    None,
+                    SERVER,
                     "API keys cannot be checked right now.",
                 )
+                .code("auth_unavailable")
             }
             other => ApiError::unauthorized(other.to_string()),
         }
     }
 }
 
-impl ApiError {
-    /// The body alone, for a mid-stream SSE error event.
-    pub fn to_body(&self) -> ErrorBody {
-        ErrorBody {
-            error: self.body.clone(),
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => {
+                Self::new(StatusCode::NOT_FOUND, INVALID, format!("{what} not found"))
+                    .code("not_found")
+            }
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, INVALID, m).code("conflict"),
+            StoreError::Invalid(m) => ApiError::invalid(None, m),
+            StoreError::Db(detail) => {
+                tracing::error!(%detail, "tenancy store failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    SERVER,
+                    "The tenancy database is unavailable.",
+                )
+                .code("store_unavailable")
+            }
         }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::invalid(None, e.body_text())
     }
 }
 

@@ -46,6 +46,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ),
             Category::Data => {
                 let msg = strip_position(&inner.to_string());
+                let path = if path == "." { flattened_path(bytes).unwrap_or(path) } else { path };
                 let param = missing_field(&msg)
                     .map(|field| if path == "." { field.to_string() } else { format!("{path}.{field}") })
                     .or_else(|| (path != ".").then(|| path.clone()));
@@ -57,6 +58,18 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
         }
     })
+}
+
+/// serde cannot say where in a `#[serde(flatten)]`ed struct an error is
+/// (it buffers those fields), so a body that failed at its root is read
+/// again as the one flattened struct of the wire types, the shared
+/// sampling parameters, which finds the field if it is theirs.
+fn flattened_path(bytes: &[u8]) -> Option<String> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, aitier_protocol::Sampling>(de) {
+        Err(e) if e.path().to_string() != "." => Some(e.path().to_string()),
+        _ => None,
+    }
 }
 
 /// serde_json appends " at line L column C"; the parameter name says more.

@@ -9,9 +9,11 @@ use aitier_tenancy::store::redact_url;
 use aitier_tenancy::{MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
 use axum::serve::ListenerExt;
 
-use crate::app::{router, AppState};
+use crate::app::router;
 use crate::config::ServeConfig;
-use crate::respond::unix_now;
+use crate::deployments::{fallbacks, start_models, Routers};
+use crate::metrics::Metrics;
+use crate::state::AppState;
 
 /// Opens the tenancy database and decides whether the service may run
 /// without keys: only on loopback, or when told `--allow-open`.
@@ -38,6 +40,7 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
         TenancyConfig {
             allow_open,
             default_completion_reserve: t.default_completion_reserve,
+            ledger_capacity: t.ledger_queue,
         },
     ))
 }
@@ -50,17 +53,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // Tests and scripts read this line to find a port-0 listener.
     println!("aitier listening on http://{addr}");
     std::io::stdout().flush()?;
-    let routers = crate::routing::Routers::default();
-    crate::routing::start_models(&registry, &cfg.models, &cfg.routing, &routers);
+    let routers = Routers::default();
+    start_models(&registry, &cfg.models, &cfg.routing, &routers);
     tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
     let state = AppState {
+        metrics: Arc::new(Metrics::new(registry.clone(), routers.clone())),
         registry,
-        started_at: unix_now(),
+        started_at: aitier_core::clock::unix_secs(),
         scheduling: Arc::new(cfg.scheduling.clone()),
         tenancy: tenancy.clone(),
         admin_token: cfg.tenancy.admin_token.clone(),
-        fallbacks: Arc::new(crate::routing::fallbacks(&cfg.models)),
+        fallbacks: Arc::new(fallbacks(&cfg.models)),
         routers,
+        keep_alive: cfg.keep_alive,
     };
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
     // previous one is acknowledged: ~40 ms added to time-to-first-token.

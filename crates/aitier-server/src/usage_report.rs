@@ -3,7 +3,7 @@
 //! table renderings.
 use serde::Deserialize;
 
-use aitier_tenancy::clock::{parse_date, DAY_MS};
+use aitier_core::clock::{parse_date, DAY_MS};
 use aitier_tenancy::{GroupBy, UsageQuery, UsageRow};
 
 /// Query parameters: `group_by=tenant,key,model,provider,day,status`, `from`/`to` as UTC

@@ -249,3 +249,37 @@ fn short_request_passes_between_the_chunks_of_another_tenants_long_prompt() {
     assert_eq!(metric(&s, "aitier_generated_tokens_total"), 4);
     drop(held);
 }
+
+#[test]
+fn a_stream_waiting_in_the_queue_sends_keep_alive_comments() {
+    use std::io::BufRead;
+    let s = Server::start(&["--slots", "1", "--keep-alive-secs", "1"]);
+    let blocker = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
+        "logit_bias": no_eos(), "stream": true});
+    // Holds the only slot until its socket closes.
+    let held = open_stream(&s, "/v1/completions", &blocker);
+    let waiting = json!({"model": MODEL, "stream": true, "max_tokens": 2,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let (sock, mut reader) = open_stream(&s, "/v1/chat/completions", &waiting);
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    // The role chunk comes at once; then, while queued, comments only.
+    let mut line = String::new();
+    let mut data = Vec::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "stream ended"
+        );
+        if line.starts_with(':') {
+            break;
+        }
+        if let Some(d) = line.strip_prefix("data: ") {
+            data.push(d.trim().to_string());
+        }
+    }
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert!(data[0].contains(r#""role":"assistant""#), "{data:?}");
+    drop((sock, reader, held));
+}

@@ -279,3 +279,25 @@ fn an_upstream_that_ignores_stream_is_still_relayed() {
     assert!(done);
     assert_eq!(streamed_text(&chunks), "whole answer");
 }
+
+#[test]
+fn the_upstreams_fingerprint_reaches_the_client() {
+    let f = FaultServer::start();
+    f.script.then(Act::Stream(vec!["a", "b"]));
+    f.script.then(Act::Stream(vec!["a", "b"]));
+    f.script.then(Act::Json("whole"));
+    let s = tier("attempts = 1", &deployment("f1", &f, 1), "");
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["system_fingerprint"], common::fault::FINGERPRINT);
+    let (chunks, done) = stream(&s, "/v1/chat/completions", &stream_body());
+    assert!(done);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["system_fingerprint"] == common::fault::FINGERPRINT),
+        "{chunks:?}"
+    );
+    let (_, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(v["system_fingerprint"], common::fault::FINGERPRINT);
+}

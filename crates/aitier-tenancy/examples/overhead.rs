@@ -66,14 +66,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..n + n / 10 {
             let t0 = Instant::now();
             let principal = tenancy.authenticate(Some(&key)).await?;
-            let ticket = tenancy
+            let mut ticket = tenancy
                 .begin(&principal, &name, "m", &format!("r{i}"))
                 .await?;
-            ticket.hooks().admit(size).await?;
+            ticket.admit(size).await?;
             let t1 = Instant::now();
-            ticket.observe(&GenEvent::Done {
-                usage: Usage::new(40, 128, 0),
-            });
+            ticket.observe(&GenEvent::done(Usage::new(40, 128, 0)));
             drop(ticket);
             // The first tenth warms connections and caches.
             if i >= n / 10 {

@@ -3,41 +3,80 @@
 //! settlements of its rows. `flush` waits until everything queued before it
 //! is written; the server calls it after draining, so a graceful shutdown
 //! loses nothing.
+//!
+//! The ledger is bounded: a request takes a slot for its row before it
+//! runs, and the slot comes back once the row is in the database. When the
+//! database falls behind and every slot is taken, new requests are refused
+//! (by the caller) instead of queueing rows in memory without end; rows of
+//! requests already running always have their place.
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::store::{Store, UsageRecord};
 
 const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(20);
 
+/// Slots when nothing else is configured: rows in flight plus rows waiting.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
 enum Cmd {
-    Row(Box<UsageRecord>),
+    Row(Box<UsageRecord>, OwnedSemaphorePermit),
     Flush(oneshot::Sender<()>),
 }
 
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::UnboundedSender<Cmd>,
+    room: Arc<Semaphore>,
+    capacity: usize,
 }
 
-impl Ledger {
-    /// Starts the writer on the current runtime.
-    pub fn start(store: Arc<dyn Store>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(store, rx));
-        Self { tx }
-    }
+/// A place reserved for one row.
+pub struct LedgerSlot {
+    tx: mpsc::UnboundedSender<Cmd>,
+    permit: OwnedSemaphorePermit,
+}
 
-    pub fn record(&self, row: UsageRecord) {
-        if let Err(e) = self.tx.send(Cmd::Row(Box::new(row))) {
+impl LedgerSlot {
+    pub fn record(self, row: UsageRecord) {
+        if let Err(e) = self.tx.send(Cmd::Row(Box::new(row), self.permit)) {
             // Only after the writer is gone, i.e. the runtime is shutting down.
-            if let Cmd::Row(row) = e.0 {
+            if let Cmd::Row(row, _) = e.0 {
                 tracing::error!(row = ?row, "usage row after the ledger stopped");
             }
         }
+    }
+}
+
+impl Ledger {
+    /// Starts the writer on the current runtime, with room for `capacity`
+    /// rows between a request's start and its row's write.
+    pub fn start(store: Arc<dyn Store>, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(store, rx));
+        let capacity = capacity.max(1);
+        Self {
+            tx,
+            room: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// A slot for one row, or `None` while every slot is taken.
+    pub fn slot(&self) -> Option<LedgerSlot> {
+        let permit = self.room.clone().try_acquire_owned().ok()?;
+        Some(LedgerSlot {
+            tx: self.tx.clone(),
+            permit,
+        })
+    }
+
+    /// Rows of running requests plus rows waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.capacity - self.room.available_permits()
     }
 
     /// Returns once every row recorded before this call is in the store.
@@ -51,13 +90,18 @@ impl Ledger {
 
 async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     let mut rows: Vec<UsageRecord> = Vec::new();
+    // One per row in `rows`: its slot is free again once it is written.
+    let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         for round in 0..2 {
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Cmd::Row(r) => rows.push(*r),
+                    Cmd::Row(r, slot) => {
+                        rows.push(*r);
+                        slots.push(slot);
+                    }
                     Cmd::Flush(done) => waiting.push(done),
                 }
                 if rows.len() < BATCH {
@@ -72,6 +116,7 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>)
             }
         }
         write(store.as_ref(), &mut rows).await;
+        slots.truncate(rows.len());
         if rows.is_empty() {
             for done in waiting.drain(..) {
                 let _ = done.send(());

@@ -8,12 +8,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::scope::BucketKey;
+
 const WINDOW_MS: f64 = 60_000.0;
 
 /// One bucket charged by a check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Demand {
-    pub bucket: String,
+    pub bucket: BucketKey,
     pub per_minute: u64,
     pub cost: u64,
 }
@@ -29,7 +31,7 @@ pub struct Snapshot {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Denied {
-    pub bucket: String,
+    pub bucket: BucketKey,
     pub retry_after: Duration,
     /// The cost is more than the bucket ever holds: retrying cannot help.
     pub never: bool,
@@ -45,19 +47,24 @@ pub trait Limiter: Send + Sync {
     async fn check(&self, demands: &[Demand]) -> Result<Result<(), Denied>, LimiterError>;
     /// Corrects an earlier charge once the real cost is known (negative:
     /// refund). Never refuses.
-    async fn adjust(&self, bucket: &str, per_minute: u64, delta: i64) -> Result<(), LimiterError>;
-    async fn peek(&self, bucket: &str, per_minute: u64) -> Result<Snapshot, LimiterError>;
+    async fn adjust(
+        &self,
+        bucket: &BucketKey,
+        per_minute: u64,
+        delta: i64,
+    ) -> Result<(), LimiterError>;
+    async fn peek(&self, bucket: &BucketKey, per_minute: u64) -> Result<Snapshot, LimiterError>;
     /// Takes one of `max` concurrent places; false when all are taken.
-    async fn acquire(&self, bucket: &str, max: u64) -> Result<bool, LimiterError>;
-    async fn release(&self, bucket: &str) -> Result<(), LimiterError>;
+    async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<bool, LimiterError>;
+    async fn release(&self, bucket: &BucketKey) -> Result<(), LimiterError>;
 }
 
 /// Limits held in this process.
 pub struct MemoryLimiter {
     epoch: Instant,
     /// Theoretical arrival time per bucket, in ms since `epoch`.
-    tat: Mutex<HashMap<String, f64>>,
-    running: Mutex<HashMap<String, u64>>,
+    tat: Mutex<HashMap<BucketKey, f64>>,
+    running: Mutex<HashMap<BucketKey, u64>>,
 }
 
 impl Default for MemoryLimiter {
@@ -124,14 +131,14 @@ impl MemoryLimiter {
         Ok(())
     }
 
-    pub fn adjust_at(&self, bucket: &str, per_minute: u64, delta: i64, now: f64) {
+    pub fn adjust_at(&self, bucket: &BucketKey, per_minute: u64, delta: i64, now: f64) {
         let mut tat = Self::lock(&self.tat);
         let cur = tat.get(bucket).copied().unwrap_or(now).max(now);
         let moved = (cur + delta as f64 * interval(per_minute)).max(now);
-        tat.insert(bucket.to_string(), moved);
+        tat.insert(bucket.clone(), moved);
     }
 
-    pub fn peek_at(&self, bucket: &str, per_minute: u64, now: f64) -> Snapshot {
+    pub fn peek_at(&self, bucket: &BucketKey, per_minute: u64, now: f64) -> Snapshot {
         let tat = Self::lock(&self.tat);
         snapshot(tat.get(bucket).copied().unwrap_or(now), now, per_minute)
     }
@@ -143,18 +150,23 @@ impl Limiter for MemoryLimiter {
         Ok(self.check_at(demands, self.now()))
     }
 
-    async fn adjust(&self, bucket: &str, per_minute: u64, delta: i64) -> Result<(), LimiterError> {
+    async fn adjust(
+        &self,
+        bucket: &BucketKey,
+        per_minute: u64,
+        delta: i64,
+    ) -> Result<(), LimiterError> {
         self.adjust_at(bucket, per_minute, delta, self.now());
         Ok(())
     }
 
-    async fn peek(&self, bucket: &str, per_minute: u64) -> Result<Snapshot, LimiterError> {
+    async fn peek(&self, bucket: &BucketKey, per_minute: u64) -> Result<Snapshot, LimiterError> {
         Ok(self.peek_at(bucket, per_minute, self.now()))
     }
 
-    async fn acquire(&self, bucket: &str, max: u64) -> Result<bool, LimiterError> {
+    async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<bool, LimiterError> {
         let mut running = Self::lock(&self.running);
-        let n = running.entry(bucket.to_string()).or_insert(0);
+        let n = running.entry(bucket.clone()).or_insert(0);
         if *n >= max {
             return Ok(false);
         }
@@ -162,7 +174,7 @@ impl Limiter for MemoryLimiter {
         Ok(true)
     }
 
-    async fn release(&self, bucket: &str) -> Result<(), LimiterError> {
+    async fn release(&self, bucket: &BucketKey) -> Result<(), LimiterError> {
         let mut running = Self::lock(&self.running);
         if let Some(n) = running.get_mut(bucket) {
             *n = n.saturating_sub(1);
@@ -177,10 +189,15 @@ impl Limiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scope::{Meter, Scope};
+
+    fn b(name: &str) -> BucketKey {
+        BucketKey::new(Meter::Requests, Scope::Key(name.into()))
+    }
 
     fn demand(bucket: &str, per_minute: u64, cost: u64) -> Demand {
         Demand {
-            bucket: bucket.into(),
+            bucket: b(bucket),
             per_minute,
             cost,
         }
@@ -195,7 +212,7 @@ mod tests {
         let d = l.check_at(&[demand("k", 3, 1)], 0.0).expect_err("4th");
         assert_eq!(d.retry_after, Duration::from_millis(20_000));
         assert!(!d.never);
-        let s = l.peek_at("k", 3, 0.0);
+        let s = l.peek_at(&b("k"), 3, 0.0);
         assert_eq!((s.limit, s.remaining), (3, 0));
         assert_eq!(s.reset, Duration::from_secs(60));
         // One interval later exactly one more fits.
@@ -210,17 +227,17 @@ mod tests {
         let d = l
             .check_at(&[demand("tenant", 10, 1), demand("key", 1, 1)], 0.0)
             .expect_err("key is spent");
-        assert_eq!(d.bucket, "key");
-        assert_eq!(l.peek_at("tenant", 10, 0.0).remaining, 10);
+        assert_eq!(d.bucket, b("key"));
+        assert_eq!(l.peek_at(&b("tenant"), 10, 0.0).remaining, 10);
     }
 
     #[test]
     fn refunds_and_oversized_costs() {
         let l = MemoryLimiter::default();
         assert!(l.check_at(&[demand("t", 1000, 800)], 0.0).is_ok());
-        assert_eq!(l.peek_at("t", 1000, 0.0).remaining, 200);
-        l.adjust_at("t", 1000, -700, 0.0);
-        assert_eq!(l.peek_at("t", 1000, 0.0).remaining, 900);
+        assert_eq!(l.peek_at(&b("t"), 1000, 0.0).remaining, 200);
+        l.adjust_at(&b("t"), 1000, -700, 0.0);
+        assert_eq!(l.peek_at(&b("t"), 1000, 0.0).remaining, 900);
         let d = l
             .check_at(&[demand("t", 1000, 1001)], 0.0)
             .expect_err("too big");
@@ -230,10 +247,10 @@ mod tests {
     #[tokio::test]
     async fn concurrency_places_are_returned() {
         let l = MemoryLimiter::default();
-        assert!(l.acquire("c", 2).await.unwrap_or(false));
-        assert!(l.acquire("c", 2).await.unwrap_or(false));
-        assert!(!l.acquire("c", 2).await.unwrap_or(true));
-        l.release("c").await.ok();
-        assert!(l.acquire("c", 2).await.unwrap_or(false));
+        assert!(l.acquire(&b("c"), 2).await.unwrap_or(false));
+        assert!(l.acquire(&b("c"), 2).await.unwrap_or(false));
+        assert!(!l.acquire(&b("c"), 2).await.unwrap_or(true));
+        l.release(&b("c")).await.ok();
+        assert!(l.acquire(&b("c"), 2).await.unwrap_or(false));
     }
 }

@@ -2,7 +2,7 @@
 //! when both a tenant and its key set one, both apply.
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{civil_from_days, next_month_start, DAY_MS};
+use aitier_core::clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,11 +30,13 @@ impl BudgetPeriod {
     /// The UTC period `ms` falls in, as a stable label (`2026-11-29`,
     /// `2026-11`), and the millisecond the next one starts.
     pub fn window(self, ms: i64) -> (String, i64) {
-        let day = ms.div_euclid(DAY_MS);
-        let (y, m, d) = civil_from_days(day);
+        let date = clock::utc_date(ms);
         match self {
-            BudgetPeriod::Day => (format!("{y:04}-{m:02}-{d:02}"), (day + 1) * DAY_MS),
-            BudgetPeriod::Month => (format!("{y:04}-{m:02}"), next_month_start(ms)),
+            BudgetPeriod::Day => (date.to_string(), clock::next_day_start(ms)),
+            BudgetPeriod::Month => (
+                format!("{:04}-{:02}", date.year(), date.month()),
+                clock::next_month_start(ms),
+            ),
         }
     }
 }
@@ -105,7 +107,7 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::parse_date;
+    use aitier_core::clock::parse_date;
 
     #[test]
     fn budget_windows_reset_on_utc_boundaries() {

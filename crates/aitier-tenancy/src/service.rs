@@ -1,20 +1,22 @@
 //! The tenancy front door the server calls: who is asking (`authenticate`),
-//! may they use this model, and may this request start (`begin`, then the
-//! ticket's `admit` once the provider knows its size). The ticket follows
-//! the request to its end and writes its ledger row.
+//! and may this request start (`begin`, then the ticket's `admit` once the
+//! provider knows its size). The ticket follows the request to its end and
+//! writes its ledger row.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aitier_core::CoreError;
 
-use crate::clock::openai_duration;
+use crate::admission::Admission;
+use crate::headers::RateHeaders;
 use crate::keys;
-use crate::ledger::Ledger;
-use crate::limiter::{Demand, Limiter, LimiterError, Snapshot};
-use crate::limits::Limits;
-use crate::store::{KeyAuth, Store, StoreError};
-use crate::ticket::Ticket;
+use crate::ledger::{Ledger, DEFAULT_CAPACITY};
+use crate::limiter::{Limiter, LimiterError, Snapshot};
+use crate::principal::Principal;
+use crate::scope::{BucketKey, Meter};
+use crate::store::{Store, StoreError};
+use crate::ticket::{Identity, Ticket};
 
 #[derive(Debug, Clone)]
 pub struct TenancyConfig {
@@ -22,6 +24,9 @@ pub struct TenancyConfig {
     pub allow_open: bool,
     /// Completion tokens reserved for a request without `max_tokens`.
     pub default_completion_reserve: u32,
+    /// Requests running plus usage rows not yet written, beyond which new
+    /// requests are refused (503 `limits_unavailable`).
+    pub ledger_capacity: usize,
 }
 
 impl Default for TenancyConfig {
@@ -29,79 +34,7 @@ impl Default for TenancyConfig {
         Self {
             allow_open: true,
             default_completion_reserve: 1024,
-        }
-    }
-}
-
-/// Who a request runs as.
-#[derive(Debug, Clone)]
-pub enum Principal {
-    Key(Arc<KeyAuth>),
-    /// Open mode: no key exists. The tenant is the request's `user` field
-    /// or `anonymous`.
-    Open,
-}
-
-impl Principal {
-    pub fn tenant_id(&self) -> Option<&str> {
-        match self {
-            Principal::Key(k) => Some(&k.tenant.id),
-            Principal::Open => None,
-        }
-    }
-
-    pub fn key_id(&self) -> Option<&str> {
-        match self {
-            Principal::Key(k) => Some(&k.key.id),
-            Principal::Open => None,
-        }
-    }
-
-    /// The key's limits, then its tenant's.
-    pub(crate) fn limit_sets(&self) -> Vec<(String, &Limits)> {
-        match self {
-            Principal::Key(k) => vec![
-                (format!("k:{}", k.key.id), &k.key.limits),
-                (format!("t:{}", k.tenant.id), &k.tenant.limits),
-            ],
-            Principal::Open => vec![],
-        }
-    }
-
-    pub fn allows_model(&self, model: &str) -> bool {
-        match self {
-            Principal::Key(k) => {
-                k.key.limits.allows_model(model) && k.tenant.limits.allows_model(model)
-            }
-            Principal::Open => true,
-        }
-    }
-
-    /// One charge of `cost` per bucket of the kind `prefix` (`rpm`, `tpm`)
-    /// that the key or its tenant limits.
-    pub(crate) fn demands(
-        &self,
-        prefix: &str,
-        limit: fn(&Limits) -> Option<u64>,
-        cost: u64,
-    ) -> Vec<Demand> {
-        self.limit_sets()
-            .into_iter()
-            .filter_map(|(scope, l)| {
-                limit(l).map(|per_minute| Demand {
-                    bucket: format!("{prefix}:{scope}"),
-                    per_minute,
-                    cost,
-                })
-            })
-            .collect()
-    }
-
-    /// Scheduler weight: the key's, else the tenant's.
-    pub fn weight(&self) -> Option<u32> {
-        match self {
-            Principal::Key(k) => k.key.limits.weight.or(k.tenant.limits.weight),
-            Principal::Open => None,
+            ledger_capacity: DEFAULT_CAPACITY,
         }
     }
 }
@@ -121,10 +54,10 @@ pub enum AuthError {
 }
 
 pub struct Tenancy {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) limiter: Arc<dyn Limiter>,
-    pub(crate) ledger: Ledger,
-    pub(crate) config: TenancyConfig,
+    store: Arc<dyn Store>,
+    limiter: Arc<dyn Limiter>,
+    ledger: Ledger,
+    config: TenancyConfig,
     /// Set once a key is known to exist. Keys are never deleted (revoked
     /// ones count), so it never goes back.
     keys_exist: AtomicBool,
@@ -137,66 +70,13 @@ pub struct Tenancy {
 /// counts at once; one made by another process within this time.
 const NO_KEYS_TTL: Duration = Duration::from_secs(1);
 
-/// One `x-ratelimit-*` triple's worth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateHeaders {
-    pub requests: Option<Snapshot>,
-    pub tokens: Option<Snapshot>,
-}
-
-impl RateHeaders {
-    /// Header names and values, in OpenAI's formats.
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        for (s, names) in [
-            (
-                self.requests,
-                [
-                    "x-ratelimit-limit-requests",
-                    "x-ratelimit-remaining-requests",
-                    "x-ratelimit-reset-requests",
-                ],
-            ),
-            (
-                self.tokens,
-                [
-                    "x-ratelimit-limit-tokens",
-                    "x-ratelimit-remaining-tokens",
-                    "x-ratelimit-reset-tokens",
-                ],
-            ),
-        ] {
-            if let Some(s) = s {
-                out.push((names[0], s.limit.to_string()));
-                out.push((names[1], s.remaining.to_string()));
-                out.push((names[2], openai_duration(s.reset)));
-            }
-        }
-        out
-    }
-}
-
-pub(crate) fn limiter_down(e: LimiterError) -> CoreError {
-    tracing::error!(error = %e, "rate limit store failed; refusing the request");
-    CoreError::Unavailable {
-        message: "Rate limits cannot be checked right now; the request was not run.".into(),
-    }
-}
-
-pub(crate) fn store_down(e: StoreError) -> CoreError {
-    tracing::error!(error = %e, "tenancy store failed; refusing the request");
-    CoreError::Unavailable {
-        message: "Usage limits cannot be checked right now; the request was not run.".into(),
-    }
-}
-
 impl Tenancy {
     pub fn new(
         store: Arc<dyn Store>,
         limiter: Arc<dyn Limiter>,
         config: TenancyConfig,
     ) -> Arc<Self> {
-        let ledger = Ledger::start(store.clone());
+        let ledger = Ledger::start(store.clone(), config.ledger_capacity);
         Arc::new(Self {
             store,
             limiter,
@@ -244,59 +124,37 @@ impl Tenancy {
     }
 
     /// Checks the request rate and concurrency limits and starts metering
-    /// a request; the returned ticket must go into the request's context.
+    /// a request: the ticket is admitted by size later and follows the
+    /// request's events to its end.
     pub async fn begin(
-        self: &Arc<Self>,
+        &self,
         principal: &Principal,
         tenant_label: &str,
         model: &str,
         request_id: &str,
     ) -> Result<Ticket, CoreError> {
-        let sets = principal.limit_sets();
-        let demands = principal.demands("rpm", |l| l.rpm, 1);
-        let ticket = Ticket::new(
-            self.clone(),
-            principal.clone(),
-            tenant_label,
-            model,
-            request_id,
-        );
-        for (scope, l) in &sets {
-            if let Some(max) = l.max_concurrent {
-                let bucket = format!("conc:{scope}");
-                if !self
-                    .limiter
-                    .acquire(&bucket, max)
-                    .await
-                    .map_err(limiter_down)?
-                {
-                    ticket.refused("rate_limited");
-                    return Err(CoreError::RateLimited {
-                        message: format!(
-                            "Too many concurrent requests: at most {max} may run at once for this {}.",
-                            scope_kind(scope)
-                        ),
-                        retry_after: Duration::from_secs(1),
-                        never: false,
-                    });
-                }
-                ticket.holds_place(bucket);
-            }
-        }
-        if !demands.is_empty() {
-            if let Err(d) = self.limiter.check(&demands).await.map_err(limiter_down)? {
-                ticket.refused("rate_limited");
-                return Err(CoreError::RateLimited {
-                    message: format!(
-                        "Rate limit reached for requests per minute on this {}. Retry after {}.",
-                        scope_kind(d.bucket.trim_start_matches("rpm:")),
-                        openai_duration(d.retry_after)
-                    ),
-                    retry_after: d.retry_after,
-                    never: false,
-                });
-            }
-        }
+        let Some(slot) = self.ledger.slot() else {
+            tracing::error!(
+                pending = self.ledger.pending(),
+                "the usage ledger is full (is the database keeping up?); refusing the request"
+            );
+            return Err(CoreError::Unavailable {
+                message: "Usage cannot be recorded right now; the request was not run.".into(),
+            });
+        };
+        let admission = Admission {
+            limiter: self.limiter.clone(),
+            store: self.store.clone(),
+            default_completion_reserve: self.config.default_completion_reserve,
+        };
+        let who = Identity {
+            principal: principal.clone(),
+            tenant_label: tenant_label.to_string(),
+            model: model.to_string(),
+            request_id: request_id.to_string(),
+        };
+        let mut ticket = Ticket::new(admission, slot, who);
+        ticket.enter().await?;
         Ok(ticket)
     }
 
@@ -307,15 +165,13 @@ impl Tenancy {
             tokens: None,
         };
         for (scope, l) in principal.limit_sets() {
-            for (prefix, limit, slot) in [
-                ("rpm", l.rpm, &mut out.requests),
-                ("tpm", l.tpm, &mut out.tokens),
+            for (meter, limit, slot) in [
+                (Meter::Requests, l.rpm, &mut out.requests),
+                (Meter::Tokens, l.tpm, &mut out.tokens),
             ] {
                 if let Some(limit) = limit {
-                    let s = self
-                        .limiter
-                        .peek(&format!("{prefix}:{scope}"), limit)
-                        .await?;
+                    let bucket = BucketKey::new(meter, scope.clone());
+                    let s = self.limiter.peek(&bucket, limit).await?;
                     if slot.is_none_or(|cur: Snapshot| s.remaining < cur.remaining) {
                         *slot = Some(s);
                     }
@@ -351,13 +207,5 @@ impl Tenancy {
     /// Call after creating a key through this process: open mode ends at once.
     pub fn key_created(&self) {
         self.keys_exist.store(true, Ordering::Relaxed);
-    }
-}
-
-pub(crate) fn scope_kind(scope: &str) -> &'static str {
-    if scope.starts_with("k:") {
-        "API key"
-    } else {
-        "tenant"
     }
 }

@@ -1,15 +1,26 @@
 //! The store and the limits against real databases: SQLite always,
 //! PostgreSQL when the test setup started one.
 use std::sync::Arc;
+use std::time::Duration;
 
 use aitier_core::RequestSize;
 use aitier_protocol::Usage;
 use aitier_tenancy::limits::BudgetPeriod;
 use aitier_tenancy::testing::database_urls;
 use aitier_tenancy::{
-    AuthError, GroupBy, Limits, MemoryLimiter, Principal, SqlStore, Store, Tenancy, TenancyConfig,
-    TenantPatch, UsageQuery,
+    AuthError, GroupBy, Limits, MemoryLimiter, Principal, Scope, SqlStore, Store, Tenancy,
+    TenancyConfig, TenantPatch, UsageQuery,
 };
+
+/// `tokens` completion tokens streamed to the client.
+fn delta(tokens: u32) -> aitier_core::GenEvent {
+    aitier_core::GenEvent::Delta {
+        index: 0,
+        text: "x".repeat(tokens as usize),
+        logprobs: vec![],
+        tokens,
+    }
+}
 
 async fn tenancy(url: &str) -> Arc<Tenancy> {
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(url).await.expect("open store"));
@@ -123,16 +134,14 @@ async fn a_nearly_spent_budget_is_overspent_by_at_most_one_reservation() {
             let t = t.clone();
             let principal = principal.clone();
             tasks.push(tokio::spawn(async move {
-                let ticket = t
+                let mut ticket = t
                     .begin(&principal, "b", "m", &format!("r{i}"))
                     .await
                     .expect("no rate limits here");
-                match ticket.hooks().admit(size).await {
+                match ticket.admit(size).await {
                     Ok(()) => {
-                        ticket.hooks().generated(10);
-                        ticket.observe(&aitier_core::GenEvent::Done {
-                            usage: Usage::new(50, 10, 0),
-                        });
+                        ticket.observe(&delta(10));
+                        ticket.observe(&aitier_core::GenEvent::done(Usage::new(50, 10, 0)));
                         true
                     }
                     Err(e) => {
@@ -168,10 +177,10 @@ async fn a_nearly_spent_budget_is_overspent_by_at_most_one_reservation() {
             "{backend}: only {admitted} admitted"
         );
         let tenant = t.store().get_tenant("b").await.expect("tenant");
-        let period = BudgetPeriod::Day.window(aitier_tenancy::clock::now_ms()).0;
+        let period = BudgetPeriod::Day.window(aitier_core::clock::now_ms()).0;
         let (used, reserved) = t
             .store()
-            .budget_state(&format!("t:{}", tenant.id), &period)
+            .budget_state(&Scope::Tenant(tenant.id.clone()), &period)
             .await
             .expect("state");
         assert_eq!((used, reserved), (ok_tokens, 0), "{backend}");
@@ -179,15 +188,14 @@ async fn a_nearly_spent_budget_is_overspent_by_at_most_one_reservation() {
         // budget is spent, then get a quota error.
         let mut spent = None;
         for i in 0..20 {
-            let ticket = t
+            let mut ticket = t
                 .begin(&principal, "b", "m", &format!("s{i}"))
                 .await
                 .expect("begin");
-            match ticket.hooks().admit(size).await {
+            match ticket.admit(size).await {
                 Ok(()) => {
-                    ticket.observe(&aitier_core::GenEvent::Done {
-                        usage: Usage::new(50, 10, 0),
-                    });
+                    ticket.observe(&aitier_core::GenEvent::done(Usage::new(50, 10, 0)));
+                    drop(ticket);
                     t.ledger().flush().await;
                 }
                 Err(e) => {
@@ -199,7 +207,7 @@ async fn a_nearly_spent_budget_is_overspent_by_at_most_one_reservation() {
         t.ledger().flush().await;
         let (used, _) = t
             .store()
-            .budget_state(&format!("t:{}", tenant.id), &period)
+            .budget_state(&Scope::Tenant(tenant.id.clone()), &period)
             .await
             .expect("state");
         assert!(
@@ -228,18 +236,16 @@ async fn usage_groups_by_day_and_model() {
             .expect("key");
         let p = t.authenticate(Some(&full)).await.expect("auth");
         for (i, model) in ["a", "b", "a"].iter().enumerate() {
-            let ticket = t
+            let mut ticket = t
                 .begin(&p, "u", model, &format!("r{i}"))
                 .await
                 .expect("begin");
-            ticket.observe(&aitier_core::GenEvent::Done {
-                usage: Usage::new(3, 4, 1),
-            });
+            ticket.observe(&aitier_core::GenEvent::done(Usage::new(3, 4, 1)));
         }
         // Dropped mid-stream after 2 tokens: billed for them.
-        let ticket = t.begin(&p, "u", "a", "gone").await.expect("begin");
-        ticket.observe(&aitier_core::GenEvent::Started { prompt_tokens: 5 });
-        ticket.hooks().generated(2);
+        let mut ticket = t.begin(&p, "u", "a", "gone").await.expect("begin");
+        ticket.observe(&aitier_core::GenEvent::started(5));
+        ticket.observe(&delta(2));
         drop(ticket);
         t.ledger().flush().await;
         let rows = t
@@ -260,7 +266,109 @@ async fn usage_groups_by_day_and_model() {
         assert_eq!(a.cached_tokens, 2);
         assert_eq!(
             a.day.as_deref(),
-            Some(aitier_tenancy::clock::date_of(aitier_tenancy::clock::now_ms()).as_str())
+            Some(aitier_core::clock::date_of(aitier_core::clock::now_ms()).as_str())
         );
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_models_column_fails_closed() {
+    for (backend, url) in database_urls().await {
+        let t = tenancy(&url).await;
+        t.store()
+            .create_tenant("c", &Limits::default())
+            .await
+            .expect("tenant");
+        let (key, full) = t
+            .store()
+            .create_key("c", None, &Limits::default())
+            .await
+            .expect("key");
+        assert!(t.authenticate(Some(&full)).await.is_ok(), "{backend}");
+        // Written behind the store's back, as a bad migration or hand edit would.
+        let raw = sqlx::AnyPool::connect(&url).await.expect("raw connection");
+        sqlx::query("UPDATE api_keys SET models = $1 WHERE id = $2")
+            .bind("not a list")
+            .bind(&key.id)
+            .execute(&raw)
+            .await
+            .expect("corrupt");
+        // Never "every model": the key is refused until the row is fixed.
+        assert!(
+            matches!(t.authenticate(Some(&full)).await, Err(AuthError::Store(_))),
+            "{backend}"
+        );
+        assert!(t.store().list_keys(Some("c")).await.is_err(), "{backend}");
+    }
+}
+
+/// Holds the usage table so that ledger writes wait; released on `free`.
+struct TableLock(sqlx::pool::PoolConnection<sqlx::Any>);
+
+impl TableLock {
+    async fn take(url: &str, backend: &str) -> Self {
+        let pool = sqlx::AnyPool::connect(url).await.expect("raw connection");
+        let mut conn = pool.acquire().await.expect("connection");
+        let lock = if backend == "postgres" {
+            "BEGIN; LOCK TABLE usage_records IN EXCLUSIVE MODE"
+        } else {
+            "BEGIN EXCLUSIVE"
+        };
+        sqlx::raw_sql(lock).execute(&mut *conn).await.expect("lock");
+        TableLock(conn)
+    }
+
+    async fn free(mut self) {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *self.0)
+            .await
+            .expect("unlock");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ledger_refuses_new_requests_and_loses_no_row() {
+    for (backend, url) in database_urls().await {
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open store"));
+        let config = TenancyConfig {
+            ledger_capacity: 3,
+            ..TenancyConfig::default()
+        };
+        let t = Tenancy::new(store, Arc::new(MemoryLimiter::default()), config);
+        let lock = TableLock::take(&url, backend).await;
+        for i in 0..3 {
+            let mut ticket = t
+                .begin(&Principal::Open, "l", "m", &format!("r{i}"))
+                .await
+                .expect("room in the ledger");
+            ticket.observe(&aitier_core::GenEvent::done(Usage::new(2, 3, 0)));
+        }
+        // The writer is at the locked table: nothing can be flushed...
+        let flush = tokio::time::timeout(Duration::from_secs(1), t.ledger().flush()).await;
+        assert!(flush.is_err(), "{backend}: written through the lock");
+        // ...and three rows waiting for the database refuse a fourth request.
+        let refused = t.begin(&Principal::Open, "l", "m", "r3").await.err();
+        assert!(
+            matches!(refused, Some(aitier_core::CoreError::Unavailable { .. })),
+            "{backend}: {refused:?}"
+        );
+        lock.free().await;
+        t.ledger().flush().await;
+        let rows = t
+            .store()
+            .usage(&UsageQuery {
+                group_by: vec![GroupBy::Status],
+                ..Default::default()
+            })
+            .await
+            .expect("usage");
+        assert_eq!(rows.len(), 1, "{backend}: {rows:?}");
+        assert_eq!(
+            (rows[0].requests, rows[0].total_tokens),
+            (3, 15),
+            "{backend}"
+        );
+        // Written, so there is room again.
+        assert!(t.begin(&Principal::Open, "l", "m", "r4").await.is_ok());
     }
 }

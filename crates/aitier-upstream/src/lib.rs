@@ -2,11 +2,10 @@
 //! llama.cpp's server, OpenAI, another aitier) as a provider, and the router
 //! that spreads a model over several deployments with retries, circuit
 //! breakers and health checks. It knows nothing of llama.cpp, HTTP serving
-//! or tenancy: limits and metering reach it through the request's hooks.
+//! or tenancy: the tier admits and meters around it, from its events.
 
 pub mod breaker;
 pub mod router;
-pub mod sse;
 pub mod upstream;
 pub mod wire;
 

@@ -16,8 +16,8 @@ use futures::StreamExt;
 use rand::Rng;
 
 use aitier_core::{
-    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Provider, ProviderStats,
-    RequestCtx, TokenPiece,
+    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared, Provider,
+    ProviderStats, RequestCtx, TokenPiece,
 };
 
 use crate::breaker::{Breaker, BreakerState};
@@ -171,7 +171,89 @@ impl Router {
         cap.mul_f64(rand::rng().random_range(0.0..1.0))
     }
 
-    async fn route(&self, req: GenerateRequest, ctx: RequestCtx) -> Result<EventStream, CoreError> {
+    /// The stream of a deployment that took the request: its `Started`
+    /// names the deployment, and the breaker hears how the stream ended,
+    /// not just that it started, so one that fails mid-stream trips it.
+    fn watch(
+        d: &Arc<Deployment>,
+        permit: crate::breaker::Permit,
+        in_flight: InFlight,
+        stream: EventStream,
+    ) -> EventStream {
+        let name = d.name.clone();
+        let mut permit = Some(permit);
+        stream
+            .map(move |mut ev| {
+                let _held = &in_flight;
+                match &mut ev {
+                    GenEvent::Started { deployment, .. } => {
+                        deployment.get_or_insert_with(|| name.clone());
+                    }
+                    GenEvent::Done { .. } => {
+                        if let Some(p) = permit.take() {
+                            p.success();
+                        }
+                    }
+                    GenEvent::Error(_) => {
+                        if let Some(p) = permit.take() {
+                            p.failure();
+                        }
+                    }
+                    _ => {}
+                }
+                ev
+            })
+            .boxed()
+    }
+
+    /// How long to wait before the next attempt, or `None` to give up.
+    fn pause(
+        &self,
+        attempt: u32,
+        tried: &[usize],
+        after: Option<Duration>,
+        ctx: &RequestCtx,
+    ) -> Option<Duration> {
+        if attempt + 1 >= self.retry.attempts {
+            return None;
+        }
+        // A deployment not tried yet is tried at once; the same ones again
+        // after a backoff, and no sooner than they asked.
+        let mut wait = Duration::ZERO;
+        if self.pick(tried).is_none() {
+            wait = self.backoff(attempt);
+            if let Some(after) = after {
+                if after > self.retry.max_retry_after {
+                    return None;
+                }
+                wait = wait.max(after);
+            }
+        }
+        let past_deadline = ctx.deadline.is_some_and(|dl| Instant::now() + wait >= dl);
+        (!past_deadline).then_some(wait)
+    }
+
+    /// One attempt on deployment `i`: the request as that deployment
+    /// prepares it (the one `prepare` chose already has).
+    async fn attempt(
+        &self,
+        i: usize,
+        prepared: &Prepared,
+        ctx: &RequestCtx,
+    ) -> Result<EventStream, CoreError> {
+        let d = &self.deployments[i];
+        let own = prepared
+            .state::<RouterPrepared>()
+            .filter(|s| s.deployment == i)
+            .map(|s| s.inner.clone());
+        let inner = match own {
+            Some(p) => p,
+            None => d.provider.prepare(prepared.request.clone()).await?,
+        };
+        d.provider.run(inner, ctx.clone()).await
+    }
+
+    async fn route(&self, prepared: Prepared, ctx: RequestCtx) -> Result<EventStream, CoreError> {
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<CoreError> = None;
         for attempt in 0..self.retry.attempts.max(1) {
@@ -187,64 +269,22 @@ impl Router {
                 continue;
             };
             let in_flight = InFlight::new(d);
-            match d.provider.generate(req.clone(), ctx.clone()).await {
-                Ok(stream) => {
-                    if let Some(h) = &ctx.hooks {
-                        h.served_by(&d.name);
-                    }
-                    // The breaker hears how the stream ended, not just that
-                    // it started: a deployment that fails mid-stream trips it.
-                    let mut permit = Some(permit);
-                    return Ok(stream
-                        .map(move |ev| {
-                            let _held = &in_flight;
-                            match &ev {
-                                GenEvent::Done { .. } => {
-                                    if let Some(p) = permit.take() {
-                                        p.success();
-                                    }
-                                }
-                                GenEvent::Error(_) => {
-                                    if let Some(p) = permit.take() {
-                                        p.failure();
-                                    }
-                                }
-                                _ => {}
-                            }
-                            ev
-                        })
-                        .boxed());
-                }
-                Err(e) => {
-                    let Some(after) = e.unavailable() else {
-                        // The request's own fault, not the deployment's.
-                        drop(permit);
-                        return Err(e);
-                    };
-                    permit.failure();
-                    tracing::warn!(deployment = %d.name, error = %e, attempt, "attempt failed");
-                    tried.push(i);
-                    last = Some(e);
-                    if attempt + 1 >= self.retry.attempts {
-                        break;
-                    }
-                    let fresh_left = self.pick(&tried).is_some();
-                    let mut wait = if fresh_left {
-                        Duration::ZERO
-                    } else {
-                        self.backoff(attempt)
-                    };
-                    if let Some(after) = after.filter(|_| !fresh_left) {
-                        if after > self.retry.max_retry_after {
-                            break;
-                        }
-                        wait = wait.max(after);
-                    }
-                    if ctx.deadline.is_some_and(|dl| Instant::now() + wait >= dl) {
-                        break;
-                    }
-                    tokio::time::sleep(wait).await;
-                }
+            let e = match self.attempt(i, &prepared, &ctx).await {
+                Ok(stream) => return Ok(Self::watch(d, permit, in_flight, stream)),
+                Err(e) => e,
+            };
+            let Some(after) = e.unavailable() else {
+                // The request's own fault, not the deployment's.
+                drop(permit);
+                return Err(e);
+            };
+            permit.failure();
+            tracing::warn!(deployment = %d.name, error = %e, attempt, "attempt failed");
+            tried.push(i);
+            last = Some(e);
+            match self.pause(attempt, &tried, after, &ctx) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => break,
             }
         }
         Err(last.unwrap_or_else(|| CoreError::Upstream {
@@ -255,6 +295,12 @@ impl Router {
     }
 }
 
+/// What the router's `prepare` chose, kept for `run`.
+struct RouterPrepared {
+    deployment: usize,
+    inner: Prepared,
+}
+
 impl Provider for Router {
     fn info(&self) -> ModelInfo {
         self.deployments
@@ -263,35 +309,63 @@ impl Provider for Router {
             .unwrap_or(ModelInfo { context_length: 0 })
     }
 
-    fn generate(
+    /// Sized by the deployment most likely to take the request: the
+    /// tier admits by this estimate even if another serves it.
+    fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>> {
+        Box::pin(async move {
+            let i = self.pick(&[]).unwrap_or(0);
+            let d = self
+                .deployments
+                .get(i)
+                .ok_or_else(|| CoreError::Internal("a routed model has no deployments".into()))?;
+            let inner = d.provider.prepare(req.clone()).await?;
+            let size = inner.size;
+            Ok(Prepared::new(req, size).with_state(RouterPrepared {
+                deployment: i,
+                inner,
+            }))
+        })
+    }
+
+    fn run(
         &self,
-        req: GenerateRequest,
+        prepared: Prepared,
         ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
-        Box::pin(self.route(req, ctx))
+        Box::pin(self.route(prepared, ctx))
     }
 
-    /// The first deployment that can tokenize (a local model) does.
-    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenPiece>, CoreError> {
-        let mut last = CoreError::invalid("model", "no deployment of this model can tokenize");
-        for d in &self.deployments {
-            match d.provider.tokenize(text, add_special) {
-                Ok(t) => return Ok(t),
-                Err(e) => last = e,
+    /// The first deployment that can tokenize (a local model, or an
+    /// upstream with its own `/tokenize`) does.
+    fn tokenize(
+        &self,
+        text: String,
+        add_special: bool,
+    ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>> {
+        Box::pin(async move {
+            let mut last = CoreError::invalid("model", "no deployment of this model can tokenize");
+            for d in &self.deployments {
+                match d.provider.tokenize(text.clone(), add_special).await {
+                    Ok(t) => return Ok(t),
+                    Err(e) => last = e,
+                }
             }
-        }
-        Err(last)
+            Err(last)
+        })
     }
 
-    fn detokenize(&self, tokens: &[u32]) -> Result<String, CoreError> {
-        let mut last = CoreError::invalid("model", "no deployment of this model can detokenize");
-        for d in &self.deployments {
-            match d.provider.detokenize(tokens) {
-                Ok(t) => return Ok(t),
-                Err(e) => last = e,
+    fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>> {
+        Box::pin(async move {
+            let mut last =
+                CoreError::invalid("model", "no deployment of this model can detokenize");
+            for d in &self.deployments {
+                match d.provider.detokenize(tokens.clone()).await {
+                    Ok(t) => return Ok(t),
+                    Err(e) => last = e,
+                }
             }
-        }
-        Err(last)
+            Err(last)
+        })
     }
 
     fn stats(&self) -> ProviderStats {

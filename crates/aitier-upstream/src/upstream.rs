@@ -11,15 +11,19 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use aitier_core::{
-    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Provider, RequestCtx,
-    RequestHooks, RequestSize, Secret, TokenPiece,
+    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared, Provider, RequestCtx,
+    RequestSize, Secret, TokenPiece,
 };
-use aitier_protocol::Usage;
+use aitier_protocol::sse::SseParser;
+use aitier_protocol::tokenize::{
+    DetokenizeRequest, DetokenizeResponse, TokenOut, TokenizeRequest, TokenizeResponse,
+};
+use aitier_protocol::{ErrorBody, Usage};
 
-use crate::sse::SseParser;
 use crate::wire::{estimate_prompt, request_body, Decoder};
 
 /// Where and how to reach one upstream deployment.
@@ -83,16 +87,50 @@ async fn error_text(resp: reqwest::Response, timeout: Duration) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-/// The upstream's own error message, when it sent an OpenAI-shaped body.
-fn error_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| format!("{body:.200}"))
+/// The upstream's refusal as an error: a request it calls invalid keeps its
+/// own OpenAI error (so `code` and `param` reach the client); anything else
+/// is the deployment's failure, which another deployment may not share.
+fn refusal(
+    name: &str,
+    status: reqwest::StatusCode,
+    body: &str,
+    after: Option<Duration>,
+) -> CoreError {
+    let parsed = serde_json::from_str::<ErrorBody>(body).ok();
+    let message = parsed
+        .as_ref()
+        .map(|b| b.error.message.clone())
+        .unwrap_or_else(|| format!("{body:.200}"));
+    // The upstream's own words go to the log; clients get ours, which
+    // cannot carry the operator's account details.
+    tracing::warn!(upstream = %name, %status, %message, "upstream refused");
+    let code = status.as_u16();
+    match code {
+        400 | 413 | 422 => match parsed {
+            Some(mut b) => {
+                if b.error.kind.is_empty() {
+                    b.error.kind = "invalid_request_error".into();
+                }
+                CoreError::Refused {
+                    status: code,
+                    error: b.error,
+                }
+            }
+            None => CoreError::InvalidRequest {
+                message,
+                param: None,
+            },
+        },
+        429 => upstream_error(format!("upstream `{name}` is rate limited"), true, after),
+        // Credentials, billing, a model it lacks, or a failure: this
+        // deployment's fault, so another may serve.
+        _ => upstream_error(format!("upstream `{name}` failed ({code})"), true, after),
+    }
+}
+
+/// What `prepare` decided, kept for `run`.
+struct UpstreamPrepared {
+    prompt_estimate: u32,
 }
 
 impl Upstream {
@@ -108,8 +146,16 @@ impl Upstream {
         format!("{}/{path}", self.cfg.base_url.trim_end_matches('/'))
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.client.request(method, self.url(path));
+    /// llama.cpp's `/tokenize` lives beside `/v1`, not under it; so does
+    /// aitier's.
+    fn root_url(&self, path: &str) -> String {
+        let base = self.cfg.base_url.trim_end_matches('/');
+        let root = base.strip_suffix("/v1").unwrap_or(base);
+        format!("{root}/{path}")
+    }
+
+    fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, url);
         match &self.cfg.api_key {
             Some(k) => r.bearer_auth(&k.0),
             None => r,
@@ -118,29 +164,21 @@ impl Upstream {
 
     /// One health probe: the upstream lists its models.
     pub async fn probe(&self) -> bool {
-        let send = self.request(reqwest::Method::GET, "models").send();
+        let send = self
+            .request(reqwest::Method::GET, self.url("models"))
+            .send();
         matches!(tokio::time::timeout(self.cfg.timeout, send).await, Ok(Ok(r)) if r.status().is_success())
     }
 
-    async fn start(&self, req: GenerateRequest, ctx: RequestCtx) -> Result<EventStream, CoreError> {
-        let prompt_estimate = estimate_prompt(&req);
-        let choices = req.choices();
-        if let Some(h) = &ctx.hooks {
-            let n = choices as u32;
-            h.admit(RequestSize {
-                prompt_tokens: prompt_estimate,
-                choices: n,
-                max_tokens: req.max_tokens,
-                completion_cap: req.max_tokens.map_or(u32::MAX, |m| m.saturating_mul(n)),
-            })
-            .await?;
-        }
-        let (endpoint, body) = request_body(&req, &self.cfg.model);
+    /// Sends a POST and waits, within the timeout, for the response to
+    /// start, whatever its status.
+    async fn send<B: Serialize>(
+        &self,
+        url: String,
+        body: &B,
+    ) -> Result<reqwest::Response, CoreError> {
         let name = &self.cfg.name;
-        let send = self
-            .request(reqwest::Method::POST, endpoint.path())
-            .json(&body)
-            .send();
+        let send = self.request(reqwest::Method::POST, url).json(body).send();
         let resp = match tokio::time::timeout(self.cfg.timeout, send).await {
             Err(_) => {
                 return Err(upstream_error(
@@ -170,58 +208,100 @@ impl Upstream {
             }
             Ok(Ok(r)) => r,
         };
-        let status = resp.status();
-        if !status.is_success() {
-            let after = retry_after(resp.headers());
-            let text = error_text(resp, self.cfg.timeout).await;
-            let message = error_message(&text);
-            // The upstream's own words go to the log; clients get ours,
-            // which cannot carry the operator's account details.
-            tracing::warn!(upstream = %name, %status, %message, "upstream refused");
-            let code = status.as_u16();
-            return Err(match code {
-                // The request itself is wrong: the client should see why.
-                400 | 413 | 422 => CoreError::InvalidRequest {
-                    message,
-                    param: None,
-                },
-                429 => upstream_error(format!("upstream `{name}` is rate limited"), true, after),
-                // Credentials, billing, a model it lacks, or a failure: this
-                // deployment's fault, so another may serve.
-                _ => upstream_error(format!("upstream `{name}` failed ({code})"), true, after),
-            });
+        Ok(resp)
+    }
+
+    /// A response that did not succeed, as its error.
+    async fn refused(&self, resp: reqwest::Response) -> CoreError {
+        let (status, after) = (resp.status(), retry_after(resp.headers()));
+        let text = error_text(resp, self.cfg.timeout).await;
+        refusal(&self.cfg.name, status, &text, after)
+    }
+
+    /// `send`, with a refusal as its error.
+    async fn post<B: Serialize>(
+        &self,
+        url: String,
+        body: &B,
+    ) -> Result<reqwest::Response, CoreError> {
+        let resp = self.send(url, body).await?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.refused(resp).await)
         }
+    }
+
+    /// The whole body of a successful response, read within the timeout.
+    async fn body(&self, resp: reqwest::Response) -> Result<Bytes, CoreError> {
+        match tokio::time::timeout(self.cfg.timeout, resp.bytes()).await {
+            Ok(Ok(b)) => Ok(b),
+            _ => Err(upstream_error(
+                format!("upstream `{}` broke off its answer", self.cfg.name),
+                true,
+                None,
+            )),
+        }
+    }
+
+    /// A small JSON exchange (`/tokenize`, `/detokenize`).
+    async fn call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, CoreError> {
+        let resp = self.send(self.root_url(path), body).await?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+        {
+            // An upstream without the route (vLLM's and OpenAI's differ or
+            // are missing): this model cannot do it.
+            return Err(CoreError::invalid(
+                "model",
+                format!("/{path} is not available for this upstream model"),
+            ));
+        }
+        if !status.is_success() {
+            return Err(self.refused(resp).await);
+        }
+        let bytes = self.body(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            upstream_error(
+                format!(
+                    "upstream `{}` answered {path} with an unexpected body: {e}",
+                    self.cfg.name
+                ),
+                false,
+                None,
+            )
+        })
+    }
+
+    async fn start(&self, prepared: Prepared) -> Result<EventStream, CoreError> {
+        let prompt_estimate = prepared
+            .state::<UpstreamPrepared>()
+            .map_or_else(|| estimate_prompt(&prepared.request), |s| s.prompt_estimate);
+        let req = prepared.request;
+        let body = request_body(&req, &self.cfg.model);
+        let endpoint = body.endpoint();
+        let resp = self.post(self.url(endpoint.path()), &body).await?;
+        let decoder = Decoder::new(endpoint, req.choices(), prompt_estimate);
         let is_json = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if is_json {
-            // An upstream that ignores `stream`: take its whole answer.
-            let body = match tokio::time::timeout(self.cfg.timeout, resp.bytes()).await {
-                Ok(Ok(b)) => b,
-                _ => {
-                    return Err(upstream_error(
-                        format!("upstream `{name}` broke off its answer"),
-                        true,
-                        None,
-                    ))
-                }
-            };
-            let events = whole_answer(&body, choices, prompt_estimate, ctx.hooks.as_deref())
-                .map_err(|e| upstream_error(format!("upstream `{name}`: {e}"), false, None))?;
-            return Ok(futures::stream::iter(events).boxed());
+            return self.whole_answer(resp, decoder).await;
         }
         let flow = Flow {
             body: resp.bytes_stream().boxed(),
             parser: SseParser::default(),
-            decoder: Decoder::new(choices),
-            queue: VecDeque::from([GenEvent::Started {
-                prompt_tokens: prompt_estimate,
-            }]),
+            decoder,
+            queue: VecDeque::new(),
             ended: false,
             idle: self.cfg.timeout,
-            hooks: ctx.hooks.clone(),
             prompt_estimate,
             name: self.cfg.name.clone(),
         };
@@ -231,59 +311,19 @@ impl Upstream {
         })
         .boxed())
     }
-}
 
-/// A non-streamed answer (`chat.completion` or `text_completion`) as the
-/// events a stream of it would have given.
-fn whole_answer(
-    body: &[u8],
-    choices: usize,
-    prompt_estimate: u32,
-    hooks: Option<&dyn RequestHooks>,
-) -> Result<Vec<GenEvent>, String> {
-    let mut chunk: Value =
-        serde_json::from_slice(body).map_err(|e| format!("malformed JSON answer: {e}"))?;
-    let mut decoder = Decoder::new(choices);
-    let mut events = vec![GenEvent::Started {
-        prompt_tokens: prompt_estimate,
-    }];
-    // The same shape as one big chunk: `message` stands where `delta` would.
-    if let Some(list) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
-        for c in list {
-            if let Some(m) = c.get_mut("message").map(Value::take) {
-                c["delta"] = m;
-            }
-        }
+    /// An upstream that ignores `stream`: its whole answer, as events.
+    async fn whole_answer(
+        &self,
+        resp: reqwest::Response,
+        mut decoder: Decoder,
+    ) -> Result<EventStream, CoreError> {
+        let body = self.body(resp).await?;
+        let (events, _) = decoder.whole(&body).map_err(|e| {
+            upstream_error(format!("upstream `{}`: {e}", self.cfg.name), false, None)
+        })?;
+        Ok(futures::stream::iter(events).boxed())
     }
-    events.extend(decoder.decode_value(&chunk).map_err(|e| e.to_string())?);
-    let chunks = events
-        .iter()
-        .filter(|e| matches!(e, GenEvent::Delta { .. }))
-        .count() as u32;
-    let (rest, estimated) = decoder.close(|_| {
-        let text: String = events
-            .iter()
-            .filter_map(|e| match e {
-                GenEvent::Delta { text, .. } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
-        Usage::new(
-            prompt_estimate,
-            crate::wire::estimate_tokens(&text).max(chunks),
-            0,
-        )
-    });
-    if let Some(h) = hooks {
-        if estimated {
-            h.usage_estimated();
-        }
-        if let Some(GenEvent::Done { usage }) = rest.last() {
-            h.generated(usage.completion_tokens);
-        }
-    }
-    events.extend(rest);
-    Ok(events)
 }
 
 /// The state of one relayed stream.
@@ -294,7 +334,6 @@ struct Flow {
     queue: VecDeque<GenEvent>,
     ended: bool,
     idle: Duration,
-    hooks: Option<Arc<dyn RequestHooks>>,
     prompt_estimate: u32,
     name: String,
 }
@@ -310,12 +349,7 @@ impl Flow {
     fn take(&mut self, payload: &str) -> Result<(), GenEvent> {
         match self.decoder.decode(payload) {
             Ok(events) => {
-                for ev in events {
-                    if let (GenEvent::Delta { .. }, Some(h)) = (&ev, &self.hooks) {
-                        h.generated(1);
-                    }
-                    self.queue.push_back(ev);
-                }
+                self.queue.extend(events);
                 Ok(())
             }
             Err(e) => Err(self.fail(e.to_string())),
@@ -324,14 +358,34 @@ impl Flow {
 
     fn close(&mut self) {
         let prompt = self.prompt_estimate;
-        let (events, estimated) = self.decoder.close(|chunks| Usage::new(prompt, chunks, 0));
-        if estimated {
-            if let Some(h) = &self.hooks {
-                h.usage_estimated();
-            }
-        }
+        let (events, _) = self.decoder.close(|chunks| Usage::new(prompt, chunks, 0));
         self.queue.extend(events);
         self.ended = true;
+    }
+
+    /// Bytes from the body, parsed into queued events.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), GenEvent> {
+        for payload in self.parser.push(bytes) {
+            self.take(&payload)?;
+            if self.decoder.done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The body ended: what was left in the parser, and whether `[DONE]` came.
+    fn ended_body(&mut self) -> Result<(), GenEvent> {
+        if let Some(payload) = self.parser.finish() {
+            self.take(&payload)?;
+        }
+        if self.decoder.done {
+            return Ok(());
+        }
+        Err(self.fail(format!(
+            "upstream `{}` ended the stream before [DONE]",
+            self.name
+        )))
     }
 
     async fn next(&mut self) -> Option<GenEvent> {
@@ -346,42 +400,20 @@ impl Flow {
                 self.close();
                 continue;
             }
-            match tokio::time::timeout(self.idle, self.body.next()).await {
+            let fed = match tokio::time::timeout(self.idle, self.body.next()).await {
                 Err(_) => {
                     let idle = self.idle;
-                    return Some(
-                        self.fail(format!("upstream `{}` stalled for {idle:?}", self.name)),
-                    );
+                    Err(self.fail(format!("upstream `{}` stalled for {idle:?}", self.name)))
                 }
                 Ok(Some(Err(e))) => {
                     tracing::debug!(upstream = %self.name, error = %e, "upstream body failed");
-                    return Some(
-                        self.fail(format!("upstream `{}` broke off the stream", self.name)),
-                    );
+                    Err(self.fail(format!("upstream `{}` broke off the stream", self.name)))
                 }
-                Ok(Some(Ok(bytes))) => {
-                    for payload in self.parser.push(&bytes) {
-                        if let Err(ev) = self.take(&payload) {
-                            return Some(ev);
-                        }
-                        if self.decoder.done {
-                            break;
-                        }
-                    }
-                }
-                Ok(None) => {
-                    if let Some(payload) = self.parser.finish() {
-                        if let Err(ev) = self.take(&payload) {
-                            return Some(ev);
-                        }
-                    }
-                    if !self.decoder.done {
-                        return Some(self.fail(format!(
-                            "upstream `{}` ended the stream before [DONE]",
-                            self.name
-                        )));
-                    }
-                }
+                Ok(Some(Ok(bytes))) => self.feed(&bytes),
+                Ok(None) => self.ended_body(),
+            };
+            if let Err(ev) = fed {
+                return Some(ev);
             }
         }
     }
@@ -392,26 +424,66 @@ impl Provider for Upstream {
         ModelInfo { context_length: 0 }
     }
 
-    fn generate(
+    /// No tokenizer here: the prompt is estimated, and the completion is
+    /// capped only by `max_tokens`.
+    fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>> {
+        let prompt_estimate = estimate_prompt(&req);
+        let n = req.choices() as u32;
+        let size = RequestSize {
+            prompt_tokens: prompt_estimate,
+            choices: n,
+            max_tokens: req.max_tokens,
+            completion_cap: req.max_tokens.map_or(u32::MAX, |m| m.saturating_mul(n)),
+        };
+        let prepared = Prepared::new(req, size).with_state(UpstreamPrepared { prompt_estimate });
+        Box::pin(async move { Ok(prepared) })
+    }
+
+    fn run(
         &self,
-        req: GenerateRequest,
-        ctx: RequestCtx,
+        prepared: Prepared,
+        _ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
-        Box::pin(self.start(req, ctx))
+        Box::pin(self.start(prepared))
     }
 
-    fn tokenize(&self, _text: &str, _add_special: bool) -> Result<Vec<TokenPiece>, CoreError> {
-        Err(CoreError::invalid(
-            "model",
-            "tokenize is not available for an upstream model",
-        ))
+    /// Through the upstream's own `/tokenize` (llama.cpp's server, aitier).
+    fn tokenize(
+        &self,
+        text: String,
+        add_special: bool,
+    ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>> {
+        Box::pin(async move {
+            let req = TokenizeRequest {
+                model: Some(self.cfg.model.clone()),
+                content: text,
+                add_special,
+                with_pieces: true,
+            };
+            let resp: TokenizeResponse = self.call("tokenize", &req).await?;
+            Ok(resp
+                .tokens
+                .into_iter()
+                .map(|t| match t {
+                    TokenOut::Id(id) => TokenPiece {
+                        id,
+                        piece: String::new(),
+                    },
+                    TokenOut::WithPiece { id, piece } => TokenPiece { id, piece },
+                })
+                .collect())
+        })
     }
 
-    fn detokenize(&self, _tokens: &[u32]) -> Result<String, CoreError> {
-        Err(CoreError::invalid(
-            "model",
-            "detokenize is not available for an upstream model",
-        ))
+    fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>> {
+        Box::pin(async move {
+            let req = DetokenizeRequest {
+                model: Some(self.cfg.model.clone()),
+                tokens,
+            };
+            let resp: DetokenizeResponse = self.call("detokenize", &req).await?;
+            Ok(resp.content)
+        })
     }
 }
 
@@ -430,5 +502,31 @@ mod tests {
         assert!(retry_after(&h).is_none_or(|d| d <= Duration::from_secs(3600)));
         h.insert("retry-after-ms", "1500".parse().expect("header"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn an_invalid_request_keeps_the_upstreams_code_and_param() {
+        let body = r#"{"error":{"message":"too long","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        match refusal("u", reqwest::StatusCode::BAD_REQUEST, body, None) {
+            CoreError::Refused { status, error } => {
+                assert_eq!(status, 400);
+                assert_eq!(error.code.as_deref(), Some("context_length_exceeded"));
+                assert_eq!(error.param.as_deref(), Some("messages"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // llama.cpp's numeric code is no OpenAI code.
+        let llama = r#"{"error":{"code":400,"message":"bad","type":"invalid_request_error"}}"#;
+        assert!(matches!(
+            refusal("u", reqwest::StatusCode::BAD_REQUEST, llama, None),
+            CoreError::Refused { error, .. } if error.code.is_none() && error.message == "bad"
+        ));
+        assert!(matches!(
+            refusal("u", reqwest::StatusCode::BAD_GATEWAY, "oops", None),
+            CoreError::Upstream {
+                retryable: true,
+                ..
+            }
+        ));
     }
 }

@@ -1,10 +1,17 @@
-//! The OpenAI wire format on the upstream side: a validated request back
-//! into a JSON body (always streamed, always asking for usage), and the
-//! upstream's stream chunks into provider events.
-use serde_json::{json, Map, Value};
+//! The OpenAI wire format on the upstream side, on the protocol crate's
+//! types: a validated request back into a request body (always streamed,
+//! always asking for usage), and the upstream's chunks, or its whole JSON
+//! answer, into provider events.
+use serde::Serialize;
 
+use aitier_core::frontend::logprobs;
 use aitier_core::{CoreError, FinishReason, GenEvent, GenerateRequest, PromptInput, TokenLogprob};
-use aitier_protocol::Usage;
+use aitier_protocol::chat::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, MessageContent,
+};
+use aitier_protocol::completions::{Completion, CompletionRequest, Prompt};
+use aitier_protocol::sse::Payload;
+use aitier_protocol::{Sampling, Stop, StreamOptions, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -21,87 +28,88 @@ impl Endpoint {
     }
 }
 
-/// The upstream body for `req`, sent to `model` (the upstream's own name).
-pub fn request_body(req: &GenerateRequest, model: &str) -> (Endpoint, Value) {
-    let mut b = Map::new();
-    b.insert("model".into(), json!(model));
-    let endpoint = match &req.prompt {
-        PromptInput::Chat(messages) => {
-            let msgs: Vec<Value> = messages
-                .iter()
-                .map(|m| {
-                    let mut o = json!({"role": m.role.as_str(), "content": m.content});
-                    if let Some(name) = &m.name {
-                        o["name"] = json!(name);
-                    }
-                    o
-                })
-                .collect();
-            b.insert("messages".into(), Value::Array(msgs));
-            if let Some(k) = req.logprobs {
-                b.insert("logprobs".into(), json!(true));
-                b.insert("top_logprobs".into(), json!(k));
-            }
-            Endpoint::Chat
+/// The body sent upstream: chat for a conversation, legacy completions for
+/// raw or pre-tokenised prompts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum UpstreamRequest {
+    Chat(ChatCompletionRequest),
+    Completions(CompletionRequest),
+}
+
+impl UpstreamRequest {
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            UpstreamRequest::Chat(_) => Endpoint::Chat,
+            UpstreamRequest::Completions(_) => Endpoint::Completions,
         }
-        PromptInput::Texts(texts) => {
-            b.insert("prompt".into(), json!(texts));
-            if let Some(k) = req.logprobs {
-                b.insert("logprobs".into(), json!(k));
-            }
-            Endpoint::Completions
-        }
-        PromptInput::Tokens(tokens) => {
-            b.insert("prompt".into(), json!(tokens));
-            if let Some(k) = req.logprobs {
-                b.insert("logprobs".into(), json!(k));
-            }
-            Endpoint::Completions
-        }
-    };
-    b.insert("stream".into(), json!(true));
-    b.insert("stream_options".into(), json!({"include_usage": true}));
-    if req.n != 1 {
-        b.insert("n".into(), json!(req.n));
     }
-    if let Some(m) = req.max_tokens {
-        b.insert("max_tokens".into(), json!(m));
-    }
-    if !req.stop.is_empty() {
-        b.insert("stop".into(), json!(req.stop));
-    }
+}
+
+fn sampling(req: &GenerateRequest) -> Sampling {
     let s = &req.sampling;
-    b.insert("temperature".into(), json!(s.temperature));
-    b.insert("top_p".into(), json!(s.top_p));
-    if s.presence_penalty != 0.0 {
-        b.insert("presence_penalty".into(), json!(s.presence_penalty));
+    // Defaults stay unsaid; the extensions are sent only when set, for the
+    // servers that take them (vLLM, llama.cpp, Ollama).
+    let unless = |v: f32, default: f32| (v != default).then_some(v);
+    Sampling {
+        temperature: Some(s.temperature),
+        top_p: Some(s.top_p),
+        n: (req.n != 1).then_some(req.n),
+        stream: Some(true),
+        stream_options: Some(StreamOptions {
+            include_usage: Some(true),
+        }),
+        stop: (!req.stop.is_empty()).then(|| Stop::Many(req.stop.clone())),
+        max_tokens: req.max_tokens,
+        presence_penalty: unless(s.presence_penalty, 0.0),
+        frequency_penalty: unless(s.frequency_penalty, 0.0),
+        logit_bias: (!s.logit_bias.is_empty()).then(|| {
+            s.logit_bias
+                .iter()
+                .map(|(t, v)| (t.to_string(), *v))
+                .collect()
+        }),
+        seed: s.seed.map(|v| v as i64),
+        user: None,
+        top_k: (s.top_k != 0).then_some(s.top_k as i32),
+        min_p: unless(s.min_p, 0.0),
+        repeat_penalty: unless(s.repeat_penalty, 1.0),
     }
-    if s.frequency_penalty != 0.0 {
-        b.insert("frequency_penalty".into(), json!(s.frequency_penalty));
+}
+
+/// The upstream body for `req`, sent to `model` (the upstream's own name).
+pub fn request_body(req: &GenerateRequest, model: &str) -> UpstreamRequest {
+    let legacy = |prompt: Prompt| {
+        UpstreamRequest::Completions(CompletionRequest {
+            model: model.to_string(),
+            prompt,
+            sampling: sampling(req),
+            logprobs: req.logprobs,
+            echo: None,
+            suffix: None,
+            best_of: None,
+        })
+    };
+    match &req.prompt {
+        PromptInput::Chat(messages) => UpstreamRequest::Chat(ChatCompletionRequest {
+            model: model.to_string(),
+            messages: messages
+                .iter()
+                .map(|m| ChatMessage {
+                    role: m.role.as_str().to_string(),
+                    content: Some(MessageContent::Text(m.content.clone())),
+                    name: m.name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            sampling: sampling(req),
+            logprobs: req.logprobs.map(|_| true),
+            top_logprobs: req.logprobs,
+            ..Default::default()
+        }),
+        PromptInput::Texts(texts) => legacy(Prompt::Texts(texts.clone())),
+        PromptInput::Tokens(tokens) => legacy(Prompt::TokenLists(tokens.clone())),
     }
-    if let Some(seed) = s.seed {
-        b.insert("seed".into(), json!(seed));
-    }
-    if !s.logit_bias.is_empty() {
-        let bias: Map<String, Value> = s
-            .logit_bias
-            .iter()
-            .map(|(t, v)| (t.to_string(), json!(v)))
-            .collect();
-        b.insert("logit_bias".into(), Value::Object(bias));
-    }
-    // Not OpenAI parameters: sent only when set, for vLLM, llama.cpp and
-    // Ollama, which take them.
-    if s.top_k != 0 {
-        b.insert("top_k".into(), json!(s.top_k));
-    }
-    if s.min_p != 0.0 {
-        b.insert("min_p".into(), json!(s.min_p));
-    }
-    if s.repeat_penalty != 1.0 {
-        b.insert("repeat_penalty".into(), json!(s.repeat_penalty));
-    }
-    (endpoint, Value::Object(b))
 }
 
 /// A rough token count for text no tokenizer is at hand for: about four
@@ -124,9 +132,93 @@ pub fn estimate_prompt(req: &GenerateRequest) -> u32 {
     }
 }
 
+/// One choice's part of a chunk or answer, whatever its wire shape.
+struct Part {
+    index: u32,
+    text: String,
+    logprobs: Vec<TokenLogprob>,
+    finish_reason: Option<String>,
+}
+
+/// A chunk or whole answer reduced to what becomes events.
+struct Parts {
+    fingerprint: Option<String>,
+    usage: Option<Usage>,
+    choices: Vec<Part>,
+}
+
+impl From<ChatCompletionChunk> for Parts {
+    fn from(c: ChatCompletionChunk) -> Self {
+        Parts {
+            fingerprint: c.system_fingerprint,
+            usage: c.usage,
+            choices: c
+                .choices
+                .into_iter()
+                .map(|ch| Part {
+                    index: ch.index,
+                    text: ch.delta.content.unwrap_or_default(),
+                    logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
+                    finish_reason: ch.finish_reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<ChatCompletion> for Parts {
+    fn from(c: ChatCompletion) -> Self {
+        Parts {
+            fingerprint: c.system_fingerprint,
+            usage: c.usage,
+            choices: c
+                .choices
+                .into_iter()
+                .map(|ch| Part {
+                    index: ch.index,
+                    text: ch.message.content,
+                    logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
+                    finish_reason: ch.finish_reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<Completion> for Parts {
+    fn from(c: Completion) -> Self {
+        Parts {
+            fingerprint: c.system_fingerprint,
+            usage: c.usage,
+            choices: c
+                .choices
+                .into_iter()
+                .map(|ch| Part {
+                    index: ch.index,
+                    text: ch.text,
+                    logprobs: ch
+                        .logprobs
+                        .map(logprobs::from_completion)
+                        .unwrap_or_default(),
+                    finish_reason: ch.finish_reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn malformed(e: serde_json::Error, payload: &str) -> CoreError {
+    CoreError::Internal(format!(
+        "upstream sent malformed SSE data ({e}): {payload:.200}"
+    ))
+}
+
 /// Follows one upstream stream: chunk payloads in, events out.
 #[derive(Debug)]
 pub struct Decoder {
+    endpoint: Endpoint,
+    prompt_estimate: u32,
+    started: bool,
     finished: Vec<bool>,
     usage: Option<Usage>,
     /// Content chunks seen: one token each for the servers we know.
@@ -135,8 +227,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(choices: usize) -> Self {
+    pub fn new(endpoint: Endpoint, choices: usize, prompt_estimate: u32) -> Self {
         Self {
+            endpoint,
+            prompt_estimate,
+            started: false,
             finished: vec![false; choices],
             usage: None,
             chunks: 0,
@@ -144,87 +239,113 @@ impl Decoder {
         }
     }
 
+    /// One SSE `data` payload.
     pub fn decode(&mut self, payload: &str) -> Result<Vec<GenEvent>, CoreError> {
-        if payload.trim() == "[DONE]" {
-            self.done = true;
-            return Ok(vec![]);
+        let parts = match self.endpoint {
+            Endpoint::Chat => Payload::<ChatCompletionChunk>::decode(payload)
+                .map(|p| Self::chunk_parts(p, Parts::from)),
+            Endpoint::Completions => {
+                Payload::<Completion>::decode(payload).map(|p| Self::chunk_parts(p, Parts::from))
+            }
         }
-        let v: Value = serde_json::from_str(payload).map_err(|e| {
-            CoreError::Internal(format!(
-                "upstream sent malformed SSE data ({e}): {payload:.200}"
-            ))
-        })?;
-        self.decode_value(&v)
+        .map_err(|e| malformed(e, payload))?;
+        match parts? {
+            Some(parts) => Ok(self.events(parts)),
+            None => {
+                self.done = true;
+                Ok(vec![])
+            }
+        }
     }
 
-    /// One chunk, already parsed.
-    pub fn decode_value(&mut self, v: &Value) -> Result<Vec<GenEvent>, CoreError> {
-        if let Some(err) = v.get("error") {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("the upstream failed mid-stream");
-            return Err(CoreError::Internal(format!(
-                "upstream error mid-stream: {msg}"
-            )));
+    fn chunk_parts<T>(p: Payload<T>, parts: fn(T) -> Parts) -> Result<Option<Parts>, CoreError> {
+        match p {
+            Payload::Chunk(c) => Ok(Some(parts(c))),
+            Payload::Error(e) => Err(CoreError::Internal(format!(
+                "upstream error mid-stream: {}",
+                e.error.message
+            ))),
+            Payload::Done => Ok(None),
         }
-        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-            let num = |p: &Value, k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
-            let cached = u
-                .get("prompt_tokens_details")
-                .map(|d| num(d, "cached_tokens"))
-                .unwrap_or(0);
-            self.usage = Some(Usage::new(
-                num(u, "prompt_tokens"),
-                num(u, "completion_tokens"),
-                cached,
-            ));
+    }
+
+    /// A whole JSON answer (an upstream that ignored `stream`) as the
+    /// events a stream of it would have given, closed.
+    pub fn whole(&mut self, body: &[u8]) -> Result<(Vec<GenEvent>, bool), String> {
+        let parts: Parts = match self.endpoint {
+            Endpoint::Chat => serde_json::from_slice::<ChatCompletion>(body).map(Parts::from),
+            Endpoint::Completions => serde_json::from_slice::<Completion>(body).map(Parts::from),
         }
+        .map_err(|e| format!("malformed JSON answer: {e}"))?;
+        let mut events = self.events(parts);
+        let (chunks, prompt) = (self.chunks, self.prompt_estimate);
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                GenEvent::Delta { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let estimate = estimate_tokens(&text).max(chunks);
+        let (rest, estimated) = self.close(|_| Usage::new(prompt, estimate, 0));
+        events.extend(rest);
+        Ok((events, estimated))
+    }
+
+    fn events(&mut self, parts: Parts) -> Vec<GenEvent> {
         let mut out = Vec::new();
-        for c in v
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let index = c.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
-            let text = c
-                .pointer("/delta/content")
-                .or_else(|| c.get("text"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let logprobs = c.get("logprobs").map(parse_logprobs).unwrap_or_default();
-            if !text.is_empty() || !logprobs.is_empty() {
+        if !self.started {
+            self.started = true;
+            out.push(GenEvent::Started {
+                prompt_tokens: self.prompt_estimate,
+                deployment: None,
+                fingerprint: parts.fingerprint,
+            });
+        }
+        if let Some(u) = parts.usage {
+            // Some servers leave out the total: recount it.
+            let cached = u.prompt_tokens_details.cached_tokens;
+            self.usage = Some(Usage::new(u.prompt_tokens, u.completion_tokens, cached));
+        }
+        for p in parts.choices {
+            if !p.text.is_empty() || !p.logprobs.is_empty() {
                 self.chunks += 1;
                 out.push(GenEvent::Delta {
-                    index,
-                    text: text.to_string(),
-                    logprobs,
+                    index: p.index,
+                    text: p.text,
+                    logprobs: p.logprobs,
+                    tokens: 1,
                 });
             }
-            if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
-                if let Some(f) = self.finished.get_mut(index as usize) {
-                    if !*f {
-                        *f = true;
-                        out.push(GenEvent::Finished {
-                            index,
-                            reason: if reason == "length" {
-                                FinishReason::Length
-                            } else {
-                                FinishReason::Stop
-                            },
-                        });
-                    }
+            let Some(reason) = p.finish_reason else {
+                continue;
+            };
+            if let Some(f) = self.finished.get_mut(p.index as usize) {
+                if !*f {
+                    *f = true;
+                    out.push(GenEvent::Finished {
+                        index: p.index,
+                        reason: if reason == "length" {
+                            FinishReason::Length
+                        } else {
+                            FinishReason::Stop
+                        },
+                    });
                 }
             }
         }
-        Ok(out)
+        out
     }
 
     /// The closing events once the upstream said `[DONE]`: choices it left
-    /// open are finished, and the usage is its own or `estimate`'s.
+    /// open are finished, and the usage is its own or `estimate`'s (then
+    /// marked estimated).
     pub fn close(&mut self, estimate: impl FnOnce(u32) -> Usage) -> (Vec<GenEvent>, bool) {
         let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.push(GenEvent::started(self.prompt_estimate));
+        }
         for (i, f) in self.finished.iter_mut().enumerate() {
             if !*f {
                 *f = true;
@@ -238,111 +359,15 @@ impl Decoder {
             Some(u) => (u, false),
             None => (estimate(self.chunks), true),
         };
-        out.push(GenEvent::Done { usage });
+        out.push(GenEvent::Done { usage, estimated });
         (out, estimated)
     }
-}
-
-/// Chat (`content: [...]`) or legacy (`tokens`, `token_logprobs`) logprobs.
-fn parse_logprobs(v: &Value) -> Vec<TokenLogprob> {
-    let f = |x: Option<&Value>| x.and_then(Value::as_f64).unwrap_or(0.0) as f32;
-    let text = |x: &Value| {
-        x.get("token")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let array = |key: &str| {
-        v.get(key)
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice)
-    };
-    if let Some(items) = v.get("content").and_then(Value::as_array) {
-        return items
-            .iter()
-            .map(|t| TokenLogprob {
-                token: text(t),
-                bytes: t
-                    .get("bytes")
-                    .and_then(Value::as_array)
-                    .map(|b| {
-                        b.iter()
-                            .filter_map(|x| x.as_u64().map(|x| x as u8))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                logprob: f(t.get("logprob")),
-                top: t
-                    .get("top_logprobs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(|a| {
-                        let tok = text(a);
-                        let bytes = tok.as_bytes().to_vec();
-                        (tok, bytes, f(a.get("logprob")))
-                    })
-                    .collect(),
-            })
-            .collect();
-    }
-    let (lps, tops) = (array("token_logprobs"), array("top_logprobs"));
-    array("tokens")
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let token = t.as_str().unwrap_or("").to_string();
-            TokenLogprob {
-                bytes: token.as_bytes().to_vec(),
-                logprob: f(lps.get(i)),
-                top: tops
-                    .get(i)
-                    .and_then(Value::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.clone(),
-                                    k.as_bytes().to_vec(),
-                                    v.as_f64().unwrap_or(0.0) as f32,
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                token,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use aitier_core::{Message, Role, SamplingParams};
-
-    #[test]
-    fn chat_and_legacy_logprobs_parse_alike() {
-        let chat = json!({"content": [{"token": "Hi", "bytes": [72, 105], "logprob": -0.5,
-            "top_logprobs": [{"token": "Hi", "logprob": -0.5}, {"token": "Yo", "logprob": -1.5}]}]});
-        let legacy = json!({"tokens": ["Hi"], "token_logprobs": [-0.5],
-            "top_logprobs": [{"Hi": -0.5, "Yo": -1.5}]});
-        for v in [chat, legacy] {
-            let lp = parse_logprobs(&v);
-            assert_eq!(lp.len(), 1, "{v}");
-            assert_eq!(lp[0].token, "Hi");
-            assert_eq!(lp[0].bytes, b"Hi".to_vec());
-            assert_eq!(lp[0].logprob, -0.5);
-            let mut top: Vec<(String, f32)> =
-                lp[0].top.iter().map(|(t, _, l)| (t.clone(), *l)).collect();
-            top.sort_by(|a, b| a.0.cmp(&b.0));
-            assert_eq!(
-                top,
-                vec![("Hi".to_string(), -0.5), ("Yo".to_string(), -1.5)]
-            );
-        }
-        assert!(parse_logprobs(&json!({})).is_empty());
-    }
 
     fn chat_req() -> GenerateRequest {
         GenerateRequest {
@@ -365,7 +390,9 @@ mod tests {
 
     #[test]
     fn the_body_streams_asks_for_usage_and_keeps_parameters() {
-        let (ep, b) = request_body(&chat_req(), "up-model");
+        let body = request_body(&chat_req(), "up-model");
+        let ep = body.endpoint();
+        let b = serde_json::to_value(&body).expect("serializes");
         assert_eq!(ep, Endpoint::Chat);
         assert_eq!(b["model"], "up-model");
         assert_eq!(b["stream"], true);
@@ -381,20 +408,28 @@ mod tests {
 
     #[test]
     fn chunks_become_events_and_usage() {
-        let mut d = Decoder::new(2);
+        let mut d = Decoder::new(Endpoint::Chat, 2, 9);
         let ev = d
-            .decode(r#"{"choices":[{"index":1,"delta":{"content":"Hi"},"finish_reason":null}]}"#)
+            .decode(r#"{"id":"c","system_fingerprint":"fp-up","choices":[{"index":1,"delta":{"content":"Hi"},"finish_reason":null}]}"#)
             .expect("valid");
         assert_eq!(
             ev,
-            vec![GenEvent::Delta {
-                index: 1,
-                text: "Hi".into(),
-                logprobs: vec![]
-            }]
+            vec![
+                GenEvent::Started {
+                    prompt_tokens: 9,
+                    deployment: None,
+                    fingerprint: Some("fp-up".into())
+                },
+                GenEvent::Delta {
+                    index: 1,
+                    text: "Hi".into(),
+                    logprobs: vec![],
+                    tokens: 1,
+                }
+            ]
         );
         let ev = d
-            .decode(r#"{"choices":[{"index":1,"delta":{},"finish_reason":"length"}]}"#)
+            .decode(r#"{"id":"c","choices":[{"index":1,"delta":{},"finish_reason":"length"}]}"#)
             .expect("valid");
         assert_eq!(
             ev,
@@ -403,38 +438,36 @@ mod tests {
                 reason: FinishReason::Length
             }]
         );
-        d.decode(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}"#)
+        d.decode(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}"#)
             .expect("usage");
         d.decode("[DONE]").expect("done");
         assert!(d.done);
         let (ev, estimated) = d.close(|_| Usage::new(0, 0, 0));
         assert!(!estimated);
         assert_eq!(ev.len(), 2, "choice 0 finished, then Done: {ev:?}");
-        assert_eq!(
-            ev[1],
-            GenEvent::Done {
-                usage: Usage::new(5, 3, 0)
-            }
-        );
-        assert!(Decoder::new(1).decode("{not json").is_err());
-        assert!(Decoder::new(1)
+        assert_eq!(ev[1], GenEvent::done(Usage::new(5, 3, 0)));
+        assert!(Decoder::new(Endpoint::Chat, 1, 0)
+            .decode("{not json")
+            .is_err());
+        assert!(Decoder::new(Endpoint::Chat, 1, 0)
             .decode(r#"{"error":{"message":"boom"}}"#)
             .is_err());
     }
 
     #[test]
     fn missing_usage_is_estimated() {
-        let mut d = Decoder::new(1);
-        d.decode(r#"{"choices":[{"index":0,"text":"a"}]}"#)
+        let mut d = Decoder::new(Endpoint::Completions, 1, 9);
+        d.decode(r#"{"id":"c","choices":[{"index":0,"text":"a"}]}"#)
             .expect("ok");
-        d.decode(r#"{"choices":[{"index":0,"text":"b"}]}"#)
+        d.decode(r#"{"id":"c","choices":[{"index":0,"text":"b"}]}"#)
             .expect("ok");
         let (ev, estimated) = d.close(|chunks| Usage::new(9, chunks, 0));
         assert!(estimated);
         assert_eq!(
             ev.last(),
             Some(&GenEvent::Done {
-                usage: Usage::new(9, 2, 0)
+                usage: Usage::new(9, 2, 0),
+                estimated: true
             })
         );
     }

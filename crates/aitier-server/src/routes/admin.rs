@@ -11,10 +11,10 @@ use serde_json::json;
 
 use aitier_tenancy::{Limits, StoreError, TenantPatch};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
-use crate::routes::usage::{query_error, report};
+use crate::routes::usage::report;
+use crate::state::AppState;
 use crate::usage_report::UsageParams;
 
 pub fn router() -> Router<AppState> {
@@ -32,36 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/keys", get(list_keys))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
         .route("/admin/v1/usage", get(usage))
-}
-
-pub fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound(what) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("not_found"),
-            None,
-            format!("{what} not found"),
-        ),
-        StoreError::Conflict(m) => ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_request_error",
-            Some("conflict"),
-            None,
-            m,
-        ),
-        StoreError::Invalid(m) => ApiError::invalid(None, m),
-        StoreError::Db(detail) => {
-            tracing::error!(%detail, "tenancy store failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("store_unavailable"),
-                None,
-                "The tenancy database is unavailable.",
-            )
-        }
-    }
 }
 
 /// A body of limits plus a name. Serde cannot refuse unknown fields through
@@ -120,20 +90,19 @@ async fn create_tenant(
         .tenancy
         .store()
         .create_tenant(&body.name, &body.limits)
-        .await
-        .map_err(store_error)?;
+        .await?;
     tracing::info!(tenant = %t.name, id = %t.id, "tenant created");
     Ok((StatusCode::CREATED, Json(t)).into_response())
 }
 
 /// A store answer as a JSON body.
 fn one<T: Serialize>(r: Result<T, StoreError>) -> Result<Response, ApiError> {
-    Ok(Json(r.map_err(store_error)?).into_response())
+    Ok(Json(r?).into_response())
 }
 
 /// A store answer as an OpenAI-style list.
 fn list<T: Serialize>(r: Result<Vec<T>, StoreError>) -> Result<Response, ApiError> {
-    Ok(Json(json!({"object": "list", "data": r.map_err(store_error)?})).into_response())
+    Ok(Json(json!({"object": "list", "data": r?})).into_response())
 }
 
 async fn list_tenants(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -182,8 +151,7 @@ async fn create_key(
         .tenancy
         .store()
         .create_key(&id, body.name.as_deref(), &body.limits)
-        .await
-        .map_err(store_error)?;
+        .await?;
     state.tenancy.key_created();
     tracing::info!(tenant = %key.tenant_id, key = %key.id, "key created");
     let mut value = serde_json::to_value(&key).map_err(|_| ApiError::internal())?;
@@ -208,7 +176,7 @@ async fn list_keys(
     State(state): State<AppState>,
     q: Result<Query<KeyFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(f) = q.map_err(query_error)?;
+    let Query(f) = q?;
     list(state.tenancy.store().list_keys(f.tenant.as_deref()).await)
 }
 
@@ -224,17 +192,9 @@ async fn usage(
     State(state): State<AppState>,
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = q.map_err(query_error)?;
+    let Query(params) = q?;
     let tenant = match &params.tenant {
-        Some(t) => Some(
-            state
-                .tenancy
-                .store()
-                .get_tenant(t)
-                .await
-                .map_err(store_error)?
-                .id,
-        ),
+        Some(t) => Some(state.tenancy.store().get_tenant(t).await?.id),
         None => None,
     };
     report(&state, params, tenant).await

@@ -1,6 +1,5 @@
 pub mod admin;
-pub mod chat;
-pub mod completions;
+pub mod generate;
 pub mod health;
 pub mod metrics;
 pub mod models;

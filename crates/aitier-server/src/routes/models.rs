@@ -5,9 +5,9 @@ use aitier_core::CoreError;
 use aitier_protocol::models::{Model, ModelList};
 use aitier_tenancy::Principal;
 
-use crate::app::AppState;
 use crate::error::ApiError;
-use crate::start::check_model;
+use crate::generation::check_allowed;
+use crate::state::AppState;
 
 /// Only the models the caller's key may use.
 pub async fn list(
@@ -33,6 +33,6 @@ pub async fn get(
     if !state.registry.names().contains(&id) {
         return Err(CoreError::ModelNotFound { model: id }.into());
     }
-    check_model(&principal, &id)?;
+    check_allowed(&principal, &id)?;
     Ok(Json(Model::new(id, state.started_at)))
 }

@@ -1,3 +1,5 @@
+//! llama.cpp-style `/tokenize` and `/detokenize`, with the model's own
+//! tokenizer (a local model's, or an upstream's through its own routes).
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,10 +11,12 @@ use aitier_protocol::tokenize::{
 };
 use aitier_tenancy::Principal;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
+use crate::generation::resolve_for;
+use crate::state::AppState;
 
+/// The named model, or the first served one.
 fn provider(
     state: &AppState,
     principal: &Principal,
@@ -26,9 +30,7 @@ fn provider(
             })
         })?,
     };
-    let p = state.registry.resolve(&name)?;
-    crate::start::check_model(principal, &name)?;
-    Ok(p)
+    resolve_for(state, principal, &name)
 }
 
 pub async fn tokenize(
@@ -37,9 +39,7 @@ pub async fn tokenize(
     OpenAiJson(req): OpenAiJson<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
     let p = provider(&state, &principal, req.model.as_deref())?;
-    let pieces = tokio::task::spawn_blocking(move || p.tokenize(&req.content, req.add_special))
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))??;
+    let pieces = p.tokenize(req.content, req.add_special).await?;
     let tokens = pieces
         .into_iter()
         .map(|t| {
@@ -62,6 +62,6 @@ pub async fn detokenize(
     OpenAiJson(req): OpenAiJson<DetokenizeRequest>,
 ) -> Result<Json<DetokenizeResponse>, ApiError> {
     let p = provider(&state, &principal, req.model.as_deref())?;
-    let content = p.detokenize(&req.tokens)?;
+    let content = p.detokenize(req.tokens).await?;
     Ok(Json(DetokenizeResponse { content }))
 }

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use aitier_tenancy::Principal;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::usage_report::{to_csv, Format, UsageParams};
 
 pub async fn report(
@@ -23,12 +23,7 @@ pub async fn report(
     let q = params
         .query(tenant_id)
         .map_err(|(param, msg)| ApiError::invalid(Some(param), msg))?;
-    let rows = state
-        .tenancy
-        .store()
-        .usage(&q)
-        .await
-        .map_err(crate::routes::admin::store_error)?;
+    let rows = state.tenancy.store().usage(&q).await?;
     Ok(match format {
         Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -39,17 +34,13 @@ pub async fn report(
     })
 }
 
-pub fn query_error(e: QueryRejection) -> ApiError {
-    ApiError::invalid(None, e.body_text())
-}
-
 /// The caller's own tenant only: a `tenant` parameter cannot widen it.
 pub async fn own(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     params: Result<Query<UsageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(query_error)?;
+    let Query(params) = params?;
     let Principal::Key(k) = &principal else {
         return Err(ApiError::unauthorized(
             "Usage is per tenant: call with a tenant's API key.",
@@ -60,11 +51,8 @@ pub async fn own(
         .as_deref()
         .is_some_and(|t| t != k.tenant.id && t != k.tenant.name)
     {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "permission_error",
-            Some("forbidden"),
-            Some("tenant".into()),
+        return Err(ApiError::forbidden(
+            "tenant",
             "A tenant key can read its own tenant's usage only.",
         ));
     }

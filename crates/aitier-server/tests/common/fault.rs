@@ -88,9 +88,13 @@ impl Drop for Watch {
     }
 }
 
+/// The fault server's `system_fingerprint`, which a relay passes on.
+pub const FINGERPRINT: &str = "fp_fault";
+
 fn chunk(model: &str, text: &str, finish: Option<&str>) -> Bytes {
     let v = json!({
         "id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 0, "model": model,
+        "system_fingerprint": FINGERPRINT,
         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
     });
     Bytes::from(format!("data: {v}\n\n"))
@@ -160,6 +164,7 @@ async fn complete(State(script): State<Arc<Script>>, Json(req): Json<Value>) -> 
         Act::Malformed => sse(Body::from("data: {this is not json\n\n")),
         Act::Json(text) => Json(json!({
             "id": "chatcmpl-fault", "object": "chat.completion", "created": 0, "model": model,
+            "system_fingerprint": FINGERPRINT,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
         }))

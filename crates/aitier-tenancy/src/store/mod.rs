@@ -5,7 +5,10 @@ mod sql;
 
 use serde::{Deserialize, Serialize};
 
+use aitier_core::{CoreError, FinishReason};
+
 use crate::limits::Limits;
+use crate::scope::Scope;
 
 pub use sql::{redact_url, SqlStore};
 
@@ -128,16 +131,61 @@ impl TenantPatch {
 /// Tokens held against one budget counter until the request ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    /// `t:<tenant id>` or `k:<key id>`.
-    pub scope: String,
+    pub scope: Scope,
     /// The budget period label the tokens were held in.
     pub period: String,
     pub tokens: u64,
     pub limit: u64,
 }
 
+/// How a request ended, as the ledger's `status` column says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The client went away first.
+    Cancelled,
+    RateLimited,
+    QuotaExceeded,
+    Timeout,
+    UpstreamError,
+    Overloaded,
+    Invalid,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Cancelled => "cancelled",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::QuotaExceeded => "quota_exceeded",
+            Outcome::Timeout => "timeout",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Overloaded => "overloaded",
+            Outcome::Invalid => "invalid",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// How a request that failed with `e` ended.
+    pub fn of(e: &CoreError) -> Self {
+        match e {
+            CoreError::RateLimited { .. } => Outcome::RateLimited,
+            CoreError::QuotaExceeded { .. } => Outcome::QuotaExceeded,
+            CoreError::Timeout { .. } => Outcome::Timeout,
+            CoreError::Upstream { .. } => Outcome::UpstreamError,
+            CoreError::Overloaded { .. } => Outcome::Overloaded,
+            CoreError::InvalidRequest { .. }
+            | CoreError::ContextLengthExceeded { .. }
+            | CoreError::Refused { .. } => Outcome::Invalid,
+            _ => Outcome::Error,
+        }
+    }
+}
+
 /// One ledger row: what a request used and how it ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UsageRecord {
     pub ts: i64,
     pub request_id: String,
@@ -150,13 +198,12 @@ pub struct UsageRecord {
     pub completion_tokens: u64,
     pub ttft_ms: Option<u64>,
     pub duration_ms: u64,
-    /// `ok`, `cancelled`, `error`, or the refusal (`rate_limited`, ...).
-    pub status: String,
-    pub finish_reason: Option<String>,
+    pub status: Outcome,
+    /// Set when `status` is `Ok`.
+    pub finish_reason: Option<FinishReason>,
     /// Token counts are an estimate (an upstream that reported none).
     pub estimated: bool,
     /// Budget holds to settle with this row's real usage.
-    #[serde(skip)]
     pub reservations: Vec<Reservation>,
 }
 
@@ -309,12 +356,12 @@ pub trait Store: Send + Sync {
     async fn has_keys(&self) -> Result<bool, StoreError>;
     /// Holds tokens against every counter, or against none: returns the
     /// scope of the first budget that is already spent.
-    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<String>, StoreError>;
+    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<Scope>, StoreError>;
     /// Gives back holds that no request will settle.
     async fn release(&self, holds: &[Reservation]) -> Result<(), StoreError>;
     /// Writes ledger rows and settles their budget holds, atomically.
     async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError>;
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
     /// What a budget counter has used and holds now.
-    async fn budget_state(&self, scope: &str, period: &str) -> Result<(u64, u64), StoreError>;
+    async fn budget_state(&self, scope: &Scope, period: &str) -> Result<(u64, u64), StoreError>;
 }

@@ -12,9 +12,10 @@ use super::{
     ApiKey, GroupBy, KeyAuth, Reservation, Store, StoreError, Tenant, TenantPatch, UsageQuery,
     UsageRecord, UsageRow,
 };
-use crate::clock::{date_of, now_ms, DAY_MS};
 use crate::keys;
 use crate::limits::{BudgetPeriod, Limits};
+use crate::scope::Scope;
+use aitier_core::clock::{date_of, now_ms, DAY_MS};
 
 /// Ledger rows per INSERT: 14 parameters each, well under both databases' limits.
 const INSERT_CHUNK: usize = 100;
@@ -96,7 +97,16 @@ fn limits_from(row: &AnyRow, prefix: &str) -> Result<Limits, sqlx::Error> {
     };
     let text = |name: &str| row.try_get::<Option<String>, _>(col(name).as_str());
     Ok(Limits {
-        models: text("models")?.and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok()),
+        // Unreadable means no model, never every model.
+        models: text("models")?
+            .map(|m| {
+                serde_json::from_str::<Vec<String>>(&m).map_err(|e| {
+                    sqlx::Error::Decode(
+                        format!("column {prefix}models is not a list of model names: {e}").into(),
+                    )
+                })
+            })
+            .transpose()?,
         rpm: num("rpm")?,
         tpm: num("tpm")?,
         max_concurrent: num("max_concurrent")?,
@@ -440,7 +450,7 @@ impl Store for SqlStore {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
-    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<String>, StoreError> {
+    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<Scope>, StoreError> {
         if let Some(h) = holds.iter().find(|h| h.limit == 0) {
             return Ok(Some(h.scope.clone()));
         }
@@ -474,7 +484,7 @@ impl Store for SqlStore {
         let mut q = sqlx::query(&sql);
         for h in holds {
             q = q
-                .bind(&h.scope)
+                .bind(h.scope.to_string())
                 .bind(&h.period)
                 .bind(i(Some(h.tokens)))
                 .bind(i(Some(h.limit)));
@@ -489,13 +499,10 @@ impl Store for SqlStore {
             return Ok(None);
         }
         // Some counter is spent: give back what the others took.
-        let taken: Vec<Reservation> = holds
-            .iter()
-            .filter(|h| held.contains(&h.scope))
-            .cloned()
-            .collect();
+        let took = |h: &&Reservation| held.contains(&h.scope.to_string());
+        let taken: Vec<Reservation> = holds.iter().filter(took).cloned().collect();
         self.release(&taken).await?;
-        let spent = holds.iter().find(|h| !held.contains(&h.scope));
+        let spent = holds.iter().find(|h| !took(h));
         Ok(spent.map(|h| h.scope.clone()))
     }
 
@@ -508,7 +515,7 @@ impl Store for SqlStore {
             sqlx::query(
                 "UPDATE budget_usage SET reserved = reserved - $3 WHERE scope = $1 AND period = $2",
             )
-            .bind(&h.scope)
+            .bind(h.scope.to_string())
             .bind(&h.period)
             .bind(i(Some(h.tokens)))
             .execute(&mut *tx)
@@ -524,11 +531,11 @@ impl Store for SqlStore {
         }
         // Each counter is settled once per batch, last, so that its row lock
         // (PostgreSQL) is held for as short a time as possible.
-        let mut settle: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        let mut settle: BTreeMap<(&Scope, &str), (i64, i64)> = BTreeMap::new();
         for r in rows {
             let used = i(Some(r.prompt_tokens + r.completion_tokens)).unwrap_or(0);
             for h in &r.reservations {
-                let e = settle.entry((&h.scope, &h.period)).or_default();
+                let e = settle.entry((&h.scope, h.period.as_str())).or_default();
                 e.0 += used;
                 e.1 += i(Some(h.tokens)).unwrap_or(0);
             }
@@ -562,8 +569,8 @@ impl Store for SqlStore {
                     .bind(i(Some(r.completion_tokens)))
                     .bind(i(r.ttft_ms))
                     .bind(i(Some(r.duration_ms)))
-                    .bind(&r.status)
-                    .bind(r.finish_reason.clone())
+                    .bind(r.status.as_str())
+                    .bind(r.finish_reason.map(|f| f.as_str()))
                     .bind(i64::from(r.estimated));
             }
             q.execute(&mut *tx).await?;
@@ -573,7 +580,7 @@ impl Store for SqlStore {
                 "UPDATE budget_usage SET used = used + $3, reserved = reserved - $4 \
                  WHERE scope = $1 AND period = $2",
             )
-            .bind(scope)
+            .bind(scope.to_string())
             .bind(period)
             .bind(used)
             .bind(held)
@@ -666,10 +673,10 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn budget_state(&self, scope: &str, period: &str) -> Result<(u64, u64), StoreError> {
+    async fn budget_state(&self, scope: &Scope, period: &str) -> Result<(u64, u64), StoreError> {
         let row =
             sqlx::query("SELECT used, reserved FROM budget_usage WHERE scope = $1 AND period = $2")
-                .bind(scope)
+                .bind(scope.to_string())
                 .bind(period)
                 .fetch_optional(&self.pool)
                 .await?;

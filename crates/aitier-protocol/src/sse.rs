@@ -1,6 +1,49 @@
-//! Incremental server-sent-events parsing: bytes in, complete `data:`
-//! payloads out, whatever the network's chunking. Comments, `event:`/`id:`
-//! lines and empty events are skipped.
+//! Server-sent events as OpenAI streams use them: each event's `data` is
+//! a JSON chunk, an `{"error": ...}` body, or the final `[DONE]`. Encoding
+//! gives the text of one `data` field; parsing turns bytes, however the
+//! network cut them, back into complete payloads.
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ErrorBody;
+
+/// The final SSE event of every OpenAI stream.
+pub const DONE: &str = "[DONE]";
+
+/// What one event of an OpenAI stream carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload<T> {
+    Chunk(T),
+    /// A failure after the stream started; the stream ends with it.
+    Error(ErrorBody),
+    Done,
+}
+
+impl<T: Serialize> Payload<T> {
+    /// The `data` field's text.
+    pub fn encode(&self) -> String {
+        let json = match self {
+            Payload::Chunk(c) => serde_json::to_string(c),
+            Payload::Error(e) => serde_json::to_string(e),
+            Payload::Done => return DONE.to_string(),
+        };
+        // Plain data with string keys: serde_json cannot fail on it.
+        json.unwrap_or_default()
+    }
+}
+
+impl<T: DeserializeOwned> Payload<T> {
+    pub fn decode(data: &str) -> Result<Self, serde_json::Error> {
+        if data.trim() == DONE {
+            return Ok(Payload::Done);
+        }
+        let value: serde_json::Value = serde_json::from_str(data)?;
+        if value.get("error").is_some_and(|e| !e.is_null()) {
+            return serde_json::from_value(value).map(Payload::Error);
+        }
+        serde_json::from_value(value).map(Payload::Chunk)
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct SseParser {
@@ -62,6 +105,25 @@ mod tests {
                 "cut {cut}"
             );
         }
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        use crate::error::ErrorDetail;
+        type P = Payload<serde_json::Value>;
+        let chunk = P::Chunk(serde_json::json!({"a": 1}));
+        let error = P::Error(ErrorBody {
+            error: ErrorDetail {
+                message: "boom".into(),
+                kind: "server_error".into(),
+                param: None,
+                code: Some("upstream_error".into()),
+            },
+        });
+        for p in [chunk, error, P::Done] {
+            assert_eq!(P::decode(&p.encode()).expect("decodes"), p);
+        }
+        assert!(P::decode("{not json").is_err());
     }
 
     #[test]

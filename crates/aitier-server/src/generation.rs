@@ -1,16 +1,18 @@
-//! Starting a generation for an authenticated caller: the model must exist
-//! and be allowed, the rate limits must let the request in, the model's
-//! fallbacks are tried when it is unavailable, and the ticket follows the
+//! Running a generation for an authenticated caller: the model must exist
+//! and be allowed; the rate limits must let the request start; the provider
+//! sizes it and the tier admits that size; it runs, on the model's
+//! fallbacks while the model is unavailable; and the ticket follows the
 //! event stream so that its ledger row is written however the stream ends.
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 
-use aitier_core::{EventStream, GenerateRequest, RequestCtx};
-use aitier_tenancy::Principal;
+use aitier_core::{CoreError, EventStream, GenerateRequest, Provider, RequestCtx};
+use aitier_tenancy::{Principal, Ticket};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct Caller<'a> {
     pub principal: &'a Principal,
@@ -35,7 +37,8 @@ impl Caller<'_> {
     }
 }
 
-pub fn check_model(principal: &Principal, model: &str) -> Result<(), ApiError> {
+/// Refuses a model the caller's key may not use.
+pub fn check_allowed(principal: &Principal, model: &str) -> Result<(), ApiError> {
     if principal.allows_model(model) {
         Ok(())
     } else {
@@ -43,20 +46,30 @@ pub fn check_model(principal: &Principal, model: &str) -> Result<(), ApiError> {
     }
 }
 
-pub async fn generate(
+/// The provider of `model`, for a caller allowed to use it. An unknown or
+/// loading model says so before a disallowed one is refused.
+pub fn resolve_for(
+    state: &AppState,
+    principal: &Principal,
+    model: &str,
+) -> Result<Arc<dyn Provider>, ApiError> {
+    let provider = state.registry.resolve(model)?;
+    check_allowed(principal, model)?;
+    Ok(provider)
+}
+
+pub async fn start(
     state: &AppState,
     caller: Caller<'_>,
     model: &str,
     gen: GenerateRequest,
 ) -> Result<EventStream, ApiError> {
-    let provider = state.registry.resolve(model)?;
-    check_model(caller.principal, model)?;
+    let provider = resolve_for(state, caller.principal, model)?;
     let label = caller.tenant_label();
-    let ticket = state
+    let mut ticket = state
         .tenancy
         .begin(caller.principal, &label, model, caller.request_id)
         .await?;
-    let hooks = ticket.hooks();
     let ctx = RequestCtx {
         request_id: caller.request_id.to_string(),
         weight: caller
@@ -69,11 +82,9 @@ pub async fn generate(
             .map(str::to_string)
             .unwrap_or(label),
         deadline: Some(Instant::now() + state.scheduling.queue_timeout),
-        hooks: Some(hooks.clone()),
     };
-    let fallbacks = state.fallbacks.get(model).cloned().unwrap_or_default();
-    let mut result = provider.generate(gen.clone(), ctx.clone()).await;
-    for name in &fallbacks {
+    let mut result = attempt(provider.as_ref(), gen.clone(), &ctx, &mut ticket).await;
+    for name in state.fallbacks.get(model).into_iter().flatten() {
         match &result {
             Err(e) if e.unavailable().is_some() => {}
             _ => break,
@@ -86,16 +97,28 @@ pub async fn generate(
             continue;
         }
         tracing::warn!(from = %model, to = %name, "falling back");
-        hooks.served_by(name);
-        result = next.generate(gen.clone(), ctx.clone()).await;
+        ticket.served_by(name);
+        result = attempt(next.as_ref(), gen.clone(), &ctx, &mut ticket).await;
     }
     match result {
         // The ticket lives as long as the stream: dropped early, it bills
-        // what was generated.
+        // what was sent.
         Ok(events) => Ok(events.inspect(move |ev| ticket.observe(ev)).boxed()),
         Err(e) => {
             ticket.failed(&e);
             Err(e.into())
         }
     }
+}
+
+/// One provider: sized, admitted by that size (once per request), run.
+async fn attempt(
+    provider: &dyn Provider,
+    gen: GenerateRequest,
+    ctx: &RequestCtx,
+    ticket: &mut Ticket,
+) -> Result<EventStream, CoreError> {
+    let prepared = provider.prepare(gen).await?;
+    ticket.admit(prepared.size).await?;
+    provider.run(prepared, ctx.clone()).await
 }

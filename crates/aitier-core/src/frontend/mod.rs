@@ -1,0 +1,133 @@
+//! API front-ends: each wire API as a pair of pure functions. `decode`
+//! turns its request into the common `GenerateRequest` (rejecting what
+//! aitier cannot honour with a 400 that names the parameter); the encoder it
+//! returns turns a provider's events into that API's response body or
+//! stream chunks. No HTTP here: the server frames what these produce, and an
+//! in-process caller can use them as they are.
+pub mod chat;
+pub mod completions;
+pub mod logprobs;
+pub mod params;
+
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use aitier_protocol::sse::Payload;
+use aitier_protocol::Usage;
+
+use crate::error::CoreError;
+use crate::event::{EventStream, FinishReason, GenEvent, TokenLogprob};
+use crate::request::GenerateRequest;
+
+pub use params::Delivery;
+
+/// Reported as `system_fingerprint` when no upstream sent its own.
+pub const FINGERPRINT: &str = concat!("aitier-", env!("CARGO_PKG_VERSION"));
+
+/// A decoded request and the encoder for its answer.
+#[derive(Debug)]
+pub struct Decoded<E> {
+    pub request: GenerateRequest,
+    pub delivery: Delivery,
+    pub model: String,
+    /// The request's `user` field: the tenant in open mode.
+    pub user: Option<String>,
+    pub encoder: E,
+}
+
+/// One wire API. The implementing type is the encoder: it carries what
+/// the encoding needs from the request (ids, whether logprobs were asked).
+pub trait Frontend: Sized + Send + 'static {
+    type Request: DeserializeOwned + Send + 'static;
+    type Response: Serialize + Send;
+    type Chunk: Serialize + Send;
+
+    fn decode(req: Self::Request) -> Result<Decoded<Self>, CoreError>;
+    /// The whole answer as one body.
+    fn respond(self, answer: Answer) -> Self::Response;
+    /// What one event becomes in the stream: chunks, then `Done` after the
+    /// last. `GenEvent::Error` is for the caller to frame, as an error body
+    /// is the same for every API.
+    fn encode(&mut self, event: GenEvent) -> Vec<Payload<Self::Chunk>>;
+}
+
+/// What every response and chunk of one request shares.
+#[derive(Debug, Clone)]
+pub struct ResponseMeta {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub fingerprint: String,
+}
+
+impl ResponseMeta {
+    pub fn new(id_prefix: &str, model: &str) -> Self {
+        Self {
+            id: format!("{id_prefix}-{}", uuid::Uuid::new_v4().simple()),
+            created: crate::clock::unix_secs(),
+            model: model.to_string(),
+            fingerprint: FINGERPRINT.to_string(),
+        }
+    }
+
+    /// An upstream's fingerprint wins over ours.
+    fn started(&mut self, fingerprint: Option<String>) {
+        if let Some(f) = fingerprint {
+            self.fingerprint = f;
+        }
+    }
+}
+
+/// One choice gathered from the stream.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub text: String,
+    pub logprobs: Vec<TokenLogprob>,
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// A whole answer, gathered from its events.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub choices: Vec<Collected>,
+    pub usage: Usage,
+    pub fingerprint: Option<String>,
+}
+
+/// Drains the stream into per-choice results and the usage.
+pub async fn collect(mut events: EventStream, choices: usize) -> Result<Answer, CoreError> {
+    let mut out = Answer {
+        choices: (0..choices).map(|_| Collected::default()).collect(),
+        ..Answer::default()
+    };
+    while let Some(ev) = events.next().await {
+        match ev {
+            GenEvent::Started { fingerprint, .. } => out.fingerprint = fingerprint,
+            GenEvent::Delta {
+                index,
+                text,
+                logprobs,
+                ..
+            } => {
+                if let Some(c) = out.choices.get_mut(index as usize) {
+                    c.text.push_str(&text);
+                    c.logprobs.extend(logprobs);
+                }
+            }
+            GenEvent::Finished { index, reason } => {
+                if let Some(c) = out.choices.get_mut(index as usize) {
+                    c.finish_reason = Some(reason);
+                }
+            }
+            GenEvent::Done { usage, .. } => {
+                out.usage = usage;
+                return Ok(out);
+            }
+            GenEvent::Error(e) => return Err(e),
+        }
+    }
+    Err(CoreError::Internal(
+        "the provider ended the stream without finishing".into(),
+    ))
+}

@@ -1,0 +1,110 @@
+//! The command line of `aitier serve` (with `AITIER_*` environment
+//! variables folded in by clap), and the database options the admin
+//! commands share.
+use std::path::PathBuf;
+
+use clap::Args;
+
+use aitier_core::Secret;
+
+use super::engine::EngineSettings;
+use super::file::FileTenancy;
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "AITIER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "AITIER_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on; 0 picks a free one (the address is printed).
+    #[arg(long, env = "AITIER_PORT")]
+    pub port: Option<u16>,
+    /// Serve a GGUF model under a name: NAME=PATH. Repeatable; replaces the
+    /// models of the config file.
+    #[arg(long = "model", value_name = "NAME=PATH")]
+    pub models: Vec<String>,
+    /// Serve an OpenAI-compatible upstream under a name:
+    /// NAME=BASE_URL[#UPSTREAM_MODEL]. Repeatable; with --model, adds to it.
+    #[arg(long = "upstream", value_name = "NAME=URL")]
+    pub upstreams: Vec<String>,
+    /// Where the embedded default model lives.
+    #[arg(long, env = "AITIER_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineSettings,
+    /// Seconds a request may wait for a slot before it fails.
+    #[arg(long, env = "AITIER_QUEUE_TIMEOUT")]
+    pub queue_timeout: Option<u64>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "AITIER_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a stream may send nothing before a keep-alive comment.
+    #[arg(long, env = "AITIER_KEEP_ALIVE_SECS")]
+    pub keep_alive_secs: Option<u64>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Token that authorises the admin API (`/admin/v1/...`); without one
+    /// the admin API is off.
+    #[arg(long, env = "AITIER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Serve without API keys on a non-loopback address while no key exists.
+    #[arg(long, env = "AITIER_ALLOW_OPEN")]
+    pub allow_open: bool,
+    /// Completion tokens reserved against limits for a request without
+    /// `max_tokens`.
+    #[arg(long, env = "AITIER_DEFAULT_COMPLETION_RESERVE")]
+    pub default_completion_reserve: Option<u32>,
+    /// Requests running plus usage rows not yet written, beyond which new
+    /// requests get 503 (the database is not keeping up).
+    #[arg(long, env = "AITIER_LEDGER_QUEUE")]
+    pub ledger_queue: Option<usize>,
+}
+
+/// Where tenants, keys and the usage ledger live; shared by `serve` and the
+/// admin commands.
+#[derive(Clone, Default, Args)]
+pub struct DatabaseArgs {
+    /// `postgres://...` or `sqlite://PATH`; default: SQLite in the data directory.
+    #[arg(long, env = "AITIER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "AITIER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field(
+                "database_url",
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(aitier_tenancy::store::redact_url),
+            )
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+impl DatabaseArgs {
+    /// The database URL: the flag, then the file's, then SQLite in the data
+    /// directory (the flag's, the file's, or `data`).
+    pub fn url(&self, file: &FileTenancy) -> String {
+        if let Some(u) = self
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+        {
+            return u;
+        }
+        let dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("data"));
+        format!("sqlite://{}", dir.join("aitier.db").display())
+    }
+}

@@ -1,0 +1,73 @@
+//! The settings of a local model's engine, one struct for every source:
+//! command-line flags and `AITIER_*` variables (clap), the file's
+//! `[engine]` table and each `[[models]]` entry (serde). Unset means "ask
+//! the next source"; the engine's own defaults come last.
+use std::path::Path;
+
+use clap::Args;
+use serde::Deserialize;
+
+use aitier_engine::EngineConfig;
+
+#[derive(Debug, Clone, Default, PartialEq, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Sequences decoded together per model.
+    #[arg(long, env = "AITIER_SLOTS")]
+    pub slots: Option<u32>,
+    /// Context tokens per sequence.
+    #[arg(long, env = "AITIER_CTX_SIZE")]
+    pub ctx_size: Option<u32>,
+    /// CPU threads per model (0: one per core).
+    #[arg(long, env = "AITIER_THREADS")]
+    pub threads: Option<u32>,
+    /// Tokens per decode call.
+    #[arg(long, env = "AITIER_BATCH_SIZE")]
+    pub batch_size: Option<u32>,
+    /// Requests that may wait per model before new ones get 429.
+    #[arg(long, env = "AITIER_QUEUE_DEPTH")]
+    pub queue_depth: Option<u32>,
+    /// Prompt tokens prefilled per step while others decode.
+    #[arg(long, env = "AITIER_PREFILL_CHUNK")]
+    pub prefill_chunk: Option<u32>,
+    /// Milliseconds a decode step should take while the engine is shared;
+    /// prompt chunks shrink to fit it (0: always `prefill_chunk`).
+    #[arg(long, env = "AITIER_STEP_TARGET_MS")]
+    pub step_target_ms: Option<u32>,
+    /// KV cells idle slots may keep as prefix cache (default: all).
+    #[arg(long, env = "AITIER_CACHE_CELLS")]
+    pub cache_cells: Option<u64>,
+}
+
+impl EngineSettings {
+    /// Each setting from `self` where set, else from `fallback`.
+    pub fn or(&self, fallback: &EngineSettings) -> EngineSettings {
+        EngineSettings {
+            slots: self.slots.or(fallback.slots),
+            ctx_size: self.ctx_size.or(fallback.ctx_size),
+            threads: self.threads.or(fallback.threads),
+            batch_size: self.batch_size.or(fallback.batch_size),
+            queue_depth: self.queue_depth.or(fallback.queue_depth),
+            prefill_chunk: self.prefill_chunk.or(fallback.prefill_chunk),
+            step_target_ms: self.step_target_ms.or(fallback.step_target_ms),
+            cache_cells: self.cache_cells.or(fallback.cache_cells),
+        }
+    }
+
+    /// The engine for the model at `path`: these settings over the
+    /// engine's defaults.
+    pub fn engine(&self, path: &Path) -> EngineConfig {
+        let d = EngineConfig::new(path);
+        EngineConfig {
+            slots: self.slots.unwrap_or(d.slots),
+            ctx_per_slot: self.ctx_size.unwrap_or(d.ctx_per_slot),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            threads: self.threads.unwrap_or(d.threads),
+            queue_depth: self.queue_depth.unwrap_or(d.queue_depth),
+            prefill_chunk: self.prefill_chunk.unwrap_or(d.prefill_chunk),
+            step_target_ms: self.step_target_ms.unwrap_or(d.step_target_ms),
+            cache_cells: self.cache_cells.or(d.cache_cells),
+            path: d.path,
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Configuration: defaults, then a TOML file, then `AITIER_*` environment,
+//! then command-line flags (clap folds the last two together). Raw structs
+//! reject unknown keys; `ServeConfig` is the validated result, resolved in
+//! steps: the server, the models, scheduling, tenancy.
+mod args;
+mod engine;
+mod error;
+mod file;
+mod routing;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aitier_core::Secret;
+use aitier_engine::EngineConfig;
+
+pub use args::{DatabaseArgs, ServeArgs};
+pub use engine::EngineSettings;
+pub use error::ConfigError;
+pub use routing::{DeploymentConfig, Routing};
+
+use file::{read_file, FileConfig, FileModel};
+use routing::parse_upstream_flag;
+
+pub const DEFAULT_MODEL_NAME: &str = "smollm2-135m-instruct";
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_QUEUE_TIMEOUT_SECS: u64 = 600;
+pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 15;
+
+/// Tenancy settings, validated.
+#[derive(Clone)]
+pub struct TenancySettings {
+    pub database_url: String,
+    pub admin_token: Option<Secret>,
+    pub allow_open: bool,
+    pub default_completion_reserve: u32,
+    pub ledger_queue: usize,
+}
+
+impl std::fmt::Debug for TenancySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancySettings")
+            .field(
+                "database_url",
+                &aitier_tenancy::store::redact_url(&self.database_url),
+            )
+            .field("admin_token", &self.admin_token)
+            .field("allow_open", &self.allow_open)
+            .field(
+                "default_completion_reserve",
+                &self.default_completion_reserve,
+            )
+            .field("ledger_queue", &self.ledger_queue)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub fallbacks: Vec<String>,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+impl ModelConfig {
+    fn local(name: &str, engine: EngineConfig) -> Self {
+        Self {
+            name: name.to_string(),
+            aliases: vec![],
+            fallbacks: vec![],
+            deployments: vec![DeploymentConfig::Local {
+                name: name.to_string(),
+                engine,
+                weight: 1,
+            }],
+        }
+    }
+
+    /// The local engines among the deployments.
+    pub fn engines(&self) -> impl Iterator<Item = &EngineConfig> {
+        self.deployments.iter().filter_map(|d| match d {
+            DeploymentConfig::Local { engine, .. } => Some(engine),
+            DeploymentConfig::Upstream { .. } => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub max_body_bytes: usize,
+    pub keep_alive: Duration,
+    pub models: Vec<ModelConfig>,
+    pub scheduling: Scheduling,
+    pub tenancy: TenancySettings,
+    pub routing: Routing,
+}
+
+/// How requests share a model's capacity.
+#[derive(Debug, Clone)]
+pub struct Scheduling {
+    pub queue_timeout: Duration,
+    pub default_weight: u32,
+    pub weights: HashMap<String, u32>,
+}
+
+impl Scheduling {
+    pub fn weight_of(&self, tenant: &str) -> u32 {
+        self.weights
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.default_weight)
+    }
+}
+
+impl Default for Scheduling {
+    fn default() -> Self {
+        Self {
+            queue_timeout: Duration::from_secs(DEFAULT_QUEUE_TIMEOUT_SECS),
+            default_weight: 1,
+            weights: HashMap::new(),
+        }
+    }
+}
+
+/// The database URL the admin commands use: flags and environment, then
+/// the `[tenancy]` table of the config file.
+pub fn database_url(db: &DatabaseArgs, config: Option<&Path>) -> Result<String, ConfigError> {
+    let file = read_file(config)?;
+    Ok(db.url(&file.tenancy))
+}
+
+/// The listener's settings.
+struct Server {
+    host: IpAddr,
+    port: u16,
+    max_body_bytes: usize,
+    keep_alive: Duration,
+}
+
+fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, ConfigError> {
+    let host_text = args
+        .host
+        .clone()
+        .or(file.server.host.clone())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let host = if host_text == "localhost" {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host_text
+            .parse()
+            .map_err(|_| ConfigError::Host(host_text.clone()))?
+    };
+    let max_body_bytes = args
+        .max_body_bytes
+        .or(file.server.max_body_bytes)
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes < 1024 {
+        return Err(ConfigError::Invalid(
+            "max_body_bytes must be at least 1024".into(),
+        ));
+    }
+    let keep_alive = args
+        .keep_alive_secs
+        .or(file.server.keep_alive_secs)
+        .unwrap_or(DEFAULT_KEEP_ALIVE_SECS);
+    if keep_alive == 0 {
+        return Err(ConfigError::Invalid(
+            "keep_alive_secs must be at least 1".into(),
+        ));
+    }
+    Ok(Server {
+        host,
+        port: args.port.or(file.server.port).unwrap_or(DEFAULT_PORT),
+        max_body_bytes,
+        keep_alive: Duration::from_secs(keep_alive),
+    })
+}
+
+/// The models of `--model` and `--upstream`; their engines take the
+/// flags' settings over the file's `[engine]`.
+fn models_from_flags(
+    args: &ServeArgs,
+    file: &FileConfig,
+    routing: &Routing,
+) -> Result<Vec<ModelConfig>, ConfigError> {
+    let settings = args.engine.or(&file.engine);
+    let mut models = Vec::new();
+    for spec in &args.models {
+        let (name, path) = spec
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            .ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
+        models.push(ModelConfig::local(name, settings.engine(Path::new(path))));
+    }
+    for spec in &args.upstreams {
+        let (name, d) = parse_upstream_flag(spec)?;
+        let dep = DeploymentConfig::upstream(&name, 0, &d, routing)?;
+        models.push(ModelConfig {
+            name,
+            aliases: vec![],
+            fallbacks: vec![],
+            deployments: vec![dep],
+        });
+    }
+    Ok(models)
+}
+
+/// One `[[models]]` entry; its engines take the flags' settings, then its
+/// own, then `[engine]`'s.
+fn model_from_file(
+    m: &FileModel,
+    args: &ServeArgs,
+    file: &FileConfig,
+    routing: &Routing,
+) -> Result<ModelConfig, ConfigError> {
+    let settings = args.engine.or(&m.engine).or(&file.engine);
+    let mut deployments = Vec::new();
+    if let Some(path) = &m.path {
+        deployments.push(DeploymentConfig::Local {
+            name: m.name.clone(),
+            engine: settings.engine(path),
+            weight: 1,
+        });
+    }
+    for (i, d) in m.deployments.iter().enumerate() {
+        deployments.push(match DeploymentConfig::local_parts(d) {
+            Some((name, path, weight)) => DeploymentConfig::Local {
+                name: name.unwrap_or_else(|| format!("{}#{i}", m.name)),
+                engine: settings.engine(&path),
+                weight,
+            },
+            None => DeploymentConfig::upstream(&m.name, i, d, routing)?,
+        });
+    }
+    if deployments.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "model `{}` needs a `path` or `deployments`",
+            m.name
+        )));
+    }
+    Ok(ModelConfig {
+        name: m.name.clone(),
+        aliases: m.aliases.clone(),
+        fallbacks: m.fallbacks.clone(),
+        deployments,
+    })
+}
+
+/// The flags' models, else the file's, else the embedded default.
+fn models(
+    args: &ServeArgs,
+    file: &FileConfig,
+    routing: &Routing,
+) -> Result<Vec<ModelConfig>, ConfigError> {
+    if !args.models.is_empty() || !args.upstreams.is_empty() {
+        return models_from_flags(args, file, routing);
+    }
+    if !file.models.is_empty() {
+        return file
+            .models
+            .iter()
+            .map(|m| model_from_file(m, args, file, routing))
+            .collect();
+    }
+    let dir = args
+        .models_dir
+        .clone()
+        .or(file.server.models_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("models"));
+    let settings = args.engine.or(&file.engine);
+    Ok(vec![ModelConfig::local(
+        DEFAULT_MODEL_NAME,
+        settings.engine(&dir.join(DEFAULT_MODEL_FILE)),
+    )])
+}
+
+/// Names are unique, fallbacks name other served models, engines are
+/// sane and their files exist. `default_model` says the models are the
+/// embedded default, whose missing file has a remedy to suggest.
+fn check_models(models: &[ModelConfig], default_model: bool) -> Result<(), ConfigError> {
+    let names: Vec<&String> = models
+        .iter()
+        .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases))
+        .collect();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(ConfigError::DuplicateModel(n.to_string()));
+        }
+    }
+    for m in models {
+        if let Some(f) = m
+            .fallbacks
+            .iter()
+            .find(|f| !names.contains(f) || **f == m.name)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "model `{}`: fallback `{f}` is not another served model",
+                m.name
+            )));
+        }
+    }
+    for (m, e) in models.iter().flat_map(|m| m.engines().map(move |e| (m, e))) {
+        e.validate()
+            .map_err(|why| ConfigError::Invalid(format!("model `{}`: {why}", m.name)))?;
+        if !e.path.is_file() {
+            let hint = if default_model && m.name == DEFAULT_MODEL_NAME {
+                "; run `make model` (or scripts/fetch-model.sh) to fetch the default model"
+            } else {
+                ""
+            };
+            return Err(ConfigError::MissingModel {
+                name: m.name.clone(),
+                path: e.path.display().to_string(),
+                hint: hint.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn scheduling(args: &ServeArgs, file: &mut FileConfig) -> Result<Scheduling, ConfigError> {
+    let weights = std::mem::take(&mut file.scheduler.weights);
+    if let Some((t, _)) = weights.iter().find(|(_, w)| **w == 0) {
+        return Err(ConfigError::Invalid(format!(
+            "scheduler weight of `{t}` must be at least 1"
+        )));
+    }
+    Ok(Scheduling {
+        queue_timeout: Duration::from_secs(
+            args.queue_timeout
+                .or(file.scheduler.queue_timeout)
+                .unwrap_or(DEFAULT_QUEUE_TIMEOUT_SECS),
+        ),
+        default_weight: file.scheduler.default_weight.unwrap_or(1).max(1),
+        weights,
+    })
+}
+
+fn tenancy(args: &ServeArgs, file: &FileConfig) -> Result<TenancySettings, ConfigError> {
+    let t = &file.tenancy;
+    let admin_token = args
+        .admin_token
+        .clone()
+        .map(|s| s.0)
+        .or(t.admin_token.clone())
+        .filter(|s| !s.is_empty());
+    if admin_token.as_ref().is_some_and(|s| s.len() < 16) {
+        return Err(ConfigError::Invalid(
+            "the admin token must be at least 16 characters".into(),
+        ));
+    }
+    let ledger_queue = args
+        .ledger_queue
+        .or(t.ledger_queue)
+        .unwrap_or(aitier_tenancy::ledger::DEFAULT_CAPACITY);
+    if ledger_queue == 0 {
+        return Err(ConfigError::Invalid(
+            "ledger_queue must be at least 1".into(),
+        ));
+    }
+    Ok(TenancySettings {
+        database_url: args.db.url(t),
+        admin_token: admin_token.map(Secret),
+        allow_open: args.allow_open || t.allow_open.unwrap_or(false),
+        default_completion_reserve: args
+            .default_completion_reserve
+            .or(t.default_completion_reserve)
+            .unwrap_or(1024),
+        ledger_queue,
+    })
+}
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let mut file = read_file(args.config.as_deref())?;
+        let server = server(args, &file)?;
+        let routing = Routing::from_file(&file.routing);
+        let models = models(args, &file, &routing)?;
+        let default_model =
+            args.models.is_empty() && args.upstreams.is_empty() && file.models.is_empty();
+        check_models(&models, default_model)?;
+        Ok(Self {
+            host: server.host,
+            port: server.port,
+            max_body_bytes: server.max_body_bytes,
+            keep_alive: server.keep_alive,
+            models,
+            scheduling: scheduling(args, &mut file)?,
+            tenancy: tenancy(args, &file)?,
+            routing,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aitier-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn file_then_flags_win_in_order() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\nstep_target_ms = 80\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\nstep_target_ms = 30\n", gguf.display()),
+        );
+        let args = ServeArgs {
+            config: Some(cfg),
+            port: Some(9100),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.models[0].name, "a");
+        let engine = c.models[0].engines().next().expect("local");
+        assert_eq!(engine.slots, 2);
+        assert_eq!(engine.ctx_per_slot, 1024);
+        // The model's own setting wins over [engine].
+        assert_eq!(engine.step_target_ms, 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let d = tempdir();
+        let cfg = write(&d, "c.toml", "[server]\nprot = 1\n");
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .expect_err("typo");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_model_spec_and_missing_file_are_clear() {
+        let args = ServeArgs {
+            models: vec!["nopath".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeConfig::resolve(&args),
+            Err(ConfigError::ModelSpec(_))
+        ));
+        let args = ServeArgs {
+            models_dir: Some(tempdir()),
+            ..Default::default()
+        };
+        let err = ServeConfig::resolve(&args).expect_err("missing");
+        assert!(err.to_string().contains("make model"), "{err}");
+    }
+}

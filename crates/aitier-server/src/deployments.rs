@@ -1,0 +1,129 @@
+//! Start-up of the served models: every name is declared at once (so
+//! `/v1/models` lists it while it loads), then each becomes ready as its
+//! deployments come up: a lone local file directly, anything else behind a
+//! router with health checks. Local models load on blocking threads.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aitier_core::{ModelRegistry, Provider};
+use aitier_engine::{EngineConfig, LocalModel};
+use aitier_upstream::{Breaker, Deployment, Router, Upstream};
+
+use crate::config::{DeploymentConfig, ModelConfig, Routing};
+
+/// The routers built so far, by model, for `/metrics`.
+pub type Routers = Arc<std::sync::RwLock<Vec<(String, Arc<Router>)>>>;
+
+/// Declares every model and alias, then makes each ready as its
+/// deployments come up: local models load on blocking threads.
+pub fn start_models(
+    registry: &Arc<ModelRegistry>,
+    models: &[ModelConfig],
+    routing: &Routing,
+    routers: &Routers,
+) {
+    for m in models {
+        registry.declare(&m.name);
+        for a in &m.aliases {
+            registry.declare(a);
+        }
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(256)
+        .build();
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            for m in models {
+                registry.set_failed(&m.name, format!("no HTTP client: {e}"));
+            }
+            return;
+        }
+    };
+    for m in models.iter().cloned() {
+        let registry = registry.clone();
+        let client = client.clone();
+        let routing = routing.clone();
+        let routers = routers.clone();
+        tokio::spawn(async move {
+            match build(&m, client, &routing, &routers).await {
+                Ok(p) => {
+                    tracing::info!(model = %m.name, deployments = m.deployments.len(), "model ready");
+                    for name in std::iter::once(&m.name).chain(&m.aliases) {
+                        registry.set_ready(name, p.clone());
+                    }
+                }
+                Err(why) => {
+                    tracing::error!(model = %m.name, error = %why, "model failed to load");
+                    for name in std::iter::once(&m.name).chain(&m.aliases) {
+                        registry.set_failed(name, why.clone());
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn load_local(engine: EngineConfig) -> Result<Arc<dyn Provider>, String> {
+    let path = engine.path.display().to_string();
+    let loaded = tokio::task::spawn_blocking(move || LocalModel::load(&engine))
+        .await
+        .map_err(|e| e.to_string())?;
+    let model = loaded.map_err(|e| format!("{path}: {e}"))?;
+    tracing::info!(%path, context = model.info().context_length, "local model loaded");
+    Ok(model)
+}
+
+async fn build(
+    m: &ModelConfig,
+    client: reqwest::Client,
+    routing: &Routing,
+    routers: &Routers,
+) -> Result<Arc<dyn Provider>, String> {
+    // One local file and nothing else: no router in the way.
+    if let [DeploymentConfig::Local { engine, .. }] = m.deployments.as_slice() {
+        return load_local(engine.clone()).await;
+    }
+    let mut deployments = Vec::new();
+    for d in &m.deployments {
+        let breaker = Breaker::new(routing.breaker_failures, routing.breaker_cooldown);
+        deployments.push(match d {
+            DeploymentConfig::Local {
+                name,
+                engine,
+                weight,
+            } => Deployment::new(
+                name,
+                load_local(engine.clone()).await?,
+                *weight,
+                None,
+                breaker,
+            ),
+            DeploymentConfig::Upstream { cfg, weight } => {
+                let up = Upstream::new(cfg.clone(), client.clone());
+                Deployment::new(&cfg.name, up.clone(), *weight, Some(up), breaker)
+            }
+        });
+    }
+    let router = Router::new(deployments, routing.retry.clone());
+    router.spawn_health_checks(routing.health_interval);
+    routers
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((m.name.clone(), router.clone()));
+    Ok(router)
+}
+
+/// Model or alias → the models to try after it, in order.
+pub fn fallbacks(models: &[ModelConfig]) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    for m in models.iter().filter(|m| !m.fallbacks.is_empty()) {
+        for name in std::iter::once(&m.name).chain(&m.aliases) {
+            out.insert(name.clone(), m.fallbacks.clone());
+        }
+    }
+    out
+}

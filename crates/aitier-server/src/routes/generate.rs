@@ -1,0 +1,42 @@
+//! The generation endpoints (`/v1/chat/completions`, `/v1/completions`):
+//! one handler, generic over the API front-end.
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+
+use aitier_core::frontend::{collect, Decoded, Frontend};
+use aitier_tenancy::Principal;
+
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::generation::{self, Caller};
+use crate::request_id::RequestId;
+use crate::state::AppState;
+
+pub async fn create<F: Frontend>(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
+    OpenAiJson(req): OpenAiJson<F::Request>,
+) -> Result<Response, ApiError> {
+    let Decoded {
+        request,
+        delivery,
+        model,
+        user,
+        encoder,
+    } = F::decode(req)?;
+    let choices = request.choices();
+    tracing::Span::current().record("model", model.as_str());
+    let caller = Caller {
+        principal: &principal,
+        request_id: &rid.0,
+        user: user.as_deref(),
+    };
+    let events = generation::start(&state, caller, &model, request).await?;
+    if !delivery.stream {
+        let answer = collect(events, choices).await?;
+        return Ok(Json(encoder.respond(answer)).into_response());
+    }
+    Ok(crate::sse::respond(events, encoder, state.keep_alive))
+}

@@ -1,0 +1,211 @@
+//! Admission, all of it: whether a request may start (concurrency places,
+//! requests per minute), whether its size fits (tokens per minute, token
+//! budgets), and giving back or settling what it held once it ends. A
+//! refused request never holds anything.
+use std::sync::Arc;
+use std::time::Duration;
+
+use aitier_core::{CoreError, RequestSize};
+
+use crate::headers::openai_duration;
+use crate::limiter::{Demand, Limiter, LimiterError};
+use crate::principal::Principal;
+use crate::scope::{BucketKey, Meter, Scope};
+use crate::store::{Reservation, Store, StoreError};
+
+/// What a request holds against the limits while it runs.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    /// Concurrency places taken.
+    pub places: Vec<BucketKey>,
+    /// Token buckets charged at admission: (bucket, per minute, tokens).
+    pub tokens: Vec<(BucketKey, u64, u64)>,
+    /// Budget reservations, settled with the request's ledger row.
+    pub budgets: Vec<Reservation>,
+}
+
+/// The parts of the tier admission needs: cheap to clone into each ticket.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    pub limiter: Arc<dyn Limiter>,
+    pub store: Arc<dyn Store>,
+    /// Completion tokens reserved for a request without `max_tokens`.
+    pub default_completion_reserve: u32,
+}
+
+fn limiter_down(e: LimiterError) -> CoreError {
+    tracing::error!(error = %e, "rate limit store failed; refusing the request");
+    CoreError::Unavailable {
+        message: "Rate limits cannot be checked right now; the request was not run.".into(),
+    }
+}
+
+fn store_down(e: StoreError) -> CoreError {
+    tracing::error!(error = %e, "tenancy store failed; refusing the request");
+    CoreError::Unavailable {
+        message: "Usage limits cannot be checked right now; the request was not run.".into(),
+    }
+}
+
+impl Admission {
+    /// Concurrency places, then the request rate. Places taken go into
+    /// `holds` as they are taken, so a refusal after some still returns them.
+    pub async fn enter(&self, principal: &Principal, holds: &mut Holds) -> Result<(), CoreError> {
+        for (scope, l) in principal.limit_sets() {
+            let Some(max) = l.max_concurrent else {
+                continue;
+            };
+            let bucket = BucketKey::new(Meter::Concurrency, scope);
+            if !self
+                .limiter
+                .acquire(&bucket, max)
+                .await
+                .map_err(limiter_down)?
+            {
+                return Err(CoreError::RateLimited {
+                    message: format!(
+                        "Too many concurrent requests: at most {max} may run at once for this {}.",
+                        bucket.scope.kind()
+                    ),
+                    retry_after: Duration::from_secs(1),
+                    never: false,
+                });
+            }
+            holds.places.push(bucket);
+        }
+        let demands = principal.demands(Meter::Requests, |l| l.rpm, 1);
+        if demands.is_empty() {
+            return Ok(());
+        }
+        if let Err(d) = self.limiter.check(&demands).await.map_err(limiter_down)? {
+            return Err(CoreError::RateLimited {
+                message: format!(
+                    "Rate limit reached for requests per minute on this {}. Retry after {}.",
+                    d.bucket.scope.kind(),
+                    openai_duration(d.retry_after)
+                ),
+                retry_after: d.retry_after,
+                never: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tokens per minute and budgets for a request of `size`: the prompt
+    /// plus every choice's `max_tokens` (or the default reserve), capped at
+    /// what the model can produce.
+    pub async fn admit(
+        &self,
+        principal: &Principal,
+        size: RequestSize,
+        holds: &mut Holds,
+    ) -> Result<(), CoreError> {
+        let per_choice = size.max_tokens.unwrap_or(self.default_completion_reserve);
+        let completion = (u64::from(per_choice) * u64::from(size.choices.max(1)))
+            .min(u64::from(size.completion_cap));
+        let reserve = u64::from(size.prompt_tokens) + completion;
+        let demands = principal.demands(Meter::Tokens, |l| l.tpm, reserve);
+        if !demands.is_empty() {
+            self.charge_tokens(&demands, reserve).await?;
+            holds.tokens = demands
+                .into_iter()
+                .map(|d| (d.bucket, d.per_minute, reserve))
+                .collect();
+        }
+        let now = aitier_core::clock::now_ms();
+        let budgets: Vec<Reservation> = principal
+            .limit_sets()
+            .into_iter()
+            .filter_map(|(scope, l)| {
+                l.budget().map(|(limit, period)| Reservation {
+                    scope,
+                    period: period.window(now).0,
+                    tokens: reserve,
+                    limit,
+                })
+            })
+            .collect();
+        if budgets.is_empty() {
+            return Ok(());
+        }
+        if let Some(scope) = self.hold(budgets.clone()).await.map_err(store_down)? {
+            return Err(CoreError::QuotaExceeded {
+                message: format!(
+                    "This {}'s token budget for the current period is spent.",
+                    scope.kind()
+                ),
+            });
+        }
+        holds.budgets = budgets;
+        Ok(())
+    }
+
+    async fn charge_tokens(&self, demands: &[Demand], reserve: u64) -> Result<(), CoreError> {
+        let Err(d) = self.limiter.check(demands).await.map_err(limiter_down)? else {
+            return Ok(());
+        };
+        let kind = d.bucket.scope.kind();
+        let message = if d.never {
+            format!(
+                "Request too large: it may use {reserve} tokens but this {kind} allows fewer per minute. Lower max_tokens or the prompt."
+            )
+        } else {
+            format!(
+                "Rate limit reached for tokens per minute on this {kind}. Retry after {}.",
+                openai_duration(d.retry_after)
+            )
+        };
+        Err(CoreError::RateLimited {
+            message,
+            retry_after: d.retry_after,
+            never: d.never,
+        })
+    }
+
+    /// Reserves in a task of its own: if this request is dropped while the
+    /// database works (the client left), the task gives the holds back
+    /// instead of leaving them counted until the period ends.
+    async fn hold(&self, holds: Vec<Reservation>) -> Result<Option<Scope>, StoreError> {
+        let store = self.store.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = store.reserve(&holds).await;
+            let held = matches!(result, Ok(None));
+            if tx.send(result).is_err() && held {
+                if let Err(e) = store.release(&holds).await {
+                    tracing::error!(error = %e, "releasing the budget holds of a dropped request failed");
+                }
+            }
+        });
+        rx.await
+            .map_err(|_| StoreError::Db("the budget reservation task failed".into()))?
+    }
+
+    /// Returns concurrency places and corrects token buckets to what the
+    /// request used, off the request's path. Budgets settle with the row.
+    pub fn settle(&self, places: Vec<BucketKey>, tokens: Vec<(BucketKey, u64, u64)>, used: u64) {
+        if places.is_empty() && tokens.is_empty() {
+            return;
+        }
+        let limiter = self.limiter.clone();
+        let settle = async move {
+            for bucket in places {
+                if let Err(e) = limiter.release(&bucket).await {
+                    tracing::warn!(error = %e, "releasing a concurrency place failed");
+                }
+            }
+            for (bucket, per_minute, reserved) in tokens {
+                let delta = used as i64 - reserved as i64;
+                if let Err(e) = limiter.adjust(&bucket, per_minute, delta).await {
+                    tracing::warn!(error = %e, "settling a token bucket failed");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(settle);
+            }
+            Err(_) => tracing::warn!("no runtime to settle limits on"),
+        }
+    }
+}
