@@ -59,6 +59,89 @@ fn tokenize_text(model: &LlamaModel, text: &str, add_special: bool) -> Vec<u32> 
         .collect()
 }
 
+/// The model's own chat template, from its GGUF metadata; `None` (with a
+/// warning) when it has none, so only legacy completions work.
+fn chat_template(
+    model: &LlamaModel,
+    path: &str,
+    bos_text: &str,
+) -> Result<Option<ChatTemplate>, EngineError> {
+    let Ok(t) = model.chat_template(None) else {
+        tracing::warn!(%path, "model has no chat template; only /v1/completions will work");
+        return Ok(None);
+    };
+    let src = t.to_string().map_err(|e| EngineError::Load {
+        path: path.to_string(),
+        why: format!("chat template is not UTF-8: {e}"),
+    })?;
+    let vocab = model.vocab();
+    let eos = vocab.token_to_piece(vocab.eos(), true, None);
+    let eos_text = String::from_utf8_lossy(&eos);
+    Ok(Some(ChatTemplate::new(&src, bos_text, &eos_text)?))
+}
+
+/// Starts the engine thread, which owns the llama context, and waits until
+/// the context exists; returns the sender of its jobs.
+fn spawn_engine(
+    model: Arc<LlamaModel>,
+    cfg: &EngineConfig,
+    ctx_per_slot: u32,
+    counters: Arc<Counters>,
+) -> Result<mpsc::Sender<Job>, EngineError> {
+    let backend = backend()?;
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
+    } else {
+        cfg.threads as i32
+    };
+    let n_ctx = ctx_per_slot
+        .checked_mul(cfg.slots)
+        .ok_or_else(|| EngineError::Config("slots × ctx_per_slot overflows".into()))?;
+    let worker_cfg = WorkerConfig {
+        slots: cfg.slots,
+        ctx_per_slot,
+        batch_size: cfg.batch_size,
+        prefill_chunk: cfg.prefill_chunk.clamp(1, cfg.batch_size),
+        step_target: (cfg.step_target_ms > 0)
+            .then(|| Duration::from_millis(cfg.step_target_ms.into())),
+        cache_cells: cfg.cache_cells.unwrap_or(u64::from(n_ctx)),
+    };
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(cfg.batch_size)
+        .with_n_ubatch(cfg.batch_size)
+        .with_n_seq_max(cfg.slots)
+        .with_kv_unified(false)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    // `in_flight` is the real bound; the channel only needs room for it.
+    let (jobs_tx, jobs_rx) = mpsc::channel((cfg.slots + cfg.queue_depth).max(1) as usize);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("aitier-engine".into())
+        .spawn(move || {
+            let ctx = match model.new_context(backend, params) {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            Worker::new(&model, ctx, worker_cfg, counters).run(jobs_rx);
+            tracing::debug!("engine thread stopped");
+        })
+        .map_err(|e| EngineError::Backend(e.to_string()))?;
+    ready_rx
+        .recv()
+        .map_err(|_| EngineError::Backend("engine thread died while starting".into()))?
+        .map_err(|why| EngineError::Load {
+            path: cfg.path.display().to_string(),
+            why,
+        })?;
+    Ok(jobs_tx)
+}
+
 /// A GGUF model served in-process.
 pub struct LocalModel {
     model: Arc<LlamaModel>,
@@ -80,96 +163,26 @@ impl LocalModel {
         if !cfg.path.is_file() {
             return Err(EngineError::MissingFile(cfg.path.display().to_string()));
         }
-        let backend = backend()?;
         let path = cfg.path.display().to_string();
-        let model = LlamaModel::load_from_file(backend, &cfg.path, &LlamaModelParams::default())
+        let model = LlamaModel::load_from_file(backend()?, &cfg.path, &LlamaModelParams::default())
             .map_err(|e| EngineError::Load {
                 path: path.clone(),
                 why: e.to_string(),
             })?;
         let model = Arc::new(model);
         let vocab = model.vocab();
-        let piece = |t: LlamaToken| {
-            String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
-        };
-        let bos_text = piece(vocab.bos());
-        let eos_text = piece(vocab.eos());
-        let template = match model.chat_template(None) {
-            Ok(t) => {
-                let src = t.to_string().map_err(|e| EngineError::Load {
-                    path: path.clone(),
-                    why: format!("chat template is not UTF-8: {e}"),
-                })?;
-                Some(ChatTemplate::new(&src, &bos_text, &eos_text)?)
-            }
-            Err(_) => {
-                tracing::warn!(%path, "model has no chat template; only /v1/completions will work");
-                None
-            }
-        };
-        let n_vocab = vocab.n_tokens().max(0) as u32;
+        let bos_text =
+            String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
+        let template = chat_template(&model, &path, &bos_text)?;
         let ctx_per_slot = cfg.ctx_per_slot.min(model.n_ctx_train().max(16));
-        let threads = if cfg.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
-        } else {
-            cfg.threads as i32
-        };
-        let n_ctx = ctx_per_slot
-            .checked_mul(cfg.slots)
-            .ok_or_else(|| EngineError::Config("slots × ctx_per_slot overflows".into()))?;
-        // `in_flight` is the real bound; the channel only needs room for it.
-        let (jobs_tx, jobs_rx) = mpsc::channel((cfg.slots + cfg.queue_depth).max(1) as usize);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let worker_model = model.clone();
         let counters = Arc::new(Counters::default());
-        let worker_counters = counters.clone();
-        let batch_size = cfg.batch_size;
-        let slots = cfg.slots;
-        let prefill_chunk = cfg.prefill_chunk.clamp(1, cfg.batch_size);
-        let cache_cells = cfg.cache_cells.unwrap_or(u64::from(n_ctx));
-        let step_target =
-            (cfg.step_target_ms > 0).then(|| Duration::from_millis(cfg.step_target_ms.into()));
-        std::thread::Builder::new()
-            .name("aitier-engine".into())
-            .spawn(move || {
-                let params = LlamaContextParams::default()
-                    .with_n_ctx(NonZeroU32::new(n_ctx))
-                    .with_n_batch(batch_size)
-                    .with_n_ubatch(batch_size)
-                    .with_n_seq_max(slots)
-                    .with_kv_unified(false)
-                    .with_n_threads(threads)
-                    .with_n_threads_batch(threads);
-                let ctx = match worker_model.new_context(backend, params) {
-                    Ok(ctx) => ctx,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                let cfg = WorkerConfig {
-                    slots,
-                    ctx_per_slot,
-                    batch_size,
-                    prefill_chunk,
-                    step_target,
-                    cache_cells,
-                };
-                Worker::new(&worker_model, ctx, cfg, worker_counters).run(jobs_rx);
-                tracing::debug!("engine thread stopped");
-            })
-            .map_err(|e| EngineError::Backend(e.to_string()))?;
-        ready_rx
-            .recv()
-            .map_err(|_| EngineError::Backend("engine thread died while starting".into()))?
-            .map_err(|why| EngineError::Load { path, why })?;
+        let jobs = spawn_engine(model.clone(), cfg, ctx_per_slot, counters.clone())?;
         Ok(Arc::new(Self {
+            n_vocab: vocab.n_tokens().max(0) as u32,
             model,
             template,
-            jobs: jobs_tx,
+            jobs,
             ctx_per_slot,
-            n_vocab,
             bos_text,
             counters,
             capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),

@@ -156,37 +156,11 @@ impl Sampler {
         } else {
             l.iter().sum()
         };
-        let mut cut = guess;
-        if p.top_p < 1.0 {
-            let target = p.top_p * total;
-            let mut acc = 0.0;
-            let mut found = None;
-            for (i, &tok) in order[..guess].iter().enumerate() {
-                acc += l[tok as usize];
-                if acc >= target {
-                    found = Some(i + 1);
-                    break;
-                }
-            }
-            cut = match found {
-                Some(c) => c,
-                None => {
-                    // The nucleus is wider than the guess: sort what top-k keeps.
-                    if keep < order.len() {
-                        order.select_nth_unstable_by(keep, by_weight);
-                    }
-                    order[..keep].sort_unstable_by(by_weight);
-                    let mut acc = 0.0;
-                    order[..keep]
-                        .iter()
-                        .position(|&tok| {
-                            acc += l[tok as usize];
-                            acc >= target
-                        })
-                        .map_or(keep, |i| i + 1)
-                }
-            };
-        }
+        let cut = if p.top_p < 1.0 {
+            nucleus(l, order, keep, guess, p.top_p * total)
+        } else {
+            guess
+        };
         let cut = cut.max(1);
         if p.min_p > 0.0 {
             let floor = p.min_p * l[order[0] as usize];
@@ -198,6 +172,32 @@ impl Sampler {
         }
         pick(l, Some(&order[..cut]), &mut self.rng)
     }
+}
+
+/// How many of the best tokens (`order`, its first `guess` sorted by
+/// weight) reach `target` weight together, looking no further than `keep`.
+fn nucleus(l: &[f32], order: &mut [u32], keep: usize, guess: usize, target: f32) -> usize {
+    let by_weight = |a: &u32, b: &u32| l[*b as usize].total_cmp(&l[*a as usize]);
+    let mut acc = 0.0;
+    for (i, &tok) in order[..guess].iter().enumerate() {
+        acc += l[tok as usize];
+        if acc >= target {
+            return i + 1;
+        }
+    }
+    // The nucleus is wider than the guess: sort what top-k keeps.
+    if keep < order.len() {
+        order.select_nth_unstable_by(keep, by_weight);
+    }
+    order[..keep].sort_unstable_by(by_weight);
+    let mut acc = 0.0;
+    order[..keep]
+        .iter()
+        .position(|&tok| {
+            acc += l[tok as usize];
+            acc >= target
+        })
+        .map_or(keep, |i| i + 1)
 }
 
 fn pick(weights: &[f32], among: Option<&[u32]>, rng: &mut StdRng) -> u32 {

@@ -462,9 +462,21 @@ impl<'m> Worker<'m> {
     }
 
     /// One decode: every decoding sequence contributes its newest token, then
-    /// prompts fill what is left of the batch in chunks.
+    /// prompts fill what is left of the batch in chunks; then every sequence
+    /// whose logits came out samples its next token.
     fn step(&mut self, batch: &mut LlamaBatch) {
         batch.clear();
+        let plan = self.plan();
+        self.last_step_short_only = plan.short_only;
+        if !self.fill(batch, &plan.take) {
+            return;
+        }
+        if self.decode(batch, &plan) {
+            self.sample_all();
+        }
+    }
+
+    fn plan(&self) -> StepPlan {
         let demands: Vec<Demand> = self
             .running
             .iter()
@@ -480,15 +492,15 @@ impl<'m> Worker<'m> {
             prefill_chunk: self.cfg.prefill_chunk as usize,
         };
         let (target, ms_per_token) = (self.cfg.step_target, self.ms_per_token);
-        let StepPlan {
-            short_only,
-            shared,
-            take: plan,
-        } = plan_step(&demands, self.last_step_short_only, &limits, |decoding| {
+        plan_step(&demands, self.last_step_short_only, &limits, |decoding| {
             shared_prefill_budget(target, ms_per_token, decoding, limits.prefill_chunk)
-        });
-        self.last_step_short_only = short_only;
-        for (i, take) in plan {
+        })
+    }
+
+    /// Puts `take` tokens of each planned sequence into the batch; false
+    /// when the batch overflowed (a planning bug).
+    fn fill(&mut self, batch: &mut LlamaBatch, plan: &[(usize, usize)]) -> bool {
+        for &(i, take) in plan {
             let seq = &mut self.running[i];
             seq.fresh = false;
             let done_after = seq.n_past + take == seq.tokens.len();
@@ -498,7 +510,7 @@ impl<'m> Worker<'m> {
                 let tok = LlamaToken(seq.tokens[pos] as i32);
                 if batch.add(tok, pos as i32, &[seq.slot], logits).is_err() {
                     tracing::error!("batch overflow; this is a bug");
-                    return;
+                    return false;
                 }
             }
             seq.logits_at = done_after.then(|| batch.n_tokens() - 1);
@@ -513,6 +525,12 @@ impl<'m> Worker<'m> {
                 .fetch_add(in_prompt as u64, Ordering::Relaxed);
             seq.n_past += take;
         }
+        true
+    }
+
+    /// Runs the batch and learns the cost per token from shared steps;
+    /// false when llama.cpp failed, after failing every running request.
+    fn decode(&mut self, batch: &mut LlamaBatch, plan: &StepPlan) -> bool {
         let started = Instant::now();
         let decoded = self.ctx.decode(batch);
         let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -520,35 +538,39 @@ impl<'m> Worker<'m> {
         tracing::trace!(
             tokens,
             sequences = self.running.len(),
-            short_only,
+            short_only = plan.short_only,
             ms,
             "decode step"
         );
-        if shared && !short_only && tokens >= MIN_PREFILL as i32 {
+        if plan.shared && !plan.short_only && tokens >= MIN_PREFILL as i32 {
             let per_token = ms / f64::from(tokens);
             self.ms_per_token = Some(match self.ms_per_token {
                 Some(avg) => avg * 0.8 + per_token * 0.2,
                 None => per_token,
             });
         }
-        if let Err(e) = decoded {
-            tracing::error!(error = %e, "llama_decode failed");
-            let failed: Vec<u64> = self.running.iter().map(|s| s.req).collect();
-            let slots: Vec<usize> = self.running.iter().map(|s| s.slot as usize).collect();
-            for id in failed {
-                if let Some(r) = self.requests.get(&id) {
-                    let _ = r.events.send(GenEvent::Error(CoreError::Internal(format!(
-                        "decode failed: {e}"
-                    ))));
-                }
-                self.remove_request(id);
+        let Err(e) = decoded else {
+            return true;
+        };
+        tracing::error!(error = %e, "llama_decode failed");
+        let failed: Vec<u64> = self.running.iter().map(|s| s.req).collect();
+        let slots: Vec<usize> = self.running.iter().map(|s| s.slot as usize).collect();
+        for id in failed {
+            if let Some(r) = self.requests.get(&id) {
+                let _ = r.events.send(GenEvent::Error(CoreError::Internal(format!(
+                    "decode failed: {e}"
+                ))));
             }
-            // What this batch would have written is unknown: cache nothing.
-            for slot in slots {
-                self.clear_slot(slot, 0);
-            }
-            return;
+            self.remove_request(id);
         }
+        // What this batch would have written is unknown: cache nothing.
+        for slot in slots {
+            self.clear_slot(slot, 0);
+        }
+        false
+    }
+
+    fn sample_all(&mut self) {
         let mut finished = Vec::new();
         for i in 0..self.running.len() {
             let Some(at) = self.running[i].logits_at.take() else {

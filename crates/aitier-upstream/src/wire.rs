@@ -147,63 +147,54 @@ struct Parts {
     choices: Vec<Part>,
 }
 
+impl Parts {
+    fn new<C>(
+        fingerprint: Option<String>,
+        usage: Option<Usage>,
+        choices: Vec<C>,
+        part: fn(C) -> Part,
+    ) -> Self {
+        Parts {
+            fingerprint,
+            usage,
+            choices: choices.into_iter().map(part).collect(),
+        }
+    }
+}
+
 impl From<ChatCompletionChunk> for Parts {
     fn from(c: ChatCompletionChunk) -> Self {
-        Parts {
-            fingerprint: c.system_fingerprint,
-            usage: c.usage,
-            choices: c
-                .choices
-                .into_iter()
-                .map(|ch| Part {
-                    index: ch.index,
-                    text: ch.delta.content.unwrap_or_default(),
-                    logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
-                    finish_reason: ch.finish_reason,
-                })
-                .collect(),
-        }
+        Parts::new(c.system_fingerprint, c.usage, c.choices, |ch| Part {
+            index: ch.index,
+            text: ch.delta.content.unwrap_or_default(),
+            logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
+            finish_reason: ch.finish_reason,
+        })
     }
 }
 
 impl From<ChatCompletion> for Parts {
     fn from(c: ChatCompletion) -> Self {
-        Parts {
-            fingerprint: c.system_fingerprint,
-            usage: c.usage,
-            choices: c
-                .choices
-                .into_iter()
-                .map(|ch| Part {
-                    index: ch.index,
-                    text: ch.message.content,
-                    logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
-                    finish_reason: ch.finish_reason,
-                })
-                .collect(),
-        }
+        Parts::new(c.system_fingerprint, c.usage, c.choices, |ch| Part {
+            index: ch.index,
+            text: ch.message.content,
+            logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
+            finish_reason: ch.finish_reason,
+        })
     }
 }
 
 impl From<Completion> for Parts {
     fn from(c: Completion) -> Self {
-        Parts {
-            fingerprint: c.system_fingerprint,
-            usage: c.usage,
-            choices: c
-                .choices
-                .into_iter()
-                .map(|ch| Part {
-                    index: ch.index,
-                    text: ch.text,
-                    logprobs: ch
-                        .logprobs
-                        .map(logprobs::from_completion)
-                        .unwrap_or_default(),
-                    finish_reason: ch.finish_reason,
-                })
-                .collect(),
-        }
+        Parts::new(c.system_fingerprint, c.usage, c.choices, |ch| Part {
+            index: ch.index,
+            text: ch.text,
+            logprobs: ch
+                .logprobs
+                .map(logprobs::from_completion)
+                .unwrap_or_default(),
+            finish_reason: ch.finish_reason,
+        })
     }
 }
 

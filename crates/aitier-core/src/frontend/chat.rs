@@ -6,7 +6,7 @@ use aitier_protocol::chat::{
 use aitier_protocol::sse::Payload;
 
 use super::params::{self, check_max_tokens, MAX_TOP_LOGPROBS};
-use super::{logprobs, Answer, Decoded, Frontend, ResponseMeta};
+use super::{closing, logprobs, Answer, Decoded, Frontend, ResponseMeta};
 use crate::error::CoreError;
 use crate::event::GenEvent;
 use crate::request::{Message, PromptInput, Role};
@@ -259,17 +259,10 @@ impl Frontend for Chat {
                 };
                 vec![Payload::Chunk(self.chunk(vec![choice]))]
             }
-            GenEvent::Done { usage, .. } => {
-                let mut out = Vec::new();
-                if self.include_usage {
-                    out.push(Payload::Chunk(ChatCompletionChunk {
-                        usage: Some(usage),
-                        ..self.chunk(vec![])
-                    }));
-                }
-                out.push(Payload::Done);
-                out
-            }
+            GenEvent::Done { usage, .. } => closing(self.include_usage, || ChatCompletionChunk {
+                usage: Some(usage),
+                ..self.chunk(vec![])
+            }),
             GenEvent::Error(_) => vec![],
         }
     }

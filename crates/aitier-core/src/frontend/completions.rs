@@ -5,7 +5,7 @@ use aitier_protocol::completions::{
 use aitier_protocol::sse::Payload;
 
 use super::params::{self, check_max_tokens, MAX_COMPLETION_LOGPROBS};
-use super::{logprobs, Answer, Decoded, Frontend, ResponseMeta};
+use super::{closing, logprobs, Answer, Decoded, Frontend, ResponseMeta};
 use crate::error::CoreError;
 use crate::event::GenEvent;
 use crate::request::PromptInput;
@@ -156,15 +156,10 @@ impl Frontend for Completions {
                 finish_reason: Some(reason.as_str().into()),
             },
             GenEvent::Done { usage, .. } => {
-                let mut out = Vec::new();
-                if self.include_usage {
-                    out.push(Payload::Chunk(Completion {
-                        usage: Some(usage),
-                        ..self.chunk(None)
-                    }));
-                }
-                out.push(Payload::Done);
-                return out;
+                return closing(self.include_usage, || Completion {
+                    usage: Some(usage),
+                    ..self.chunk(None)
+                })
             }
             GenEvent::Error(_) => return vec![],
         };

@@ -79,6 +79,13 @@ impl ResponseMeta {
     }
 }
 
+/// A stream's end: the usage chunk when the client asked for it, then
+/// `[DONE]`.
+fn closing<C>(include_usage: bool, usage_chunk: impl FnOnce() -> C) -> Vec<Payload<C>> {
+    let usage = include_usage.then(|| Payload::Chunk(usage_chunk()));
+    usage.into_iter().chain([Payload::Done]).collect()
+}
+
 /// One choice gathered from the stream.
 #[derive(Debug, Default)]
 pub struct Collected {

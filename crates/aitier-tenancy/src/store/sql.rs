@@ -4,18 +4,19 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
+use super::rows::{bind_limits, i, key_from, limits_from, tenant_from, usage_row, usage_sql, Bind};
 use super::{
-    ApiKey, GroupBy, KeyAuth, Reservation, Store, StoreError, Tenant, TenantPatch, UsageQuery,
-    UsageRecord, UsageRow,
+    ApiKey, KeyAuth, Reservation, Store, StoreError, Tenant, TenantPatch, UsageQuery, UsageRecord,
+    UsageRow,
 };
 use crate::keys;
-use crate::limits::{BudgetPeriod, Limits};
+use crate::limits::Limits;
 use crate::scope::Scope;
-use aitier_core::clock::{date_of, now_ms, DAY_MS};
+use aitier_core::clock::now_ms;
 
 /// Ledger rows per INSERT: 14 parameters each, well under both databases' limits.
 const INSERT_CHUNK: usize = 100;
@@ -85,86 +86,6 @@ fn new_id(prefix: &str) -> String {
         "{prefix}_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..16]
     )
-}
-
-/// The limit columns, named with `prefix` (the tenant's columns in a join).
-fn limits_from(row: &AnyRow, prefix: &str) -> Result<Limits, sqlx::Error> {
-    let col = |name: &str| format!("{prefix}{name}");
-    let num = |name: &str| -> Result<Option<u64>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(col(name).as_str())?
-            .map(|v| v.max(0) as u64))
-    };
-    let text = |name: &str| row.try_get::<Option<String>, _>(col(name).as_str());
-    Ok(Limits {
-        // Unreadable means no model, never every model.
-        models: text("models")?
-            .map(|m| {
-                serde_json::from_str::<Vec<String>>(&m).map_err(|e| {
-                    sqlx::Error::Decode(
-                        format!("column {prefix}models is not a list of model names: {e}").into(),
-                    )
-                })
-            })
-            .transpose()?,
-        rpm: num("rpm")?,
-        tpm: num("tpm")?,
-        max_concurrent: num("max_concurrent")?,
-        budget_tokens: num("budget_tokens")?,
-        budget_period: text("budget_period")?
-            .as_deref()
-            .and_then(BudgetPeriod::parse),
-        weight: num("weight")?.map(|w| w.min(u32::MAX as u64) as u32),
-    })
-}
-
-fn tenant_from(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
-    Ok(Tenant {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        disabled: row.try_get::<i64, _>("disabled")? != 0,
-        created_at: row.try_get("created_at")?,
-        limits: limits_from(row, "")?,
-    })
-}
-
-fn key_from(row: &AnyRow) -> Result<ApiKey, sqlx::Error> {
-    Ok(ApiKey {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        limits: limits_from(row, "")?,
-    })
-}
-
-fn models_json(l: &Limits) -> Option<String> {
-    l.models
-        .as_ref()
-        .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()))
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
-/// Binds the seven limit columns, in the order `TENANT_COLS` lists them.
-fn bind_limits<'q>(q: AnyQuery<'q>, l: &Limits) -> AnyQuery<'q> {
-    q.bind(models_json(l))
-        .bind(i(l.rpm))
-        .bind(i(l.tpm))
-        .bind(i(l.max_concurrent))
-        .bind(i(l.budget_tokens))
-        .bind(l.budget_period.map(|p| p.as_str().to_string()))
-        .bind(l.weight.map(i64::from))
-}
-
-fn i(v: Option<u64>) -> Option<i64> {
-    v.map(|v| v.min(i64::MAX as u64) as i64)
-}
-
-enum Bind {
-    Text(String),
-    Int(i64),
 }
 
 impl SqlStore {
@@ -592,48 +513,7 @@ impl Store for SqlStore {
     }
 
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
-        // Every grouping is a column of the same name, but the day.
-        let cols: Vec<&str> = q
-            .group_by
-            .iter()
-            .map(|g| match g {
-                GroupBy::Day => "(ts / 86400000)",
-                g => g.column(),
-            })
-            .collect();
-        let alias = |g: GroupBy| format!("g_{}", g.name());
-        let mut sql = String::from("SELECT ");
-        for (g, c) in q.group_by.iter().zip(&cols) {
-            sql.push_str(&format!("{c} AS {}, ", alias(*g)));
-        }
-        sql.push_str(
-            "COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
-             CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS c, \
-             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS o FROM usage_records WHERE 1 = 1",
-        );
-        let mut binds = Vec::new();
-        for (col, v) in [
-            ("tenant_id", &q.tenant),
-            ("key_id", &q.key),
-            ("model", &q.model),
-        ] {
-            if let Some(v) = v {
-                binds.push(Bind::Text(v.clone()));
-                sql.push_str(&format!(" AND {col} = ${}", binds.len()));
-            }
-        }
-        if let Some(from) = q.from {
-            binds.push(Bind::Int(from));
-            sql.push_str(&format!(" AND ts >= ${}", binds.len()));
-        }
-        if let Some(to) = q.to {
-            binds.push(Bind::Int(to));
-            sql.push_str(&format!(" AND ts < ${}", binds.len()));
-        }
-        if !cols.is_empty() {
-            let list = cols.join(", ");
-            sql.push_str(&format!(" GROUP BY {list} ORDER BY {list}"));
-        }
+        let (sql, binds) = usage_sql(q);
         let mut query = sqlx::query(&sql);
         for b in binds {
             query = match b {
@@ -644,31 +524,9 @@ impl Store for SqlStore {
         let rows = query.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let requests = row.try_get::<i64, _>("requests")?.max(0) as u64;
-            if requests == 0 {
-                continue;
+            if let Some(r) = usage_row(&row, &q.group_by)? {
+                out.push(r);
             }
-            let p = row.try_get::<i64, _>("p")?.max(0) as u64;
-            let o = row.try_get::<i64, _>("o")?.max(0) as u64;
-            let mut r = UsageRow {
-                requests,
-                prompt_tokens: p,
-                cached_tokens: row.try_get::<i64, _>("c")?.max(0) as u64,
-                completion_tokens: o,
-                total_tokens: p + o,
-                ..Default::default()
-            };
-            for &g in &q.group_by {
-                let name = alias(g);
-                *r.group_mut(g) = Some(match g {
-                    GroupBy::Day => date_of(row.try_get::<i64, _>(name.as_str())? * DAY_MS),
-                    // A request without a key groups under "".
-                    _ => row
-                        .try_get::<Option<String>, _>(name.as_str())?
-                        .unwrap_or_default(),
-                });
-            }
-            out.push(r);
         }
         Ok(out)
     }
