@@ -301,3 +301,15 @@ fn the_upstreams_fingerprint_reaches_the_client() {
     let (_, v) = post(&s, "/v1/chat/completions", &hello());
     assert_eq!(v["system_fingerprint"], common::fault::FINGERPRINT);
 }
+
+#[test]
+fn metric_label_values_are_escaped() {
+    let f = FaultServer::start();
+    // The deployment's name is `f"1\`, written as a TOML string.
+    let s = tier("", &deployment(r#"f\"1\\"#, &f, 1), "");
+    let text = metrics_text(&s);
+    assert!(
+        text.contains(r#"aitier_deployment_healthy{model="m",deployment="f\"1\\"} 1"#),
+        "{text}"
+    );
+}
