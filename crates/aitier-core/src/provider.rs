@@ -123,10 +123,13 @@ pub trait Provider: Send + Sync {
         prepared: Prepared,
         ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>>;
+    /// `parse_special`: control-token spellings in `text` become those
+    /// tokens (as llama.cpp's `/tokenize` does by default).
     fn tokenize(
         &self,
         text: String,
         add_special: bool,
+        parse_special: bool,
     ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>>;
     fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>>;
     fn stats(&self) -> ProviderStats {

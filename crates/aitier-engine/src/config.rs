@@ -25,6 +25,11 @@ pub struct EngineConfig {
     /// KV cells idle slots may keep as prefix cache (LRU beyond it); None
     /// means all of them.
     pub cache_cells: Option<u64>,
+    /// Tokenize chat message contents with control tokens parsed, as
+    /// llama.cpp's server does, so that a caller can write template markup
+    /// into them. Off by default: it lets an end user forge roles. Only for
+    /// models whose every caller is trusted with the raw template.
+    pub special_tokens_in_content: bool,
 }
 
 impl EngineConfig {
@@ -39,6 +44,7 @@ impl EngineConfig {
             prefill_chunk: 64,
             step_target_ms: 50,
             cache_cells: None,
+            special_tokens_in_content: false,
         }
     }
 

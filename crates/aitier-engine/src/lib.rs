@@ -8,8 +8,10 @@ mod fair;
 mod local;
 mod plan;
 mod sampler;
+mod segments;
 mod template;
 mod textout;
+mod tokens;
 mod worker;
 
 pub use config::EngineConfig;

@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 
 use crate::config::EngineConfig;
 use crate::template::{ChatTemplate, TemplateError};
+use crate::tokens;
 use crate::worker::{Counters, Job, Worker, WorkerConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,17 +47,6 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
         })
         .as_ref()
         .map_err(|e| EngineError::Backend(e.clone()))
-}
-
-fn tokenize_text(model: &LlamaModel, text: &str, add_special: bool) -> Vec<u32> {
-    // Special tokens in the text are parsed as such: chat templates
-    // write them, and llama.cpp's server does the same for raw prompts.
-    model
-        .vocab()
-        .tokenize(text.as_bytes(), add_special, true)
-        .into_iter()
-        .map(|t| t.0 as u32)
-        .collect()
 }
 
 /// The model's own chat template, from its GGUF metadata; `None` (with a
@@ -153,6 +143,8 @@ pub struct LocalModel {
     counters: Arc<Counters>,
     /// Requests beyond which new ones are refused: slots plus queue depth.
     capacity: u64,
+    /// Message contents may name control tokens (trusted callers only).
+    special_tokens_in_content: bool,
 }
 
 impl LocalModel {
@@ -186,32 +178,60 @@ impl LocalModel {
             bos_text,
             counters,
             capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),
+            special_tokens_in_content: cfg.special_tokens_in_content,
         }))
     }
 
     fn tokenize_text(&self, text: &str, add_special: bool) -> Vec<u32> {
-        tokenize_text(&self.model, text, add_special)
+        tokens::tokenize_text(&self.model, text, add_special)
+    }
+
+    /// The conversation rendered by the model's template and tokenized so
+    /// that only the template names control tokens, unless this model was
+    /// configured to trust its callers' contents.
+    fn chat_tokens(&self, messages: &[aitier_core::Message]) -> Result<Vec<u32>, CoreError> {
+        let template = self.template.as_ref().ok_or_else(|| {
+            CoreError::invalid(
+                "messages",
+                "this model has no chat template; use /v1/completions",
+            )
+        })?;
+        let refused = |e| match e {
+            TemplateError::Render(m) => CoreError::invalid("messages", m),
+            TemplateError::Compile(m) => CoreError::Internal(m),
+        };
+        let starts_with_bos =
+            |text: &str| !self.bos_text.is_empty() && text.starts_with(&self.bos_text);
+        if self.special_tokens_in_content {
+            let text = template.render(messages).map_err(refused)?;
+            // The template writes BOS itself when the model wants it.
+            return Ok(self.tokenize_text(&text, !starts_with_bos(&text)));
+        }
+        let segments = template.render_segments(messages).map_err(refused)?;
+        let first = segments.iter().find(|s| !s.text.is_empty());
+        let add_bos = !first.is_some_and(|s| !s.from_client && starts_with_bos(&s.text));
+        Ok(tokens::tokenize_chat(&self.model, &segments, add_bos))
+    }
+
+    /// The vocabulary's control tokens, with the text that names them in a
+    /// template.
+    pub fn control_tokens(&self) -> Vec<TokenPiece> {
+        let vocab = self.model.vocab();
+        (0..self.n_vocab as i32)
+            .map(LlamaToken)
+            .filter(|&t| vocab.is_control(t))
+            .map(|t| TokenPiece {
+                id: t.0 as u32,
+                piece: String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned(),
+            })
+            .collect()
     }
 
     /// Renders and tokenises the prompts and checks them against the
     /// vocabulary.
     fn prompts(&self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>, CoreError> {
         let prompts = match &req.prompt {
-            PromptInput::Chat(messages) => {
-                let template = self.template.as_ref().ok_or_else(|| {
-                    CoreError::invalid(
-                        "messages",
-                        "this model has no chat template; use /v1/completions",
-                    )
-                })?;
-                let text = template.render(messages).map_err(|e| match e {
-                    TemplateError::Render(m) => CoreError::invalid("messages", m),
-                    TemplateError::Compile(m) => CoreError::Internal(m),
-                })?;
-                // The template writes BOS itself when the model wants it.
-                let add_bos = self.bos_text.is_empty() || !text.starts_with(&self.bos_text);
-                vec![self.tokenize_text(&text, add_bos)]
-            }
+            PromptInput::Chat(messages) => vec![self.chat_tokens(messages)?],
             PromptInput::Texts(texts) => texts
                 .iter()
                 .map(|t| {
@@ -381,14 +401,21 @@ impl Provider for LocalModel {
         &self,
         text: String,
         add_special: bool,
+        parse_special: bool,
     ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>> {
         let model = self.model.clone();
         // A 4 MiB body is a lot of tokenizing: keep it off the async threads.
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let vocab = model.vocab();
-                tokenize_text(&model, &text, add_special)
-                    .into_iter()
+                let ids = if parse_special {
+                    tokens::tokenize_text(&model, &text, add_special)
+                } else {
+                    let mut ids = tokens::tokenize_text(&model, "", add_special);
+                    ids.extend(tokens::tokenize_plain(&model, &text));
+                    ids
+                };
+                ids.into_iter()
                     .map(|id| TokenPiece {
                         id,
                         piece: String::from_utf8_lossy(&vocab.token_to_piece(

@@ -1,10 +1,14 @@
 //! Chat templates from the model's own GGUF metadata, rendered with
 //! minijinja under the Hugging Face conventions (`messages`,
 //! `add_generation_prompt`, `bos_token`, `eos_token`, `raise_exception`).
+use std::borrow::Cow;
+
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 
 use aitier_core::Message;
+
+use crate::segments::{self, Segment};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -24,9 +28,9 @@ pub struct ChatTemplate {
 #[derive(Serialize)]
 struct TemplateMessage<'a> {
     role: &'a str,
-    content: &'a str,
+    content: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
+    name: Option<Cow<'a, str>>,
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {
@@ -58,12 +62,36 @@ impl ChatTemplate {
     }
 
     pub fn render(&self, messages: &[Message]) -> Result<String, TemplateError> {
+        self.render_with(messages, |_, v| Cow::Borrowed(v))
+    }
+
+    /// The rendering split into the template's own text and what the
+    /// client sent (contents and names), so that the two are tokenized
+    /// differently: see `segments`.
+    pub fn render_segments(&self, messages: &[Message]) -> Result<Vec<Segment>, TemplateError> {
+        let marked = self.render_with(messages, |k, _| Cow::Owned(segments::sentinel(k)))?;
+        let values: Vec<&str> = messages
+            .iter()
+            .flat_map(|m| [m.content.as_str(), m.name.as_deref().unwrap_or("")])
+            .collect();
+        let real = self.render(messages)?;
+        Ok(segments::splice(&marked, &values, &real))
+    }
+
+    /// Renders with each message's content and name given by `field`:
+    /// field `2i` is message i's content, `2i + 1` its name.
+    fn render_with<'a>(
+        &self,
+        messages: &'a [Message],
+        field: impl Fn(usize, &'a str) -> Cow<'a, str>,
+    ) -> Result<String, TemplateError> {
         let msgs: Vec<TemplateMessage<'_>> = messages
             .iter()
-            .map(|m| TemplateMessage {
+            .enumerate()
+            .map(|(i, m)| TemplateMessage {
                 role: m.role.as_str(),
-                content: &m.content,
-                name: m.name.as_deref(),
+                content: field(2 * i, &m.content),
+                name: m.name.as_deref().map(|n| field(2 * i + 1, n)),
             })
             .collect();
         let tmpl = self

@@ -9,8 +9,17 @@ pub struct TokenizeRequest {
     pub content: String,
     #[serde(default)]
     pub add_special: bool,
+    /// Control-token spellings in `content` become those tokens (the
+    /// default, as in llama.cpp's server); `false` counts them as text, as a
+    /// chat message's content is.
+    #[serde(default = "yes")]
+    pub parse_special: bool,
     #[serde(default)]
     pub with_pieces: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -341,11 +341,16 @@ impl Provider for Router {
         &self,
         text: String,
         add_special: bool,
+        parse_special: bool,
     ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>> {
         Box::pin(async move {
             let mut last = CoreError::invalid("model", "no deployment of this model can tokenize");
             for d in &self.deployments {
-                match d.provider.tokenize(text.clone(), add_special).await {
+                match d
+                    .provider
+                    .tokenize(text.clone(), add_special, parse_special)
+                    .await
+                {
                     Ok(t) => return Ok(t),
                     Err(e) => last = e,
                 }

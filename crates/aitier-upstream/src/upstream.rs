@@ -452,12 +452,14 @@ impl Provider for Upstream {
         &self,
         text: String,
         add_special: bool,
+        parse_special: bool,
     ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>> {
         Box::pin(async move {
             let req = TokenizeRequest {
                 model: Some(self.cfg.model.clone()),
                 content: text,
                 add_special,
+                parse_special,
                 with_pieces: true,
             };
             let resp: TokenizeResponse = self.call("tokenize", &req).await?;

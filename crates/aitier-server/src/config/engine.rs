@@ -37,6 +37,10 @@ pub struct EngineSettings {
     /// KV cells idle slots may keep as prefix cache (default: all).
     #[arg(long, env = "AITIER_CACHE_CELLS")]
     pub cache_cells: Option<u64>,
+    /// Parse control tokens written in chat message contents (trusted
+    /// callers only: it lets an end user forge roles).
+    #[arg(long, env = "AITIER_SPECIAL_TOKENS_IN_CONTENT")]
+    pub special_tokens_in_content: Option<bool>,
 }
 
 impl EngineSettings {
@@ -51,6 +55,9 @@ impl EngineSettings {
             prefill_chunk: self.prefill_chunk.or(fallback.prefill_chunk),
             step_target_ms: self.step_target_ms.or(fallback.step_target_ms),
             cache_cells: self.cache_cells.or(fallback.cache_cells),
+            special_tokens_in_content: self
+                .special_tokens_in_content
+                .or(fallback.special_tokens_in_content),
         }
     }
 
@@ -67,6 +74,9 @@ impl EngineSettings {
             prefill_chunk: self.prefill_chunk.unwrap_or(d.prefill_chunk),
             step_target_ms: self.step_target_ms.unwrap_or(d.step_target_ms),
             cache_cells: self.cache_cells.or(d.cache_cells),
+            special_tokens_in_content: self
+                .special_tokens_in_content
+                .unwrap_or(d.special_tokens_in_content),
             path: d.path,
         }
     }

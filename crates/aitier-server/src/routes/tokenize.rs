@@ -39,7 +39,9 @@ pub async fn tokenize(
     OpenAiJson(req): OpenAiJson<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
     let p = provider(&state, &principal, req.model.as_deref())?;
-    let pieces = p.tokenize(req.content, req.add_special).await?;
+    let pieces = p
+        .tokenize(req.content, req.add_special, req.parse_special)
+        .await?;
     let tokens = pieces
         .into_iter()
         .map(|t| {

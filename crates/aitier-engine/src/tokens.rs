@@ -1,0 +1,114 @@
+//! Text into token ids. A raw prompt (legacy completions) is tokenized as
+//! llama.cpp's server does, with control tokens parsed; a rendered chat
+//! only lets the template's own text name control tokens, while what a
+//! client sent is always plain text (see `segments`). Text on either side
+//! of a control token is tokenized as one run, as llama.cpp splits a whole
+//! prompt at its control tokens: a prompt whose contents spell no control
+//! token gets exactly the tokens it always had.
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token_type::LlamaTokenAttr;
+
+use crate::segments::Segment;
+
+fn ids(tokens: Vec<LlamaToken>) -> Vec<u32> {
+    tokens.into_iter().map(|t| t.0 as u32).collect()
+}
+
+/// `text` with control tokens parsed.
+pub fn tokenize_text(model: &LlamaModel, text: &str, add_special: bool) -> Vec<u32> {
+    ids(model.vocab().tokenize(text.as_bytes(), add_special, true))
+}
+
+/// `text` as plain text: control-token spellings are just characters.
+pub fn tokenize_plain(model: &LlamaModel, text: &str) -> Vec<u32> {
+    ids(model.vocab().tokenize(text.as_bytes(), false, false))
+}
+
+/// The control tokens llama.cpp finds in template text, with their byte
+/// ranges, in order.
+fn controls(model: &LlamaModel, text: &str) -> Vec<(usize, usize, LlamaToken)> {
+    let vocab = model.vocab();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for tok in vocab.tokenize(text.as_bytes(), false, true) {
+        if !vocab.is_control(tok) {
+            continue;
+        }
+        let piece = String::from_utf8_lossy(&vocab.token_to_piece(tok, true, None)).into_owned();
+        if let Some(at) = text[pos..].find(&piece) {
+            out.push((pos + at, pos + at + piece.len(), tok));
+            pos += at + piece.len();
+        }
+    }
+    out
+}
+
+/// Text between control tokens, gathered into runs.
+struct Runs<'m> {
+    model: &'m LlamaModel,
+    out: Vec<u32>,
+    run: String,
+    /// The last control token strips the whitespace after it.
+    strip_next: bool,
+}
+
+impl Runs<'_> {
+    fn text(&mut self, text: &str) {
+        let text = if std::mem::take(&mut self.strip_next) {
+            text.trim_start()
+        } else {
+            text
+        };
+        self.run.push_str(text);
+    }
+
+    fn flush(&mut self) {
+        if !self.run.is_empty() {
+            let run = std::mem::take(&mut self.run);
+            self.out.extend(tokenize_plain(self.model, &run));
+        }
+    }
+
+    fn control(&mut self, tok: LlamaToken) {
+        // Attributes some vocabularies give their control tokens, applied
+        // as llama.cpp applies them.
+        let attr = self.model.vocab().attr(tok);
+        if attr.contains(LlamaTokenAttr::LStrip) {
+            let kept = self.run.trim_end().len();
+            self.run.truncate(kept);
+        }
+        self.flush();
+        self.out.push(tok.0 as u32);
+        self.strip_next = attr.contains(LlamaTokenAttr::RStrip);
+    }
+}
+
+/// The tokens of a rendered chat.
+pub fn tokenize_chat(model: &LlamaModel, segments: &[Segment], add_bos: bool) -> Vec<u32> {
+    let vocab = model.vocab();
+    let mut runs = Runs {
+        model,
+        out: Vec::new(),
+        run: String::new(),
+        strip_next: false,
+    };
+    if add_bos && vocab.should_add_bos() {
+        runs.out.push(vocab.bos().0 as u32);
+    }
+    for seg in segments {
+        if seg.from_client {
+            runs.text(&seg.text);
+            continue;
+        }
+        let mut pos = 0;
+        for (start, end, tok) in controls(model, &seg.text) {
+            runs.text(&seg.text[pos..start]);
+            runs.control(tok);
+            pos = end;
+        }
+        runs.text(&seg.text[pos..]);
+    }
+    runs.flush();
+    runs.out
+}
