@@ -145,6 +145,7 @@ pub struct LocalModel {
     capacity: u64,
     /// Message contents may name control tokens (trusted callers only).
     special_tokens_in_content: bool,
+    controls: tokens::Controls,
 }
 
 impl LocalModel {
@@ -166,6 +167,10 @@ impl LocalModel {
         let bos_text =
             String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
         let template = chat_template(&model, &path, &bos_text)?;
+        let controls = tokens::Controls::of(&model).map_err(|why| EngineError::Load {
+            path: path.clone(),
+            why: format!("control tokens: {why}"),
+        })?;
         let ctx_per_slot = cfg.ctx_per_slot.min(model.n_ctx_train().max(16));
         let counters = Arc::new(Counters::default());
         let jobs = spawn_engine(model.clone(), cfg, ctx_per_slot, counters.clone())?;
@@ -179,6 +184,7 @@ impl LocalModel {
             counters,
             capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),
             special_tokens_in_content: cfg.special_tokens_in_content,
+            controls,
         }))
     }
 
@@ -210,19 +216,23 @@ impl LocalModel {
         let segments = template.render_segments(messages).map_err(refused)?;
         let first = segments.iter().find(|s| !s.text.is_empty());
         let add_bos = !first.is_some_and(|s| !s.from_client && starts_with_bos(&s.text));
-        Ok(tokens::tokenize_chat(&self.model, &segments, add_bos))
+        Ok(tokens::tokenize_chat(
+            &self.model,
+            &self.controls,
+            &segments,
+            add_bos,
+        ))
     }
 
     /// The vocabulary's control tokens, with the text that names them in a
     /// template.
     pub fn control_tokens(&self) -> Vec<TokenPiece> {
-        let vocab = self.model.vocab();
-        (0..self.n_vocab as i32)
-            .map(LlamaToken)
-            .filter(|&t| vocab.is_control(t))
-            .map(|t| TokenPiece {
+        self.controls
+            .list()
+            .iter()
+            .map(|(t, text)| TokenPiece {
                 id: t.0 as u32,
-                piece: String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned(),
+                piece: text.clone(),
             })
             .collect()
     }

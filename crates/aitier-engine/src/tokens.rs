@@ -5,6 +5,7 @@
 //! of a control token is tokenized as one run, as llama.cpp splits a whole
 //! prompt at its control tokens: a prompt whose contents spell no control
 //! token gets exactly the tokens it always had.
+use aho_corasick::{AhoCorasick, MatchKind};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token_type::LlamaTokenAttr;
@@ -25,23 +26,45 @@ pub fn tokenize_plain(model: &LlamaModel, text: &str) -> Vec<u32> {
     ids(model.vocab().tokenize(text.as_bytes(), false, false))
 }
 
-/// The control tokens llama.cpp finds in template text, with their byte
-/// ranges, in order.
-fn controls(model: &LlamaModel, text: &str) -> Vec<(usize, usize, LlamaToken)> {
-    let vocab = model.vocab();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    for tok in vocab.tokenize(text.as_bytes(), false, true) {
-        if !vocab.is_control(tok) {
-            continue;
-        }
-        let piece = String::from_utf8_lossy(&vocab.token_to_piece(tok, true, None)).into_owned();
-        if let Some(at) = text[pos..].find(&piece) {
-            out.push((pos + at, pos + at + piece.len(), tok));
-            pos += at + piece.len();
-        }
+/// The vocabulary's control tokens, and a finder for their spellings in
+/// template text. Matching is leftmost-longest, as llama.cpp partitions a
+/// prompt (longest spellings first); one automaton instead of a llama.cpp
+/// tokenize call per template piece.
+pub struct Controls {
+    finder: AhoCorasick,
+    tokens: Vec<(LlamaToken, String)>,
+}
+
+impl Controls {
+    pub fn of(model: &LlamaModel) -> Result<Self, String> {
+        let vocab = model.vocab();
+        let tokens: Vec<(LlamaToken, String)> = (0..vocab.n_tokens())
+            .map(LlamaToken)
+            .filter(|&t| vocab.is_control(t))
+            .map(|t| {
+                let text = vocab.token_to_piece(t, true, None);
+                (t, String::from_utf8_lossy(&text).into_owned())
+            })
+            .filter(|(_, text)| !text.is_empty())
+            .collect();
+        let finder = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(tokens.iter().map(|(_, text)| text))
+            .map_err(|e| e.to_string())?;
+        Ok(Self { finder, tokens })
     }
-    out
+
+    /// Each control token with the text that names it.
+    pub fn list(&self) -> &[(LlamaToken, String)] {
+        &self.tokens
+    }
+
+    /// The control tokens spelled in `text`, with their byte ranges.
+    fn find<'a>(&'a self, text: &'a str) -> impl Iterator<Item = (usize, usize, LlamaToken)> + 'a {
+        self.finder
+            .find_iter(text)
+            .map(|m| (m.start(), m.end(), self.tokens[m.pattern().as_usize()].0))
+    }
 }
 
 /// Text between control tokens, gathered into runs.
@@ -85,7 +108,12 @@ impl Runs<'_> {
 }
 
 /// The tokens of a rendered chat.
-pub fn tokenize_chat(model: &LlamaModel, segments: &[Segment], add_bos: bool) -> Vec<u32> {
+pub fn tokenize_chat(
+    model: &LlamaModel,
+    controls: &Controls,
+    segments: &[Segment],
+    add_bos: bool,
+) -> Vec<u32> {
     let vocab = model.vocab();
     let mut runs = Runs {
         model,
@@ -102,7 +130,7 @@ pub fn tokenize_chat(model: &LlamaModel, segments: &[Segment], add_bos: bool) ->
             continue;
         }
         let mut pos = 0;
-        for (start, end, tok) in controls(model, &seg.text) {
+        for (start, end, tok) in controls.find(&seg.text) {
             runs.text(&seg.text[pos..start]);
             runs.control(tok);
             pos = end;
