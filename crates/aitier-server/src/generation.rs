@@ -90,12 +90,9 @@ pub async fn start(
             _ => break,
         }
         // A fallback the key may not use, or one not up, is passed over.
-        let Ok(next) = state.registry.resolve(name) else {
+        let Ok(next) = resolve_for(state, caller.principal, name) else {
             continue;
         };
-        if !caller.principal.allows_model(name) {
-            continue;
-        }
         tracing::warn!(from = %model, to = %name, "falling back");
         ticket.served_by(name);
         result = attempt(next.as_ref(), gen.clone(), &ctx, &mut ticket).await;

@@ -57,14 +57,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     start_models(&registry, &cfg.models, &cfg.routing, &routers);
     tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
     let state = AppState {
-        metrics: Arc::new(Metrics::new(registry.clone(), routers.clone())),
+        metrics: Arc::new(Metrics::new(registry.clone(), routers)),
         registry,
         started_at: aitier_core::clock::unix_secs(),
         scheduling: Arc::new(cfg.scheduling.clone()),
         tenancy: tenancy.clone(),
         admin_token: cfg.tenancy.admin_token.clone(),
         fallbacks: Arc::new(fallbacks(&cfg.models)),
-        routers,
         keep_alive: cfg.keep_alive,
     };
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the

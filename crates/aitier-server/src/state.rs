@@ -7,7 +7,6 @@ use aitier_core::{ModelRegistry, Secret};
 use aitier_tenancy::Tenancy;
 
 use crate::config::Scheduling;
-use crate::deployments::Routers;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -20,8 +19,6 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     /// Model → the models to try when it is unavailable.
     pub fallbacks: Arc<HashMap<String, Vec<String>>>,
-    /// The routed models, for their deployments' metrics.
-    pub routers: Routers,
     pub metrics: Arc<Metrics>,
     /// A stream that sends nothing for this long sends an SSE comment.
     pub keep_alive: Duration,

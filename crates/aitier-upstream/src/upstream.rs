@@ -22,7 +22,7 @@ use aitier_protocol::sse::SseParser;
 use aitier_protocol::tokenize::{
     DetokenizeRequest, DetokenizeResponse, TokenOut, TokenizeRequest, TokenizeResponse,
 };
-use aitier_protocol::{ErrorBody, Usage};
+use aitier_protocol::ErrorBody;
 
 use crate::wire::{estimate_prompt, request_body, Decoder};
 
@@ -126,11 +126,6 @@ fn refusal(
         // deployment's fault, so another may serve.
         _ => upstream_error(format!("upstream `{name}` failed ({code})"), true, after),
     }
-}
-
-/// What `prepare` decided, kept for `run`.
-struct UpstreamPrepared {
-    prompt_estimate: u32,
 }
 
 impl Upstream {
@@ -279,9 +274,8 @@ impl Upstream {
     }
 
     async fn start(&self, prepared: Prepared) -> Result<EventStream, CoreError> {
-        let prompt_estimate = prepared
-            .state::<UpstreamPrepared>()
-            .map_or_else(|| estimate_prompt(&prepared.request), |s| s.prompt_estimate);
+        // The size this request was admitted by.
+        let prompt_estimate = prepared.size.prompt_tokens;
         let req = prepared.request;
         let body = request_body(&req, &self.cfg.model);
         let endpoint = body.endpoint();
@@ -302,7 +296,6 @@ impl Upstream {
             queue: VecDeque::new(),
             ended: false,
             idle: self.cfg.timeout,
-            prompt_estimate,
             name: self.cfg.name.clone(),
         };
         Ok(futures::stream::unfold(flow, |mut f| async move {
@@ -319,7 +312,7 @@ impl Upstream {
         mut decoder: Decoder,
     ) -> Result<EventStream, CoreError> {
         let body = self.body(resp).await?;
-        let (events, _) = decoder.whole(&body).map_err(|e| {
+        let events = decoder.whole(&body).map_err(|e| {
             upstream_error(format!("upstream `{}`: {e}", self.cfg.name), false, None)
         })?;
         Ok(futures::stream::iter(events).boxed())
@@ -334,7 +327,6 @@ struct Flow {
     queue: VecDeque<GenEvent>,
     ended: bool,
     idle: Duration,
-    prompt_estimate: u32,
     name: String,
 }
 
@@ -357,8 +349,8 @@ impl Flow {
     }
 
     fn close(&mut self) {
-        let prompt = self.prompt_estimate;
-        let (events, _) = self.decoder.close(|chunks| Usage::new(prompt, chunks, 0));
+        // Content chunks are one token each for the servers we know.
+        let events = self.decoder.close(|chunks| chunks);
         self.queue.extend(events);
         self.ended = true;
     }
@@ -435,7 +427,7 @@ impl Provider for Upstream {
             max_tokens: req.max_tokens,
             completion_cap: req.max_tokens.map_or(u32::MAX, |m| m.saturating_mul(n)),
         };
-        let prepared = Prepared::new(req, size).with_state(UpstreamPrepared { prompt_estimate });
+        let prepared = Prepared::new(req, size);
         Box::pin(async move { Ok(prepared) })
     }
 

@@ -262,14 +262,14 @@ impl Decoder {
 
     /// A whole JSON answer (an upstream that ignored `stream`) as the
     /// events a stream of it would have given, closed.
-    pub fn whole(&mut self, body: &[u8]) -> Result<(Vec<GenEvent>, bool), String> {
+    pub fn whole(&mut self, body: &[u8]) -> Result<Vec<GenEvent>, String> {
         let parts: Parts = match self.endpoint {
             Endpoint::Chat => serde_json::from_slice::<ChatCompletion>(body).map(Parts::from),
             Endpoint::Completions => serde_json::from_slice::<Completion>(body).map(Parts::from),
         }
         .map_err(|e| format!("malformed JSON answer: {e}"))?;
         let mut events = self.events(parts);
-        let (chunks, prompt) = (self.chunks, self.prompt_estimate);
+        let chunks = self.chunks;
         let text: String = events
             .iter()
             .filter_map(|e| match e {
@@ -278,9 +278,8 @@ impl Decoder {
             })
             .collect();
         let estimate = estimate_tokens(&text).max(chunks);
-        let (rest, estimated) = self.close(|_| Usage::new(prompt, estimate, 0));
-        events.extend(rest);
-        Ok((events, estimated))
+        events.extend(self.close(|_| estimate));
+        Ok(events)
     }
 
     fn events(&mut self, parts: Parts) -> Vec<GenEvent> {
@@ -329,9 +328,9 @@ impl Decoder {
     }
 
     /// The closing events once the upstream said `[DONE]`: choices it left
-    /// open are finished, and the usage is its own or `estimate`'s (then
-    /// marked estimated).
-    pub fn close(&mut self, estimate: impl FnOnce(u32) -> Usage) -> (Vec<GenEvent>, bool) {
+    /// open are finished, and the usage is its own, or (marked estimated)
+    /// the prompt estimate with `completion(chunks seen)` tokens.
+    pub fn close(&mut self, completion: impl FnOnce(u32) -> u32) -> Vec<GenEvent> {
         let mut out = Vec::new();
         if !self.started {
             self.started = true;
@@ -348,10 +347,13 @@ impl Decoder {
         }
         let (usage, estimated) = match self.usage.take() {
             Some(u) => (u, false),
-            None => (estimate(self.chunks), true),
+            None => {
+                let estimate = completion(self.chunks);
+                (Usage::new(self.prompt_estimate, estimate, 0), true)
+            }
         };
         out.push(GenEvent::Done { usage, estimated });
-        (out, estimated)
+        out
     }
 }
 
@@ -433,7 +435,14 @@ mod tests {
             .expect("usage");
         d.decode("[DONE]").expect("done");
         assert!(d.done);
-        let (ev, estimated) = d.close(|_| Usage::new(0, 0, 0));
+        let ev = d.close(|_| 0);
+        let estimated = matches!(
+            ev.last(),
+            Some(GenEvent::Done {
+                estimated: true,
+                ..
+            })
+        );
         assert!(!estimated);
         assert_eq!(ev.len(), 2, "choice 0 finished, then Done: {ev:?}");
         assert_eq!(ev[1], GenEvent::done(Usage::new(5, 3, 0)));
@@ -452,7 +461,14 @@ mod tests {
             .expect("ok");
         d.decode(r#"{"id":"c","choices":[{"index":0,"text":"b"}]}"#)
             .expect("ok");
-        let (ev, estimated) = d.close(|chunks| Usage::new(9, chunks, 0));
+        let ev = d.close(|chunks| chunks);
+        let estimated = matches!(
+            ev.last(),
+            Some(GenEvent::Done {
+                estimated: true,
+                ..
+            })
+        );
         assert!(estimated);
         assert_eq!(
             ev.last(),
