@@ -110,18 +110,18 @@ def test_too_many_stops(client, model):
     assert e.param == "stop"
 
 
-def test_tools_rejected(client, model):
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+def test_unknown_tool_type_rejected(client, model):
+    tools = [{"type": "web_search"}]
     e = raises(
         openai.BadRequestError, client.chat.completions.create, model=model, messages=MSG, tools=tools, max_tokens=2
     )
-    assert e.param == "tools"
+    assert e.param == "tools[0].type"
 
 
 @pytest.mark.parametrize(
     "kwargs, param",
     [
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"logit_bias": {"not-a-token": 1}}, "logit_bias"),
@@ -129,7 +129,7 @@ def test_tools_rejected(client, model):
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
          "messages[0].content[0].type"),
     ],
-    ids=["json_object", "top_logprobs_without_logprobs", "stream_options_without_stream", "logit_bias_key",
+    ids=["json_schema_without_schema", "top_logprobs_without_logprobs", "stream_options_without_stream", "logit_bias_key",
          "top_p_zero", "image_part"],
 )
 def test_unsupported_or_invalid_param(client, model, kwargs, param):

@@ -99,3 +99,49 @@ def test_tokenize_passes_through_to_the_upstream(base_url, relay_url, model):
     ids = [t["id"] for t in got[1]]
     r = httpx.post(f"{relay_url}/detokenize", json={"model": model, "tokens": ids})
     assert r.status_code == 200 and r.json()["content"] == "Hello world"
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                       "required": ["city"]},
+    },
+}
+ASK_WEATHER = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+def test_tool_calls_and_structured_outputs_pass_through(client, relay, model):
+    calls = []
+    for _, c in both(client, relay):
+        r = c.chat.completions.create(model=model, messages=ASK_WEATHER, tools=[WEATHER], tool_choice="required",
+                                      temperature=0, max_tokens=60)
+        assert r.choices[0].finish_reason == "tool_calls"
+        calls.append([(t.function.name, t.function.arguments) for t in r.choices[0].message.tool_calls])
+    assert calls[0] == calls[1]
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}
+    texts = [c.chat.completions.create(model=model, messages=PROMPT, response_format=fmt, temperature=0,
+                                       max_tokens=30).choices[0].message.content for _, c in both(client, relay)]
+    assert texts[0] == texts[1] and texts[0].startswith('{"n": ')
+    # An earlier call and its result go upstream as they came.
+    follow = ASK_WEATHER + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    finals = [c.chat.completions.create(model=model, messages=follow, temperature=0, max_tokens=16)
+              .choices[0].message.content for _, c in both(client, relay)]
+    assert finals[0] == finals[1]
+
+
+def test_streamed_tool_calls_pass_through(client, relay, model):
+    finals = []
+    for _, c in both(client, relay):
+        with c.chat.completions.stream(model=model, messages=ASK_WEATHER, tools=[WEATHER], tool_choice="required",
+                                       temperature=0, max_tokens=60) as s:
+            final = s.get_final_completion()
+        assert final.choices[0].finish_reason == "tool_calls"
+        finals.append([(t.function.name, t.function.arguments) for t in final.choices[0].message.tool_calls])
+    assert finals[0] == finals[1]

@@ -1,5 +1,6 @@
 use futures::stream::BoxStream;
 
+use aitier_protocol::tools::ToolCallDelta;
 use aitier_protocol::Usage;
 
 use crate::error::CoreError;
@@ -26,6 +27,14 @@ pub enum GenEvent {
         index: u32,
         text: String,
         logprobs: Vec<TokenLogprob>,
+        tokens: u32,
+    },
+    /// A piece of a tool call of one choice, in OpenAI's streamed shape:
+    /// the first piece of call `delta.index` names it, the rest append to
+    /// its arguments. `tokens` counts as in `Delta`.
+    ToolCall {
+        index: u32,
+        delta: ToolCallDelta,
         tokens: u32,
     },
     Finished {
@@ -64,6 +73,8 @@ impl GenEvent {
 pub enum FinishReason {
     Stop,
     Length,
+    /// The choice ended with tool calls.
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -71,6 +82,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }

@@ -23,5 +23,8 @@ pub use provider::{
     ModelInfo, Prepared, Provider, ProviderStats, RequestCtx, RequestSize, TokenPiece,
 };
 pub use registry::ModelRegistry;
-pub use request::{GenerateRequest, Message, PromptInput, Role, SamplingParams};
+pub use request::{
+    Constrained, Constraint, GenerateRequest, Message, PromptInput, Role, SamplingParams, ToolCall,
+    ToolChoice, ToolDef, Tools,
+};
 pub use secret::Secret;

@@ -1,9 +1,10 @@
 //! Validated, provider-neutral requests. Building one of these is the only
 //! way in; see `validate`.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Role {
     System,
+    #[default]
     User,
     Assistant,
     Tool,
@@ -22,11 +23,92 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Message {
     pub role: Role,
     pub content: String,
     pub name: Option<String>,
+    /// The calls an assistant turn made.
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` turn answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A call to one of the request's tools.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// A JSON text.
+    pub arguments: String,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: Option<String>,
+    /// A JSON Schema for the arguments object.
+    pub parameters: serde_json::Value,
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// Text or calls, as the model decides.
+    Auto,
+    /// At least one call.
+    Required,
+    /// A call of this function.
+    Function(String),
+}
+
+/// The tools of a request that may call them (`tool_choice` is not `none`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tools {
+    pub defs: Vec<ToolDef>,
+    pub choice: ToolChoice,
+    /// More than one call per turn allowed.
+    pub parallel: bool,
+}
+
+/// A constraint and the request field that asked for it, which a grammar
+/// error names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constrained {
+    pub rule: Constraint,
+    pub param: &'static str,
+}
+
+/// What every generated choice must match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON value valid against this schema.
+    JsonSchema {
+        name: String,
+        description: Option<String>,
+        schema: serde_json::Value,
+        strict: Option<bool>,
+    },
+    /// A Lark grammar (llguidance's dialect).
+    Lark(String),
+    /// A GBNF grammar, as llama.cpp's server takes.
+    Gbnf(String),
+    Regex(String),
+    /// One of these strings exactly.
+    Choice(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,9 +174,27 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Some(k): report each token's logprob and its k best alternatives.
     pub logprobs: Option<u32>,
+    /// Tools the model may call (absent when `tool_choice` is `none`).
+    pub tools: Option<Tools>,
+    /// Constrained decoding: every choice matches this.
+    pub constraint: Option<Constrained>,
 }
 
 impl GenerateRequest {
+    /// One choice of `prompt` with default sampling and nothing else asked.
+    pub fn new(prompt: PromptInput) -> Self {
+        Self {
+            prompt,
+            sampling: SamplingParams::default(),
+            n: 1,
+            max_tokens: None,
+            stop: Vec::new(),
+            logprobs: None,
+            tools: None,
+            constraint: None,
+        }
+    }
+
     pub fn choices(&self) -> usize {
         self.prompt.count() * self.n as usize
     }

@@ -7,28 +7,20 @@
 //! dev profile builds the engine and llama.cpp optimised)
 use std::time::Instant;
 
-use aitier_core::{GenerateRequest, Message, PromptInput, Provider, Role, SamplingParams};
+use aitier_core::{GenerateRequest, Message, PromptInput, Provider, Role};
 use aitier_engine::{EngineConfig, LocalModel};
 
 fn chat() -> GenerateRequest {
-    let message = |role, content: String| Message {
-        role,
-        content,
-        name: None,
-    };
+    let message = Message::new;
     GenerateRequest {
-        prompt: PromptInput::Chat(vec![
+        max_tokens: Some(1),
+        ..GenerateRequest::new(PromptInput::Chat(vec![
             message(Role::System, "You are terse.".into()),
             message(
                 Role::User,
                 "The quick brown fox jumps over the lazy dog. ".repeat(40),
             ),
-        ]),
-        sampling: SamplingParams::default(),
-        n: 1,
-        max_tokens: Some(1),
-        stop: vec![],
-        logprobs: None,
+        ]))
     }
 }
 

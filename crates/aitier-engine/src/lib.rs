@@ -5,6 +5,8 @@
 
 mod config;
 mod fair;
+mod gbnf;
+mod grammar;
 mod local;
 mod plan;
 mod sampler;
@@ -12,6 +14,7 @@ mod segments;
 mod template;
 mod textout;
 mod tokens;
+mod toolcall;
 mod worker;
 
 pub use config::EngineConfig;

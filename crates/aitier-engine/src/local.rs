@@ -19,9 +19,12 @@ use aitier_core::{
 use std::sync::atomic::Ordering;
 
 use crate::config::EngineConfig;
+use crate::grammar::Grammars;
 use crate::template::{ChatTemplate, TemplateError};
 use crate::tokens;
+use crate::toolcall;
 use crate::worker::{Counters, Job, Worker, WorkerConfig};
+use llguidance::Matcher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -146,6 +149,9 @@ pub struct LocalModel {
     /// Message contents may name control tokens (trusted callers only).
     special_tokens_in_content: bool,
     controls: tokens::Controls,
+    grammars: Grammars,
+    /// The template renders `tool` turns as they are.
+    tool_role: bool,
 }
 
 impl LocalModel {
@@ -171,13 +177,16 @@ impl LocalModel {
             path: path.clone(),
             why: format!("control tokens: {why}"),
         })?;
+        let grammars = Grammars::of(&model).map_err(|why| EngineError::Load {
+            path: path.clone(),
+            why: format!("grammar support: {why}"),
+        })?;
         let ctx_per_slot = cfg.ctx_per_slot.min(model.n_ctx_train().max(16));
         let counters = Arc::new(Counters::default());
         let jobs = spawn_engine(model.clone(), cfg, ctx_per_slot, counters.clone())?;
         Ok(Arc::new(Self {
             n_vocab: vocab.n_tokens().max(0) as u32,
             model,
-            template,
             jobs,
             ctx_per_slot,
             bos_text,
@@ -185,6 +194,11 @@ impl LocalModel {
             capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),
             special_tokens_in_content: cfg.special_tokens_in_content,
             controls,
+            grammars,
+            tool_role: template
+                .as_ref()
+                .is_some_and(ChatTemplate::accepts_tool_role),
+            template,
         }))
     }
 
@@ -241,7 +255,13 @@ impl LocalModel {
     /// vocabulary.
     fn prompts(&self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>, CoreError> {
         let prompts = match &req.prompt {
-            PromptInput::Chat(messages) => vec![self.chat_tokens(messages)?],
+            // Earlier calls and results are written in the generic format
+            // whether or not this request offers tools.
+            PromptInput::Chat(messages) => vec![self.chat_tokens(&toolcall::conversation(
+                messages,
+                req.tools.as_ref(),
+                self.tool_role,
+            ))?],
             PromptInput::Texts(texts) => texts
                 .iter()
                 .map(|t| {
@@ -318,6 +338,8 @@ impl LocalModel {
 struct LocalPrepared {
     prompts: Vec<Vec<u32>>,
     max_new: Vec<u32>,
+    /// The compiled constraint, not yet advanced.
+    matcher: Option<Matcher>,
 }
 
 impl LocalModel {
@@ -334,7 +356,25 @@ impl LocalModel {
             max_tokens: req.max_tokens,
             completion_cap: max_new.iter().map(|m| m * per_prompt).sum(),
         };
-        Ok((size, LocalPrepared { prompts, max_new }))
+        let matcher = match (&req.tools, &req.constraint) {
+            (Some(_), Some(c)) => {
+                return Err(CoreError::invalid(
+                    c.param,
+                    format!("`{}` together with `tools` is not supported by local models; constrain the tool's parameters instead", c.param),
+                ))
+            }
+            (Some(tools), None) => Some(self.grammars.compile_tools(tools)?),
+            (None, Some(c)) => Some(self.grammars.compile(c)?),
+            (None, None) => None,
+        };
+        Ok((
+            size,
+            LocalPrepared {
+                prompts,
+                max_new,
+                matcher,
+            },
+        ))
     }
 
     /// Hands the job to the engine thread, or refuses it when the queue is
@@ -383,12 +423,20 @@ impl Provider for LocalModel {
         Box::pin(async move {
             // Prepared by another provider (a router's other deployment):
             // measure it here.
-            let (size, LocalPrepared { prompts, max_new }) = match prepared.state::<LocalPrepared>()
-            {
+            let (
+                size,
+                LocalPrepared {
+                    prompts,
+                    max_new,
+                    matcher,
+                },
+            ) = match prepared.state::<LocalPrepared>() {
                 Some(s) => (prepared.size, s.clone()),
                 None => self.measure(&prepared.request)?,
             };
             let req = prepared.request;
+            let choices = size.choices as usize;
+            let tools = req.tools.is_some();
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(GenEvent::started(size.prompt_tokens));
             self.submit(Job {
@@ -402,8 +450,14 @@ impl Provider for LocalModel {
                 tenant: ctx.tenant,
                 weight: ctx.weight,
                 events: tx,
+                matcher,
             })?;
-            Ok(UnboundedReceiverStream::new(rx).boxed())
+            let events = UnboundedReceiverStream::new(rx).boxed();
+            Ok(if tools {
+                toolcall::read_calls(events, choices)
+            } else {
+                events
+            })
         })
     }
 

@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use aitier_core::SamplingParams;
+use llguidance::toktrie::SimpleVob;
 
 /// How many recent tokens the repeat penalty looks at (llama.cpp's default).
 const REPEAT_WINDOW: usize = 64;
@@ -53,8 +54,15 @@ impl Sampler {
 
     /// Picks the next token. `recent` is the sequence so far (prompt and
     /// completion); `logprobs` asks for the chosen token's logprob and that
-    /// many alternatives.
-    pub fn sample(&mut self, raw: &[f32], recent: &[u32], logprobs: Option<u32>) -> Sampled {
+    /// many alternatives; `allowed`, a grammar's mask, bans every token it
+    /// does not allow (it must allow one).
+    pub fn sample(
+        &mut self,
+        raw: &[f32],
+        recent: &[u32],
+        logprobs: Option<u32>,
+        allowed: Option<&SimpleVob>,
+    ) -> Sampled {
         let l = &mut self.scratch;
         l.clear();
         l.extend_from_slice(raw);
@@ -85,6 +93,16 @@ impl Sampler {
                     };
                 }
             }
+        }
+        if let Some(mask) = allowed {
+            // Tokens past the vocabulary a mask knows are banned too.
+            let known = mask.len().min(l.len());
+            mask.iter_unset_entries(|i| {
+                if i < known {
+                    l[i] = f32::NEG_INFINITY;
+                }
+            });
+            l[known..].fill(f32::NEG_INFINITY);
         }
         let token = if p.temperature <= 0.0 {
             argmax(l)
@@ -283,7 +301,7 @@ mod tests {
     #[test]
     fn greedy_takes_the_argmax() {
         let mut s = Sampler::new(params(0.0), 0);
-        assert_eq!(s.sample(&[0.1, 3.0, 2.0], &[], None).token, 1);
+        assert_eq!(s.sample(&[0.1, 3.0, 2.0], &[], None, None).token, 1);
     }
 
     #[test]
@@ -291,7 +309,7 @@ mod tests {
         let mut p = params(0.0);
         p.logit_bias = vec![(1, -100.0)];
         let mut s = Sampler::new(p, 0);
-        assert_eq!(s.sample(&[0.1, 3.0, 2.0], &[], None).token, 2);
+        assert_eq!(s.sample(&[0.1, 3.0, 2.0], &[], None, None).token, 2);
     }
 
     #[test]
@@ -300,9 +318,9 @@ mod tests {
         p.frequency_penalty = 2.0;
         let mut s = Sampler::new(p, 0);
         let logits = [0.0, 3.0, 2.5];
-        assert_eq!(s.sample(&logits, &[], None).token, 1);
+        assert_eq!(s.sample(&logits, &[], None, None).token, 1);
         // Token 1 now carries a 2.0 penalty: 3.0 - 2.0 < 2.5.
-        assert_eq!(s.sample(&logits, &[], None).token, 2);
+        assert_eq!(s.sample(&logits, &[], None, None).token, 2);
     }
 
     #[test]
@@ -313,7 +331,7 @@ mod tests {
         let run = |stream| {
             let mut s = Sampler::new(p.clone(), stream);
             (0..32)
-                .map(|_| s.sample(&logits, &[], None).token)
+                .map(|_| s.sample(&logits, &[], None, None).token)
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(0), run(0));
@@ -327,7 +345,7 @@ mod tests {
         p.seed = Some(7);
         let mut s = Sampler::new(p, 0);
         for _ in 0..20 {
-            assert_eq!(s.sample(&[1.0, 1.2, 0.9, 1.1], &[], None).token, 1);
+            assert_eq!(s.sample(&[1.0, 1.2, 0.9, 1.1], &[], None, None).token, 1);
         }
     }
 
@@ -340,14 +358,14 @@ mod tests {
         let mut logits = vec![0.0f32; 600];
         logits[10] = 10.0;
         for _ in 0..20 {
-            assert_eq!(s.sample(&logits, &[], None).token, 10);
+            assert_eq!(s.sample(&logits, &[], None, None).token, 10);
         }
     }
 
     #[test]
     fn logprobs_are_normalised_and_sorted() {
         let mut s = Sampler::new(params(0.0), 0);
-        let out = s.sample(&[0.0, 1.0, 2.0], &[], Some(3));
+        let out = s.sample(&[0.0, 1.0, 2.0], &[], Some(3), None);
         let total: f32 = out.top.iter().map(|(_, lp)| lp.exp()).sum();
         assert!((total - 1.0).abs() < 1e-5);
         assert_eq!(

@@ -61,6 +61,21 @@ impl ChatTemplate {
         })
     }
 
+    /// Whether the template renders a `tool` turn after an assistant's
+    /// (many insist on alternating user and assistant turns instead).
+    pub fn accepts_tool_role(&self) -> bool {
+        const PROBE: &str = "aitier-probe-result";
+        let probe = [
+            Message::new(aitier_core::Role::User, "q"),
+            Message::new(aitier_core::Role::Assistant, "a"),
+            Message {
+                tool_call_id: Some("call_probe".into()),
+                ..Message::new(aitier_core::Role::Tool, PROBE)
+            },
+        ];
+        self.render(&probe).is_ok_and(|text| text.contains(PROBE))
+    }
+
     pub fn render(&self, messages: &[Message]) -> Result<String, TemplateError> {
         self.render_with(messages, |_, v| Cow::Borrowed(v))
     }
@@ -124,11 +139,7 @@ mod tests {
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn user(text: &str) -> Message {
-        Message {
-            role: Role::User,
-            content: text.into(),
-            name: None,
-        }
+        Message::new(Role::User, text)
     }
 
     #[test]
@@ -143,11 +154,7 @@ mod tests {
     fn raise_exception_becomes_a_render_error() {
         let src = "{% if messages[0]['role'] == 'assistant' %}{{ raise_exception('Conversation must start with user') }}{% endif %}ok";
         let t = ChatTemplate::new(src, "", "").expect("compiles");
-        let msg = Message {
-            role: Role::Assistant,
-            content: "x".into(),
-            name: None,
-        };
+        let msg = Message::new(Role::Assistant, "x");
         match t.render(&[msg]) {
             Err(TemplateError::Render(m)) => assert!(m.contains("must start with user"), "{m}"),
             other => panic!(

@@ -20,6 +20,8 @@ use crate::fair::FairQueue;
 use crate::plan::{plan_step, shared_prefill_budget, Demand, Limits, StepPlan, MIN_PREFILL};
 use crate::sampler::Sampler;
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
+use llguidance::toktrie::SimpleVob;
+use llguidance::Matcher;
 
 /// One request as the engine thread sees it: prompts already tokenised and
 /// checked against the context.
@@ -35,6 +37,8 @@ pub(crate) struct Job {
     pub tenant: String,
     pub weight: u32,
     pub events: mpsc::UnboundedSender<GenEvent>,
+    /// The request's constraint, fresh; each choice runs its own copy.
+    pub matcher: Option<Matcher>,
 }
 
 /// Shared with the async side for `ProviderStats`.
@@ -92,6 +96,7 @@ struct Pending {
     max_new: u32,
     stop: Vec<String>,
     sampling: SamplingParams,
+    matcher: Option<Matcher>,
 }
 
 struct Seq {
@@ -117,6 +122,10 @@ struct Seq {
     logits_at: Option<i32>,
     /// No step has evaluated any of its tokens yet.
     fresh: bool,
+    /// The grammar this sequence's output follows, and its mask for the
+    /// token the current step samples.
+    matcher: Option<Matcher>,
+    mask: Option<SimpleVob>,
 }
 
 pub(crate) struct Worker<'m> {
@@ -226,6 +235,7 @@ impl<'m> Worker<'m> {
                         max_new: job.max_new[p],
                         stop: job.stop.clone(),
                         sampling: job.sampling.clone(),
+                        matcher: job.matcher.clone(),
                     },
                     cost,
                 );
@@ -457,6 +467,8 @@ impl<'m> Worker<'m> {
                 unsent: 0,
                 logits_at: None,
                 fresh: true,
+                matcher: p.matcher,
+                mask: None,
             });
         }
     }
@@ -471,9 +483,58 @@ impl<'m> Worker<'m> {
         if !self.fill(batch, &plan.take) {
             return;
         }
-        if self.decode(batch, &plan) {
+        // The masks for the tokens this step samples depend only on the
+        // tokens already sampled: compute them while llama.cpp decodes.
+        let mut pending: Vec<(usize, Matcher)> = self
+            .running
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| s.logits_at.is_some())
+            .filter_map(|(i, s)| s.matcher.take().map(|m| (i, m)))
+            .collect();
+        let wanted = pending.len();
+        let (decoded, masks) = std::thread::scope(|scope| {
+            let masks = (wanted > 0).then(|| {
+                scope.spawn(|| {
+                    pending
+                        .iter_mut()
+                        .map(|(_, m)| m.compute_mask().map_err(|e| e.to_string()))
+                        .collect::<Vec<_>>()
+                })
+            });
+            let decoded = self.decode(batch, &plan);
+            let masks = masks.map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Err("the grammar thread panicked".to_string()); wanted]
+                })
+            });
+            (decoded, masks.unwrap_or_default())
+        });
+        let mut failed = Vec::new();
+        for ((i, matcher), mask) in pending.into_iter().zip(masks) {
+            let Some(seq) = self.running.get_mut(i) else {
+                continue;
+            };
+            match mask {
+                Ok(mask) => seq.mask = Some(mask),
+                Err(e) => failed.push((seq.req, e)),
+            }
+            seq.matcher = Some(matcher);
+        }
+        for (req, why) in failed {
+            self.fail_request(req, format!("constrained decoding failed: {why}"));
+        }
+        if decoded {
             self.sample_all();
         }
+    }
+
+    fn fail_request(&mut self, id: u64, why: String) {
+        tracing::error!(req = id, %why, "request failed in the engine");
+        if let Some(r) = self.requests.get(&id) {
+            let _ = r.events.send(GenEvent::Error(CoreError::Internal(why)));
+        }
+        self.remove_request(id);
     }
 
     fn plan(&self) -> StepPlan {
@@ -556,12 +617,7 @@ impl<'m> Worker<'m> {
         let failed: Vec<u64> = self.running.iter().map(|s| s.req).collect();
         let slots: Vec<usize> = self.running.iter().map(|s| s.slot as usize).collect();
         for id in failed {
-            if let Some(r) = self.requests.get(&id) {
-                let _ = r.events.send(GenEvent::Error(CoreError::Internal(format!(
-                    "decode failed: {e}"
-                ))));
-            }
-            self.remove_request(id);
+            self.fail_request(id, format!("decode failed: {e}"));
         }
         // What this batch would have written is unknown: cache nothing.
         for slot in slots {
@@ -593,8 +649,20 @@ impl<'m> Worker<'m> {
         let seq = &mut self.running[i];
         let want = self.requests.get(&seq.req).and_then(|r| r.logprobs);
         let logits = self.ctx.get_logits_ith(at);
-        let s = seq.sampler.sample(logits, &seq.tokens, want);
+        let mask = seq.mask.take();
+        let s = seq.sampler.sample(logits, &seq.tokens, want, mask.as_ref());
         let token = LlamaToken(s.token as i32);
+        let grammar_done = match seq.matcher.as_mut() {
+            None => false,
+            Some(m) => match m.consume_token(s.token) {
+                Ok(()) => m.is_stopped(),
+                Err(e) => {
+                    // The mask allowed it, so this is llguidance's failure.
+                    tracing::error!(error = %e, "grammar refused a token its mask allowed");
+                    true
+                }
+            },
+        };
         seq.generated += 1;
         self.counters
             .generated_tokens
@@ -640,7 +708,7 @@ impl<'m> Worker<'m> {
                 });
             }
         }
-        if stopped {
+        if stopped || grammar_done {
             return Some(FinishReason::Stop);
         }
         let full = seq.tokens.len() >= self.cfg.ctx_per_slot as usize;

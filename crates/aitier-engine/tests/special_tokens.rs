@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aitier_core::{GenerateRequest, Message, PromptInput, Provider, Role, SamplingParams};
+use aitier_core::{GenerateRequest, Message, PromptInput, Provider, Role};
 use aitier_engine::{EngineConfig, LocalModel};
 
 fn load(special_tokens_in_content: bool) -> Arc<LocalModel> {
@@ -30,19 +30,11 @@ const ROLES: [Role; 4] = [Role::System, Role::User, Role::Assistant, Role::Tool]
 fn conversation(at: Role, content: &str) -> GenerateRequest {
     let messages = ROLES
         .iter()
-        .map(|&role| Message {
-            role,
-            content: if role == at { content } else { "ok" }.to_string(),
-            name: None,
-        })
+        .map(|&role| Message::new(role, if role == at { content } else { "ok" }))
         .collect();
     GenerateRequest {
-        prompt: PromptInput::Chat(messages),
-        sampling: SamplingParams::default(),
-        n: 1,
         max_tokens: Some(1),
-        stop: vec![],
-        logprobs: None,
+        ..GenerateRequest::new(PromptInput::Chat(messages))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod models;
 pub mod sampling;
 pub mod sse;
 pub mod tokenize;
+pub mod tools;
 pub mod usage;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -38,6 +38,8 @@ pub struct Sampling {
     pub min_p: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_penalty: Option<f32>,
+    #[serde(flatten)]
+    pub guided: crate::tools::Guided,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -107,7 +107,7 @@ impl Ticket {
                     self.provider = Some(d.clone());
                 }
             }
-            GenEvent::Delta { tokens, .. } => {
+            GenEvent::Delta { tokens, .. } | GenEvent::ToolCall { tokens, .. } => {
                 self.generated += tokens;
                 self.first_token
                     .get_or_insert_with(|| self.started.elapsed());

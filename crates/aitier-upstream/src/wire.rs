@@ -4,13 +4,20 @@
 //! answer, into provider events.
 use serde::Serialize;
 
-use aitier_core::frontend::logprobs;
-use aitier_core::{CoreError, FinishReason, GenEvent, GenerateRequest, PromptInput, TokenLogprob};
+use aitier_core::frontend::{logprobs, tools};
+use aitier_core::{
+    Constraint, CoreError, FinishReason, GenEvent, GenerateRequest, Message, PromptInput,
+    TokenLogprob, ToolChoice, Tools,
+};
 use aitier_protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, MessageContent,
 };
 use aitier_protocol::completions::{Completion, CompletionRequest, Prompt};
 use aitier_protocol::sse::Payload;
+use aitier_protocol::tools::{
+    FunctionCallDelta, FunctionDef, FunctionName, Guided, JsonSchemaFormat, NamedToolChoice,
+    ResponseFormat, Tool, ToolCallDelta, ToolChoice as WireChoice,
+};
 use aitier_protocol::{Sampling, Stop, StreamOptions, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +81,89 @@ fn sampling(req: &GenerateRequest) -> Sampling {
         top_k: (s.top_k != 0).then_some(s.top_k as i32),
         min_p: unless(s.min_p, 0.0),
         repeat_penalty: unless(s.repeat_penalty, 1.0),
+        guided: guided(req),
+    }
+}
+
+/// The constraints OpenAI's API has no field for, under the names of the
+/// servers that take them: llama.cpp's `grammar` for GBNF, vLLM's
+/// `guided_*` for the rest (and for JSON on legacy completions).
+fn guided(req: &GenerateRequest) -> Guided {
+    let chat = matches!(req.prompt, PromptInput::Chat(_));
+    let mut g = Guided::default();
+    match req.constraint.as_ref().map(|c| &c.rule) {
+        None => {}
+        Some(Constraint::JsonObject | Constraint::JsonSchema { .. }) if chat => {}
+        Some(Constraint::JsonObject) => g.guided_json = Some(serde_json::json!({"type": "object"})),
+        Some(Constraint::JsonSchema { schema, .. }) => g.guided_json = Some(schema.clone()),
+        Some(Constraint::Gbnf(t)) => g.grammar = Some(t.clone()),
+        Some(Constraint::Lark(t)) => g.guided_grammar = Some(t.clone()),
+        Some(Constraint::Regex(r)) => g.guided_regex = Some(r.clone()),
+        Some(Constraint::Choice(c)) => g.guided_choice = Some(c.clone()),
+    }
+    g
+}
+
+/// `response_format` for a chat request's JSON constraint.
+fn response_format(c: Option<&Constraint>) -> Option<ResponseFormat> {
+    match c? {
+        Constraint::JsonObject => Some(ResponseFormat {
+            kind: "json_object".into(),
+            json_schema: None,
+        }),
+        Constraint::JsonSchema {
+            name,
+            description,
+            schema,
+            strict,
+        } => Some(ResponseFormat {
+            kind: "json_schema".into(),
+            json_schema: Some(JsonSchemaFormat {
+                name: name.clone(),
+                description: description.clone(),
+                schema: Some(schema.clone()),
+                strict: *strict,
+            }),
+        }),
+        _ => None,
+    }
+}
+
+fn wire_tools(t: &Tools) -> Vec<Tool> {
+    t.defs
+        .iter()
+        .map(|d| Tool {
+            kind: "function".into(),
+            function: Some(FunctionDef {
+                name: d.name.clone(),
+                description: d.description.clone(),
+                parameters: Some(d.parameters.clone()),
+                strict: d.strict,
+            }),
+        })
+        .collect()
+}
+
+fn wire_choice(t: &Tools) -> WireChoice {
+    match &t.choice {
+        ToolChoice::Auto => WireChoice::Mode("auto".into()),
+        ToolChoice::Required => WireChoice::Mode("required".into()),
+        ToolChoice::Function(name) => WireChoice::Named(NamedToolChoice {
+            kind: "function".into(),
+            function: FunctionName { name: name.clone() },
+        }),
+    }
+}
+
+fn wire_message(m: &Message) -> ChatMessage {
+    let calls_only = m.content.is_empty() && !m.tool_calls.is_empty();
+    ChatMessage {
+        role: m.role.as_str().to_string(),
+        content: (!calls_only).then(|| MessageContent::Text(m.content.clone())),
+        name: m.name.clone(),
+        tool_calls: (!m.tool_calls.is_empty())
+            .then(|| m.tool_calls.iter().map(tools::to_wire).collect()),
+        tool_call_id: m.tool_call_id.clone(),
     }
 }
 
@@ -93,18 +183,14 @@ pub fn request_body(req: &GenerateRequest, model: &str) -> UpstreamRequest {
     match &req.prompt {
         PromptInput::Chat(messages) => UpstreamRequest::Chat(ChatCompletionRequest {
             model: model.to_string(),
-            messages: messages
-                .iter()
-                .map(|m| ChatMessage {
-                    role: m.role.as_str().to_string(),
-                    content: Some(MessageContent::Text(m.content.clone())),
-                    name: m.name.clone(),
-                    ..Default::default()
-                })
-                .collect(),
+            messages: messages.iter().map(wire_message).collect(),
             sampling: sampling(req),
             logprobs: req.logprobs.map(|_| true),
             top_logprobs: req.logprobs,
+            tools: req.tools.as_ref().map(wire_tools),
+            tool_choice: req.tools.as_ref().map(wire_choice),
+            parallel_tool_calls: req.tools.as_ref().map(|t| t.parallel),
+            response_format: response_format(req.constraint.as_ref().map(|c| &c.rule)),
             ..Default::default()
         }),
         PromptInput::Texts(texts) => legacy(Prompt::Texts(texts.clone())),
@@ -137,6 +223,7 @@ struct Part {
     index: u32,
     text: String,
     logprobs: Vec<TokenLogprob>,
+    tool_calls: Vec<ToolCallDelta>,
     finish_reason: Option<String>,
 }
 
@@ -168,6 +255,7 @@ impl From<ChatCompletionChunk> for Parts {
             index: ch.index,
             text: ch.delta.content.unwrap_or_default(),
             logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
+            tool_calls: ch.delta.tool_calls.unwrap_or_default(),
             finish_reason: ch.finish_reason,
         })
     }
@@ -177,8 +265,25 @@ impl From<ChatCompletion> for Parts {
     fn from(c: ChatCompletion) -> Self {
         Parts::new(c.system_fingerprint, c.usage, c.choices, |ch| Part {
             index: ch.index,
-            text: ch.message.content,
+            text: ch.message.content.unwrap_or_default(),
             logprobs: ch.logprobs.map(logprobs::from_chat).unwrap_or_default(),
+            // A whole call is its stream's one piece.
+            tool_calls: ch
+                .message
+                .tool_calls
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| ToolCallDelta {
+                    index: i as u32,
+                    id: Some(c.id),
+                    kind: Some(c.kind),
+                    function: Some(FunctionCallDelta {
+                        name: Some(c.function.name),
+                        arguments: Some(c.function.arguments),
+                    }),
+                })
+                .collect(),
             finish_reason: ch.finish_reason,
         })
     }
@@ -193,6 +298,7 @@ impl From<Completion> for Parts {
                 .logprobs
                 .map(logprobs::from_completion)
                 .unwrap_or_default(),
+            tool_calls: Vec::new(),
             finish_reason: ch.finish_reason,
         })
     }
@@ -307,6 +413,14 @@ impl Decoder {
                     tokens: 1,
                 });
             }
+            for delta in p.tool_calls {
+                self.chunks += 1;
+                out.push(GenEvent::ToolCall {
+                    index: p.index,
+                    delta,
+                    tokens: 1,
+                });
+            }
             let Some(reason) = p.finish_reason else {
                 continue;
             };
@@ -315,10 +429,10 @@ impl Decoder {
                     *f = true;
                     out.push(GenEvent::Finished {
                         index: p.index,
-                        reason: if reason == "length" {
-                            FinishReason::Length
-                        } else {
-                            FinishReason::Stop
+                        reason: match reason.as_str() {
+                            "length" => FinishReason::Length,
+                            "tool_calls" | "function_call" => FinishReason::ToolCalls,
+                            _ => FinishReason::Stop,
                         },
                     });
                 }
@@ -364,11 +478,6 @@ mod tests {
 
     fn chat_req() -> GenerateRequest {
         GenerateRequest {
-            prompt: PromptInput::Chat(vec![Message {
-                role: Role::User,
-                content: "hi".into(),
-                name: None,
-            }]),
             sampling: SamplingParams {
                 temperature: 0.0,
                 top_k: 5,
@@ -378,6 +487,7 @@ mod tests {
             max_tokens: Some(7),
             stop: vec!["\n".into()],
             logprobs: Some(2),
+            ..GenerateRequest::new(PromptInput::Chat(vec![Message::new(Role::User, "hi")]))
         }
     }
 

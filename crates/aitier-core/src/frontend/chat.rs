@@ -6,7 +6,7 @@ use aitier_protocol::chat::{
 use aitier_protocol::sse::Payload;
 
 use super::params::{self, check_max_tokens, MAX_TOP_LOGPROBS};
-use super::{closing, logprobs, Answer, Decoded, Frontend, ResponseMeta};
+use super::{closing, logprobs, tools, Answer, Decoded, Frontend, ResponseMeta};
 use crate::error::CoreError;
 use crate::event::GenEvent;
 use crate::request::{Message, PromptInput, Role};
@@ -56,6 +56,7 @@ fn message(i: usize, m: &ChatMessage) -> Result<Message, CoreError> {
             }
             text
         }
+        // An assistant turn that only called tools has no content.
         None if role == Role::Assistant => String::new(),
         None => {
             return Err(CoreError::invalid(
@@ -64,48 +65,31 @@ fn message(i: usize, m: &ChatMessage) -> Result<Message, CoreError> {
             ))
         }
     };
-    if m.tool_calls.as_ref().is_some_and(|t| !t.is_null()) {
+    let tool_calls: Vec<_> = m
+        .tool_calls
+        .iter()
+        .flatten()
+        .map(tools::from_wire)
+        .collect();
+    if !tool_calls.is_empty() && role != Role::Assistant {
         return Err(CoreError::invalid(
             format!("messages[{i}].tool_calls"),
-            "tool calls are not supported yet",
+            "only an 'assistant' message can carry `tool_calls`",
+        ));
+    }
+    if role == Role::Tool && m.tool_call_id.is_none() {
+        return Err(CoreError::invalid(
+            format!("messages[{i}].tool_call_id"),
+            "a 'tool' message needs `tool_call_id`",
         ));
     }
     Ok(Message {
         role,
         content,
         name: m.name.clone(),
+        tool_calls,
+        tool_call_id: m.tool_call_id.clone(),
     })
-}
-
-/// Tools and structured outputs are refused until the engine can honour
-/// them, rather than silently ignored.
-fn refuse_unsupported(req: &ChatCompletionRequest) -> Result<(), CoreError> {
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(CoreError::invalid(
-            "tools",
-            "tool calling is not supported yet",
-        ));
-    }
-    if let Some(choice) = &req.tool_choice {
-        if choice.as_str() != Some("none") && choice.as_str() != Some("auto") {
-            return Err(CoreError::invalid(
-                "tool_choice",
-                "tool calling is not supported yet",
-            ));
-        }
-    }
-    if let Some(fmt) = &req.response_format {
-        if fmt.kind != "text" {
-            return Err(CoreError::invalid(
-                "response_format",
-                format!(
-                    "response_format type '{}' is not supported yet; only 'text' is",
-                    fmt.kind
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Chat's `logprobs` is a switch and `top_logprobs` the count.
@@ -165,19 +149,24 @@ impl Frontend for Chat {
             .enumerate()
             .map(|(i, m)| message(i, m))
             .collect::<Result<Vec<_>, _>>()?;
-        refuse_unsupported(&req)?;
         let logprobs = top_logprobs(&req)?;
         let max_tokens = match (req.max_completion_tokens, req.sampling.max_tokens) {
             (Some(m), _) => Some(check_max_tokens("max_completion_tokens", m)?),
             (None, Some(m)) => Some(check_max_tokens("max_tokens", m)?),
             (None, None) => None,
         };
-        let (request, delivery) = params::build(
+        let (mut request, delivery) = params::build(
             &req.sampling,
             PromptInput::Chat(messages),
             max_tokens,
             logprobs,
         )?;
+        request.tools = tools::tools(
+            req.tools.as_deref(),
+            req.tool_choice.as_ref(),
+            req.parallel_tool_calls,
+        )?;
+        request.constraint = tools::constraint(req.response_format.as_ref(), &req.sampling.guided)?;
         let encoder = Chat {
             meta: ResponseMeta::new("chatcmpl", &req.model),
             choices: request.choices() as u32,
@@ -210,8 +199,11 @@ impl Frontend for Chat {
                     index: i as u32,
                     message: AssistantMessage {
                         role: "assistant".into(),
-                        content: c.text,
+                        // OpenAI sends `null` content beside calls.
+                        content: (c.tool_calls.is_empty() || !c.text.is_empty()).then_some(c.text),
                         refusal: None,
+                        tool_calls: (!c.tool_calls.is_empty())
+                            .then(|| c.tool_calls.iter().map(tools::to_wire).collect()),
                     },
                     logprobs: want_logprobs.then(|| logprobs::to_chat(c.logprobs)),
                     finish_reason: c.finish_reason.map(|r| r.as_str().into()),
@@ -231,6 +223,7 @@ impl Frontend for Chat {
                         let delta = Delta {
                             role: Some("assistant".into()),
                             content: Some(String::new()),
+                            tool_calls: None,
                         };
                         Payload::Chunk(self.chunk(vec![Self::choice(index, delta)]))
                     })
@@ -245,12 +238,20 @@ impl Frontend for Chat {
                 let delta = Delta {
                     role: None,
                     content: Some(text),
+                    tool_calls: None,
                 };
                 let choice = ChunkChoice {
                     logprobs: self.logprobs.then(|| logprobs::to_chat(logprobs)),
                     ..Self::choice(index, delta)
                 };
                 vec![Payload::Chunk(self.chunk(vec![choice]))]
+            }
+            GenEvent::ToolCall { index, delta, .. } => {
+                let delta = Delta {
+                    tool_calls: Some(vec![delta]),
+                    ..Delta::default()
+                };
+                vec![Payload::Chunk(self.chunk(vec![Self::choice(index, delta)]))]
             }
             GenEvent::Finished { index, reason } => {
                 let choice = ChunkChoice {
@@ -347,7 +348,19 @@ mod tests {
             ),
             (
                 serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}),
-                "tools",
+                "tools[0].function",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search"}]}),
+                "tools[0].type",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].tool_call_id",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}),
+                "response_format.json_schema",
             ),
             (
                 serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),

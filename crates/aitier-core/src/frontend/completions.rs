@@ -5,7 +5,7 @@ use aitier_protocol::completions::{
 use aitier_protocol::sse::Payload;
 
 use super::params::{self, check_max_tokens, MAX_COMPLETION_LOGPROBS};
-use super::{closing, logprobs, Answer, Decoded, Frontend, ResponseMeta};
+use super::{closing, logprobs, tools, Answer, Decoded, Frontend, ResponseMeta};
 use crate::error::CoreError;
 use crate::event::GenEvent;
 use crate::request::PromptInput;
@@ -90,7 +90,8 @@ impl Frontend for Completions {
             .transpose()?
             // OpenAI's legacy default: 16 tokens.
             .or(Some(16));
-        let (request, delivery) = params::build(&req.sampling, prompt, max_tokens, logprobs)?;
+        let (mut request, delivery) = params::build(&req.sampling, prompt, max_tokens, logprobs)?;
+        request.constraint = tools::constraint(None, &req.sampling.guided)?;
         let encoder = Completions {
             meta: ResponseMeta::new("cmpl", &req.model),
             logprobs: logprobs.is_some(),
@@ -161,7 +162,8 @@ impl Frontend for Completions {
                     ..self.chunk(None)
                 })
             }
-            GenEvent::Error(_) => return vec![],
+            // Legacy completions take no tools, so no provider sends calls.
+            GenEvent::Error(_) | GenEvent::ToolCall { .. } => return vec![],
         };
         vec![Payload::Chunk(self.chunk(Some(choice)))]
     }

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod completions;
 pub mod logprobs;
 pub mod params;
+pub mod tools;
 
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -18,7 +19,7 @@ use aitier_protocol::Usage;
 
 use crate::error::CoreError;
 use crate::event::{EventStream, FinishReason, GenEvent, TokenLogprob};
-use crate::request::GenerateRequest;
+use crate::request::{GenerateRequest, ToolCall};
 
 pub use params::Delivery;
 
@@ -91,6 +92,7 @@ fn closing<C>(include_usage: bool, usage_chunk: impl FnOnce() -> C) -> Vec<Paylo
 pub struct Collected {
     pub text: String,
     pub logprobs: Vec<TokenLogprob>,
+    pub tool_calls: Vec<ToolCall>,
     pub finish_reason: Option<FinishReason>,
 }
 
@@ -120,6 +122,11 @@ pub async fn collect(mut events: EventStream, choices: usize) -> Result<Answer, 
                 if let Some(c) = out.choices.get_mut(index as usize) {
                     c.text.push_str(&text);
                     c.logprobs.extend(logprobs);
+                }
+            }
+            GenEvent::ToolCall { index, delta, .. } => {
+                if let Some(c) = out.choices.get_mut(index as usize) {
+                    tools::assemble(&mut c.tool_calls, delta);
                 }
             }
             GenEvent::Finished { index, reason } => {

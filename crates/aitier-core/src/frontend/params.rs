@@ -83,6 +83,8 @@ pub fn build(
             max_tokens,
             stop,
             logprobs,
+            tools: None,
+            constraint: None,
         },
         Delivery {
             stream,
