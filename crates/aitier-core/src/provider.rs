@@ -108,6 +108,10 @@ pub struct ProviderStats {
     pub running: u64,
     /// Sequences waiting for a slot.
     pub waiting: u64,
+    /// Token masks computed for constrained sequences, and the time spent
+    /// on them (beside the decode they overlap).
+    pub grammar_masks: u64,
+    pub grammar_mask_micros: u64,
 }
 
 /// A model backend, in two steps so that the tier can admit a request

@@ -30,6 +30,10 @@ pub struct EngineConfig {
     /// into them. Off by default: it lets an end user forge roles. Only for
     /// models whose every caller is trusted with the raw template.
     pub special_tokens_in_content: bool,
+    /// A Jinja chat template (Hugging Face conventions) used instead of the
+    /// one in the GGUF metadata: for models that carry none, or one that
+    /// lacks something (tools, a system role).
+    pub chat_template_file: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -45,6 +49,7 @@ impl EngineConfig {
             step_target_ms: 50,
             cache_cells: None,
             special_tokens_in_content: false,
+            chat_template_file: None,
         }
     }
 

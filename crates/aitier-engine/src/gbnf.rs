@@ -5,6 +5,11 @@
 //! classes and `.` become regular expressions; `| ( ) * + ? {m,n}` mean the
 //! same in both.
 
+/// A Lark string literal.
+pub fn literal(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
 fn rule_name(name: &str) -> String {
     // Lark rule names are lower case; keep distinct GBNF names distinct.
     let mut out = String::from("r_");
@@ -123,7 +128,7 @@ impl<'a> Scanner<'a> {
                 None => return Err(self.err("unterminated string")),
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(crate::grammar::literal(&out));
+                    return Ok(literal(&out));
                 }
                 Some(b'\\') => {
                     self.pos += 1;

@@ -14,16 +14,17 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use aitier_core::{
     CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared, PromptInput, Provider,
-    ProviderStats, RequestCtx, RequestSize, TokenPiece,
+    ProviderStats, RequestCtx, RequestSize, TokenPiece, Tools,
 };
 use std::sync::atomic::Ordering;
 
 use crate::config::EngineConfig;
 use crate::grammar::Grammars;
+use crate::job::{Counters, Job, WorkerConfig};
 use crate::template::{ChatTemplate, TemplateError};
 use crate::tokens;
 use crate::toolcall;
-use crate::worker::{Counters, Job, Worker, WorkerConfig};
+use crate::worker::Worker;
 use llguidance::Matcher;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,21 +53,30 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
         .map_err(|e| EngineError::Backend(e.clone()))
 }
 
-/// The model's own chat template, from its GGUF metadata; `None` (with a
-/// warning) when it has none, so only legacy completions work.
+/// The configured template file, else the model's own chat template from
+/// its GGUF metadata; `None` (with a warning) when there is neither, so
+/// only legacy completions work.
 fn chat_template(
     model: &LlamaModel,
-    path: &str,
+    cfg: &EngineConfig,
     bos_text: &str,
 ) -> Result<Option<ChatTemplate>, EngineError> {
-    let Ok(t) = model.chat_template(None) else {
-        tracing::warn!(%path, "model has no chat template; only /v1/completions will work");
-        return Ok(None);
+    let path = cfg.path.display().to_string();
+    let src = if let Some(file) = &cfg.chat_template_file {
+        std::fs::read_to_string(file).map_err(|e| EngineError::Load {
+            path: file.display().to_string(),
+            why: format!("chat template file: {e}"),
+        })?
+    } else {
+        let Ok(t) = model.chat_template(None) else {
+            tracing::warn!(%path, "model has no chat template; only /v1/completions will work (set chat_template_file)");
+            return Ok(None);
+        };
+        t.to_string().map_err(|e| EngineError::Load {
+            path: path.clone(),
+            why: format!("chat template is not UTF-8: {e}"),
+        })?
     };
-    let src = t.to_string().map_err(|e| EngineError::Load {
-        path: path.to_string(),
-        why: format!("chat template is not UTF-8: {e}"),
-    })?;
     let vocab = model.vocab();
     let eos = vocab.token_to_piece(vocab.eos(), true, None);
     let eos_text = String::from_utf8_lossy(&eos);
@@ -172,7 +182,7 @@ impl LocalModel {
         let vocab = model.vocab();
         let bos_text =
             String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
-        let template = chat_template(&model, &path, &bos_text)?;
+        let template = chat_template(&model, cfg, &bos_text)?;
         let controls = tokens::Controls::of(&model).map_err(|why| EngineError::Load {
             path: path.clone(),
             why: format!("control tokens: {why}"),
@@ -209,13 +219,12 @@ impl LocalModel {
     /// The conversation rendered by the model's template and tokenized so
     /// that only the template names control tokens, unless this model was
     /// configured to trust its callers' contents.
-    fn chat_tokens(&self, messages: &[aitier_core::Message]) -> Result<Vec<u32>, CoreError> {
-        let template = self.template.as_ref().ok_or_else(|| {
-            CoreError::invalid(
-                "messages",
-                "this model has no chat template; use /v1/completions",
-            )
-        })?;
+    fn chat_tokens(
+        &self,
+        template: &ChatTemplate,
+        messages: &[aitier_core::Message],
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<Vec<u32>, CoreError> {
         let refused = |e| match e {
             TemplateError::Render(m) => CoreError::invalid("messages", m),
             TemplateError::Compile(m) => CoreError::Internal(m),
@@ -223,11 +232,11 @@ impl LocalModel {
         let starts_with_bos =
             |text: &str| !self.bos_text.is_empty() && text.starts_with(&self.bos_text);
         if self.special_tokens_in_content {
-            let text = template.render(messages).map_err(refused)?;
+            let text = template.render(messages, tools).map_err(refused)?;
             // The template writes BOS itself when the model wants it.
             return Ok(self.tokenize_text(&text, !starts_with_bos(&text)));
         }
-        let segments = template.render_segments(messages).map_err(refused)?;
+        let segments = template.render_segments(messages, tools).map_err(refused)?;
         let first = segments.iter().find(|s| !s.text.is_empty());
         let add_bos = !first.is_some_and(|s| !s.from_client && starts_with_bos(&s.text));
         Ok(tokens::tokenize_chat(
@@ -236,6 +245,68 @@ impl LocalModel {
             &segments,
             add_bos,
         ))
+    }
+
+    /// A conversation's prompt. A template that describes tools itself
+    /// gets them, and the calls and results of earlier turns, as its
+    /// variables; any other gets the generic format's system message and
+    /// JSON turns (see `toolcall`), also when this request offers no tools.
+    fn chat_prompt(
+        &self,
+        messages: &[aitier_core::Message],
+        tools: Option<&Tools>,
+    ) -> Result<Vec<u32>, CoreError> {
+        let template = self.template.as_ref().ok_or_else(|| {
+            CoreError::invalid(
+                "messages",
+                "this model has no chat template; use /v1/completions, or configure its chat_template_file",
+            )
+        })?;
+        if !template.uses_tools() {
+            let messages = toolcall::conversation(messages, tools, self.tool_role);
+            return self.chat_tokens(template, &messages, None);
+        }
+        let wire = tools.map(toolcall::wire_tools);
+        if !self.special_tokens_in_content {
+            self.refuse_control_text(messages, wire.as_deref())?;
+        }
+        self.chat_tokens(template, messages, wire.as_deref())
+    }
+
+    /// What a template renders itself (tool definitions, calls) is not cut
+    /// out as client text, so a control token spelled in it is refused.
+    fn refuse_control_text(
+        &self,
+        messages: &[aitier_core::Message],
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<(), CoreError> {
+        let refuse = |param: String, token: &str| {
+            CoreError::invalid(
+                param,
+                format!(
+                    "the text '{token}' is a control token of this model and cannot appear here"
+                ),
+            )
+        };
+        for (i, t) in tools.unwrap_or_default().iter().enumerate() {
+            if let Some(token) = self.controls.first_in(&t.to_string()) {
+                return Err(refuse(format!("tools[{i}]"), token));
+            }
+        }
+        for (i, m) in messages.iter().enumerate() {
+            let ids = m.tool_call_id.iter().map(String::as_str);
+            let calls = m
+                .tool_calls
+                .iter()
+                .flat_map(|c| [c.id.as_str(), c.name.as_str(), c.arguments.as_str()]);
+            if let Some(token) = ids
+                .chain(calls)
+                .find_map(|text| self.controls.first_in(text))
+            {
+                return Err(refuse(format!("messages[{i}].tool_calls"), token));
+            }
+        }
+        Ok(())
     }
 
     /// The vocabulary's control tokens, with the text that names them in a
@@ -255,13 +326,7 @@ impl LocalModel {
     /// vocabulary.
     fn prompts(&self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>, CoreError> {
         let prompts = match &req.prompt {
-            // Earlier calls and results are written in the generic format
-            // whether or not this request offers tools.
-            PromptInput::Chat(messages) => vec![self.chat_tokens(&toolcall::conversation(
-                messages,
-                req.tools.as_ref(),
-                self.tool_role,
-            ))?],
+            PromptInput::Chat(messages) => vec![self.chat_prompt(messages, req.tools.as_ref())?],
             PromptInput::Texts(texts) => texts
                 .iter()
                 .map(|t| {
@@ -506,6 +571,8 @@ impl Provider for LocalModel {
             prompt_computed: c.prompt_computed.load(Ordering::Relaxed),
             running: c.running.load(Ordering::Relaxed),
             waiting: c.waiting.load(Ordering::Relaxed),
+            grammar_masks: c.grammar_masks.load(Ordering::Relaxed),
+            grammar_mask_micros: c.grammar_mask_micros.load(Ordering::Relaxed),
         }
     }
 

@@ -23,6 +23,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// The template reads a `tools` variable (it describes tools itself).
+    uses_tools: bool,
 }
 
 #[derive(Serialize)]
@@ -31,6 +33,18 @@ struct TemplateMessage<'a> {
     content: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+/// A call as Hugging Face templates read it: arguments as an object.
+fn template_call(c: &aitier_core::ToolCall) -> serde_json::Value {
+    let arguments = serde_json::from_str(&c.arguments)
+        .unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone()));
+    serde_json::json!({"id": c.id, "type": "function",
+        "function": {"name": c.name, "arguments": arguments}})
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {
@@ -58,6 +72,7 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            uses_tools: source.contains("tools"),
         })
     }
 
@@ -73,23 +88,38 @@ impl ChatTemplate {
                 ..Message::new(aitier_core::Role::Tool, PROBE)
             },
         ];
-        self.render(&probe).is_ok_and(|text| text.contains(PROBE))
+        self.render(&probe, None)
+            .is_ok_and(|text| text.contains(PROBE))
     }
 
-    pub fn render(&self, messages: &[Message]) -> Result<String, TemplateError> {
-        self.render_with(messages, |_, v| Cow::Borrowed(v))
+    pub fn uses_tools(&self) -> bool {
+        self.uses_tools
+    }
+
+    pub fn render(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<String, TemplateError> {
+        self.render_with(messages, tools, |_, v| Cow::Borrowed(v))
     }
 
     /// The rendering split into the template's own text and what the
     /// client sent (contents and names), so that the two are tokenized
     /// differently: see `segments`.
-    pub fn render_segments(&self, messages: &[Message]) -> Result<Vec<Segment>, TemplateError> {
-        let marked = self.render_with(messages, |k, _| Cow::Owned(segments::sentinel(k)))?;
+    /// `tools` (OpenAI's `tools` entries) go to the template's own `tools`
+    /// variable; they are template text, so the caller checks them first.
+    pub fn render_segments(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<Vec<Segment>, TemplateError> {
+        let marked = self.render_with(messages, tools, |k, _| Cow::Owned(segments::sentinel(k)))?;
         let values: Vec<&str> = messages
             .iter()
             .flat_map(|m| [m.content.as_str(), m.name.as_deref().unwrap_or("")])
             .collect();
-        let real = self.render(messages)?;
+        let real = self.render(messages, tools)?;
         Ok(segments::splice(&marked, &values, &real))
     }
 
@@ -98,6 +128,7 @@ impl ChatTemplate {
     fn render_with<'a>(
         &self,
         messages: &'a [Message],
+        tools: Option<&[serde_json::Value]>,
         field: impl Fn(usize, &'a str) -> Cow<'a, str>,
     ) -> Result<String, TemplateError> {
         let msgs: Vec<TemplateMessage<'_>> = messages
@@ -107,6 +138,8 @@ impl ChatTemplate {
                 role: m.role.as_str(),
                 content: field(2 * i, &m.content),
                 name: m.name.as_deref().map(|n| field(2 * i + 1, n)),
+                tool_calls: m.tool_calls.iter().map(template_call).collect(),
+                tool_call_id: m.tool_call_id.as_deref(),
             })
             .collect();
         let tmpl = self
@@ -118,6 +151,7 @@ impl ChatTemplate {
             add_generation_prompt => true,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+            tools => tools,
         })
         .map_err(|e| TemplateError::Render(render_message(&e)))
     }
@@ -145,7 +179,7 @@ mod tests {
     #[test]
     fn renders_chatml_with_generation_prompt() {
         let t = ChatTemplate::new(CHATML, "<|im_start|>", "<|im_end|>").expect("compiles");
-        let out = t.render(&[user("Hi")]).expect("renders");
+        let out = t.render(&[user("Hi")], None).expect("renders");
         assert!(out.starts_with("<|im_start|>system\nYou are a helpful"));
         assert!(out.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
     }
@@ -155,7 +189,7 @@ mod tests {
         let src = "{% if messages[0]['role'] == 'assistant' %}{{ raise_exception('Conversation must start with user') }}{% endif %}ok";
         let t = ChatTemplate::new(src, "", "").expect("compiles");
         let msg = Message::new(Role::Assistant, "x");
-        match t.render(&[msg]) {
+        match t.render(&[msg], None) {
             Err(TemplateError::Render(m)) => assert!(m.contains("must start with user"), "{m}"),
             other => panic!(
                 "expected a render error, got {other:?}",
@@ -168,6 +202,9 @@ mod tests {
     fn python_string_methods_work() {
         let src = "{{ messages[0]['content'].strip() }}|{{ bos_token }}";
         let t = ChatTemplate::new(src, "<s>", "</s>").expect("compiles");
-        assert_eq!(t.render(&[user("  hi  ")]).expect("renders"), "hi|<s>");
+        assert_eq!(
+            t.render(&[user("  hi  ")], None).expect("renders"),
+            "hi|<s>"
+        );
     }
 }

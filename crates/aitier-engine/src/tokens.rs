@@ -59,6 +59,12 @@ impl Controls {
         &self.tokens
     }
 
+    /// The first control token `text` spells, if any.
+    pub fn first_in<'t>(&self, text: &'t str) -> Option<&'t str> {
+        let (start, end, _) = self.find(text).next()?;
+        Some(&text[start..end])
+    }
+
     /// The control tokens spelled in `text`, with their byte ranges.
     fn find<'a>(&'a self, text: &'a str) -> impl Iterator<Item = (usize, usize, LlamaToken)> + 'a {
         self.finder

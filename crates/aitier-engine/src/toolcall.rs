@@ -12,7 +12,8 @@ use aitier_core::{
 use aitier_protocol::tools::{FunctionCallDelta, ToolCallDelta};
 use futures::StreamExt;
 
-use crate::grammar::{literal, with_layout};
+use crate::gbnf::literal;
+use crate::schema::with_layout;
 
 const REPLY_OPEN: &str = "{\"response\": \"";
 const CALLS_OPEN: &str = "{\"tool_calls\": [";
@@ -54,6 +55,22 @@ pub fn grammar(tools: &Tools) -> Constraint {
         _ => "start: calls",
     };
     Constraint::Lark(format!("{start}\n{}\n", rules.join("\n")))
+}
+
+/// `tools` as OpenAI's `tools` entries, for templates that describe tools
+/// themselves.
+pub fn wire_tools(tools: &Tools) -> Vec<serde_json::Value> {
+    tools
+        .defs
+        .iter()
+        .map(|d| {
+            let mut f = serde_json::json!({"name": d.name, "parameters": d.parameters});
+            if let Some(desc) = &d.description {
+                f["description"] = serde_json::Value::String(desc.clone());
+            }
+            serde_json::json!({"type": "function", "function": f})
+        })
+        .collect()
 }
 
 fn instructions(tools: &Tools) -> String {
@@ -128,6 +145,14 @@ pub fn conversation(messages: &[Message], tools: Option<&Tools>, tool_role: bool
                         tool_call_id: Some(id),
                         ..Message::new(Role::User, line)
                     }),
+                }
+            }
+            // A user turn right after results joins them, for templates
+            // that insist on alternating roles.
+            Role::User if !tool_role && out.last().is_some_and(|p| p.tool_call_id.is_some()) => {
+                if let Some(prev) = out.last_mut() {
+                    prev.content.push_str("\n\n");
+                    prev.content.push_str(&m.content);
                 }
             }
             _ => out.push(Message {
@@ -281,52 +306,27 @@ fn translate(state: &mut [(Envelope, u32)], ev: GenEvent) -> Vec<GenEvent> {
                 return vec![];
             };
             *unsent += tokens;
-            let mut out = Vec::new();
-            for piece in env.push(&text) {
-                // Tokens ride on the first event they produced, so a
-                // client that leaves mid-call is billed for them.
-                let tokens = std::mem::take(unsent);
-                out.push(match piece {
-                    Piece::Text(text) => GenEvent::Delta {
-                        index,
-                        text,
-                        logprobs: std::mem::take(&mut logprobs),
-                        tokens,
-                    },
-                    Piece::CallStart { index: call, name } => GenEvent::ToolCall {
-                        index,
-                        delta: ToolCallDelta {
-                            index: call,
-                            id: Some(format!(
-                                "call_{}",
-                                &uuid::Uuid::new_v4().simple().to_string()[..24]
-                            )),
-                            kind: Some("function".into()),
-                            function: Some(FunctionCallDelta {
-                                name: Some(name),
-                                arguments: Some(String::new()),
-                            }),
+            env.push(&text)
+                .into_iter()
+                .map(|piece| {
+                    // Tokens ride on the first event they produced, so a
+                    // client that leaves mid-call is billed for them.
+                    let tokens = std::mem::take(unsent);
+                    match piece {
+                        Piece::Text(text) => GenEvent::Delta {
+                            index,
+                            text,
+                            logprobs: std::mem::take(&mut logprobs),
+                            tokens,
                         },
-                        tokens,
-                    },
-                    Piece::CallArguments {
-                        index: call,
-                        fragment,
-                    } => GenEvent::ToolCall {
-                        index,
-                        delta: ToolCallDelta {
-                            index: call,
-                            function: Some(FunctionCallDelta {
-                                name: None,
-                                arguments: Some(fragment),
-                            }),
-                            ..ToolCallDelta::default()
+                        Piece::Call(call) => GenEvent::ToolCall {
+                            index,
+                            delta: call_delta(call),
+                            tokens,
                         },
-                        tokens,
-                    },
-                });
-            }
-            out
+                    }
+                })
+                .collect()
         }
         GenEvent::Finished { index, reason } => {
             let Some((env, unsent)) = state.get_mut(index as usize) else {
@@ -352,16 +352,46 @@ fn translate(state: &mut [(Envelope, u32)], ev: GenEvent) -> Vec<GenEvent> {
     }
 }
 
+/// A call's piece in OpenAI's streamed shape; its start gets a fresh id.
+fn call_delta(piece: CallPiece) -> ToolCallDelta {
+    let (index, id, name, arguments) = match piece {
+        CallPiece::Start { index, name } => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            (
+                index,
+                Some(format!("call_{}", &id[..24])),
+                Some(name),
+                String::new(),
+            )
+        }
+        CallPiece::Arguments { index, fragment } => (index, None, None, fragment),
+    };
+    ToolCallDelta {
+        index,
+        kind: id.as_ref().map(|_| "function".to_string()),
+        id,
+        function: Some(FunctionCallDelta {
+            name,
+            arguments: Some(arguments),
+        }),
+    }
+}
+
 /// A piece of a choice's output as the client sees it.
 #[derive(Debug, PartialEq)]
 pub enum Piece {
     Text(String),
+    Call(CallPiece),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum CallPiece {
     /// Call `index` begins.
-    CallStart {
+    Start {
         index: u32,
         name: String,
     },
-    CallArguments {
+    Arguments {
         index: u32,
         fragment: String,
     },
@@ -387,18 +417,18 @@ impl Envelope {
             let had = match self.shown.calls.get(i) {
                 Some((_, a)) => a.len(),
                 None => {
-                    out.push(Piece::CallStart {
+                    out.push(Piece::Call(CallPiece::Start {
                         index,
                         name: name.clone(),
-                    });
+                    }));
                     0
                 }
             };
             if args.len() > had {
-                out.push(Piece::CallArguments {
+                out.push(Piece::Call(CallPiece::Arguments {
                     index,
                     fragment: args[had..].to_string(),
-                });
+                }));
             }
         }
         self.shown = now;
@@ -446,8 +476,8 @@ mod tests {
             let mut names = Vec::new();
             for p in pieces {
                 match p {
-                    Piece::CallStart { name, .. } => names.push(name),
-                    Piece::CallArguments { index, fragment } => {
+                    Piece::Call(CallPiece::Start { name, .. }) => names.push(name),
+                    Piece::Call(CallPiece::Arguments { index, fragment }) => {
                         args[index as usize].push_str(&fragment)
                     }
                     Piece::Text(t) => panic!("unexpected text {t}"),

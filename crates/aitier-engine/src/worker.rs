@@ -3,9 +3,9 @@
 //! `Job`s over a bounded channel; events go back over each request's own
 //! channel, whose closing (client gone) cancels the request at the next step.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -17,59 +17,13 @@ use aitier_core::{CoreError, FinishReason, GenEvent, SamplingParams, TokenLogpro
 use aitier_protocol::Usage;
 
 use crate::fair::FairQueue;
+use crate::grammar;
+use crate::job::{Counters, Job, WorkerConfig};
 use crate::plan::{plan_step, shared_prefill_budget, Demand, Limits, StepPlan, MIN_PREFILL};
 use crate::sampler::Sampler;
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
 use llguidance::toktrie::SimpleVob;
 use llguidance::Matcher;
-
-/// One request as the engine thread sees it: prompts already tokenised and
-/// checked against the context.
-pub(crate) struct Job {
-    pub prompts: Vec<Vec<u32>>,
-    pub n: u32,
-    /// Per-choice completion limit, already clamped to the context.
-    pub max_new: Vec<u32>,
-    pub stop: Vec<String>,
-    pub logprobs: Option<u32>,
-    pub sampling: SamplingParams,
-    pub deadline: Option<Instant>,
-    pub tenant: String,
-    pub weight: u32,
-    pub events: mpsc::UnboundedSender<GenEvent>,
-    /// The request's constraint, fresh; each choice runs its own copy.
-    pub matcher: Option<Matcher>,
-}
-
-/// Shared with the async side for `ProviderStats`.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub prompt_tokens: AtomicU64,
-    pub generated_tokens: AtomicU64,
-    pub finished: AtomicU64,
-    pub cancelled: AtomicU64,
-    pub running: AtomicU64,
-    pub waiting: AtomicU64,
-    /// Prompt tokens actually evaluated (not served from the prefix cache).
-    pub prompt_computed: AtomicU64,
-    /// Requests accepted and not yet ended; bounds the queue.
-    pub in_flight: AtomicU64,
-}
-
-pub(crate) struct WorkerConfig {
-    pub slots: u32,
-    pub ctx_per_slot: u32,
-    pub batch_size: u32,
-    /// Most prompt tokens one sequence may prefill per step, so a long
-    /// prompt shares the batch instead of filling it.
-    pub prefill_chunk: u32,
-    /// How long a shared step should take; prompt chunks shrink below
-    /// `prefill_chunk` to fit it.
-    pub step_target: Option<Duration>,
-    /// Cells idle slots may keep as prefix cache before the least recently
-    /// used are cleared.
-    pub cache_cells: u64,
-}
 
 struct Request {
     events: mpsc::UnboundedSender<GenEvent>,
@@ -492,24 +446,9 @@ impl<'m> Worker<'m> {
             .filter(|(_, s)| s.logits_at.is_some())
             .filter_map(|(i, s)| s.matcher.take().map(|m| (i, m)))
             .collect();
-        let wanted = pending.len();
-        let (decoded, masks) = std::thread::scope(|scope| {
-            let masks = (wanted > 0).then(|| {
-                scope.spawn(|| {
-                    pending
-                        .iter_mut()
-                        .map(|(_, m)| m.compute_mask().map_err(|e| e.to_string()))
-                        .collect::<Vec<_>>()
-                })
-            });
-            let decoded = self.decode(batch, &plan);
-            let masks = masks.map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![Err("the grammar thread panicked".to_string()); wanted]
-                })
-            });
-            (decoded, masks.unwrap_or_default())
-        });
+        let counters = self.counters.clone();
+        let (decoded, masks) =
+            grammar::masks_beside(&mut pending, &counters, || self.decode(batch, &plan));
         let mut failed = Vec::new();
         for ((i, matcher), mask) in pending.into_iter().zip(masks) {
             let Some(seq) = self.running.get_mut(i) else {

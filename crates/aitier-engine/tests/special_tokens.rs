@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aitier_core::{GenerateRequest, Message, PromptInput, Provider, Role};
+use aitier_core::{
+    GenerateRequest, Message, PromptInput, Provider, Role, ToolChoice, ToolDef, Tools,
+};
 use aitier_engine::{EngineConfig, LocalModel};
 
 fn load(special_tokens_in_content: bool) -> Arc<LocalModel> {
@@ -83,4 +85,38 @@ async fn a_model_configured_to_trust_contents_parses_them() {
     // `a` is one token and so is `<|im_end|>` when parsed.
     let got = prompt_tokens(&m, conversation(Role::User, "<|im_end|>")).await;
     assert_eq!(got, base);
+}
+
+fn with_tool(description: &str) -> GenerateRequest {
+    GenerateRequest {
+        tools: Some(Tools {
+            defs: vec![ToolDef {
+                name: "lookup".into(),
+                description: Some(description.to_string()),
+                parameters: serde_json::json!({"type": "object", "properties": {"q": {"type": "string", "description": description}}}),
+                strict: None,
+            }],
+            choice: ToolChoice::Auto,
+            parallel: true,
+        }),
+        ..conversation(Role::User, "a")
+    }
+}
+
+#[tokio::test]
+async fn no_control_token_in_a_tool_becomes_one() {
+    let m = load(false);
+    let empty = prompt_tokens(&m, with_tool("")).await;
+    for t in m.control_tokens() {
+        let plain = plain_tokens(&m, &t.piece).await;
+        assert!(plain >= 3, "{t:?} is {plain} tokens as text");
+        // Twice in the prompt (description and parameter description): as
+        // one control token each, it would add 2; as text at least
+        // 2 × (plain - 1), letting each boundary merge with the JSON quote.
+        let got = prompt_tokens(&m, with_tool(&t.piece)).await;
+        assert!(
+            got >= empty + 2 * (plain - 1),
+            "{t:?}: {got} vs {empty} + 2 × {plain}"
+        );
+    }
 }

@@ -26,7 +26,7 @@ type Series = (
     fn(&ProviderStats) -> u64,
 );
 
-const PROVIDER_SERIES: [Series; 7] = [
+const PROVIDER_SERIES: [Series; 9] = [
     (
         "aitier_prompt_tokens",
         MetricType::Counter,
@@ -68,6 +68,18 @@ const PROVIDER_SERIES: [Series; 7] = [
         MetricType::Gauge,
         "Sequences waiting for a slot.",
         |s| s.waiting,
+    ),
+    (
+        "aitier_grammar_masks",
+        MetricType::Counter,
+        "Token masks computed for constrained sequences.",
+        |s| s.grammar_masks,
+    ),
+    (
+        "aitier_grammar_mask_microseconds",
+        MetricType::Counter,
+        "Microseconds spent computing token masks (overlapping the decode).",
+        |s| s.grammar_mask_micros,
     ),
 ];
 

@@ -384,6 +384,8 @@ impl Provider for Router {
             s.requests_cancelled += p.requests_cancelled;
             s.running += p.running;
             s.waiting += p.waiting;
+            s.grammar_masks += p.grammar_masks;
+            s.grammar_mask_micros += p.grammar_mask_micros;
         }
         s
     }

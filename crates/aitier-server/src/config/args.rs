@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// NAME=BASE_URL[#UPSTREAM_MODEL]. Repeatable; with --model, adds to it.
     #[arg(long = "upstream", value_name = "NAME=URL")]
     pub upstreams: Vec<String>,
+    /// A chat template file for a local model: NAME=PATH (Jinja, Hugging
+    /// Face conventions), used instead of the GGUF's own. Repeatable.
+    #[arg(long = "chat-template-file", value_name = "NAME=PATH")]
+    pub chat_template_files: Vec<String>,
     /// Where the embedded default model lives.
     #[arg(long, env = "AITIER_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,

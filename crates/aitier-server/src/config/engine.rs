@@ -78,6 +78,7 @@ impl EngineSettings {
                 .special_tokens_in_content
                 .unwrap_or(d.special_tokens_in_content),
             path: d.path,
+            chat_template_file: None,
         }
     }
 }

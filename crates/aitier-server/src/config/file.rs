@@ -70,6 +70,9 @@ pub struct FileModel {
     pub fallbacks: Vec<String>,
     #[serde(default)]
     pub deployments: Vec<FileDeployment>,
+    /// A Jinja chat template for this model's local engines, used instead
+    /// of the GGUF's own.
+    pub chat_template_file: Option<PathBuf>,
     /// This model's own engine settings, over `[engine]`.
     #[serde(flatten)]
     pub engine: EngineSettings,

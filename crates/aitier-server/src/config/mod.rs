@@ -245,6 +245,13 @@ fn model_from_file(
             m.name
         )));
     }
+    if let Some(file) = &m.chat_template_file {
+        for d in &mut deployments {
+            if let DeploymentConfig::Local { engine, .. } = d {
+                engine.chat_template_file = Some(file.clone());
+            }
+        }
+    }
     Ok(ModelConfig {
         name: m.name.clone(),
         aliases: m.aliases.clone(),
@@ -281,6 +288,38 @@ fn models(
     )])
 }
 
+/// `--chat-template-file NAME=PATH` onto the local engines of model NAME.
+fn template_files(args: &ServeArgs, models: &mut [ModelConfig]) -> Result<(), ConfigError> {
+    for spec in &args.chat_template_files {
+        let (name, path) = spec
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "--chat-template-file takes NAME=PATH, got `{spec}`"
+                ))
+            })?;
+        let model = models.iter_mut().find(|m| m.name == name).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "--chat-template-file names `{name}`, which is not served"
+            ))
+        })?;
+        let mut local = false;
+        for d in &mut model.deployments {
+            if let DeploymentConfig::Local { engine, .. } = d {
+                engine.chat_template_file = Some(PathBuf::from(path));
+                local = true;
+            }
+        }
+        if !local {
+            return Err(ConfigError::Invalid(format!(
+                "--chat-template-file names `{name}`, which has no local engine"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Names are unique, fallbacks name other served models, engines are
 /// sane and their files exist. `default_model` says the models are the
 /// embedded default, whose missing file has a remedy to suggest.
@@ -309,6 +348,13 @@ fn check_models(models: &[ModelConfig], default_model: bool) -> Result<(), Confi
     for (m, e) in models.iter().flat_map(|m| m.engines().map(move |e| (m, e))) {
         e.validate()
             .map_err(|why| ConfigError::Invalid(format!("model `{}`: {why}", m.name)))?;
+        if let Some(t) = e.chat_template_file.as_ref().filter(|t| !t.is_file()) {
+            return Err(ConfigError::Invalid(format!(
+                "model `{}`: chat template file {} not found",
+                m.name,
+                t.display()
+            )));
+        }
         if !e.path.is_file() {
             let hint = if default_model && m.name == DEFAULT_MODEL_NAME {
                 "; run `make model` (or scripts/fetch-model.sh) to fetch the default model"
@@ -382,7 +428,8 @@ impl ServeConfig {
         let mut file = read_file(args.config.as_deref())?;
         let server = server(args, &file)?;
         let routing = Routing::from_file(&file.routing);
-        let models = models(args, &file, &routing)?;
+        let mut models = models(args, &file, &routing)?;
+        template_files(args, &mut models)?;
         let default_model =
             args.models.is_empty() && args.upstreams.is_empty() && file.models.is_empty();
         check_models(&models, default_model)?;
@@ -468,5 +515,53 @@ mod tests {
         };
         let err = ServeConfig::resolve(&args).expect_err("missing");
         assert!(err.to_string().contains("make model"), "{err}");
+    }
+
+    #[test]
+    fn template_files_reach_the_named_models_engines() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let tmpl = write(&d, "t.jinja", "{{ messages }}");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[[models]]\nname = \"a\"\npath = \"{}\"\nchat_template_file = \"{}\"\n[[models]]\nname = \"b\"\npath = \"{0}\"\n", gguf.display(), tmpl.display()),
+        );
+        let args = ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        let template = |i: usize| {
+            c.models[i]
+                .engines()
+                .next()
+                .expect("local")
+                .chat_template_file
+                .clone()
+        };
+        assert_eq!(template(0), Some(tmpl.clone()));
+        assert_eq!(template(1), None);
+        let flag = |spec: &str| ServeArgs {
+            config: Some(cfg.clone()),
+            chat_template_files: vec![spec.to_string()],
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&flag(&format!("b={}", tmpl.display()))).expect("valid");
+        assert_eq!(
+            c.models[1]
+                .engines()
+                .next()
+                .expect("local")
+                .chat_template_file,
+            Some(tmpl.clone())
+        );
+        for bad in [
+            "nobody=x".to_string(),
+            "b".to_string(),
+            format!("b={}", d.join("none").display()),
+        ] {
+            assert!(ServeConfig::resolve(&flag(&bad)).is_err(), "{bad}");
+        }
     }
 }

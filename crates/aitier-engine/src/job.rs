@@ -1,0 +1,58 @@
+//! What the async side hands the engine thread, and what the two share.
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use llguidance::Matcher;
+use tokio::sync::mpsc;
+
+use aitier_core::{GenEvent, SamplingParams};
+
+/// One request as the engine thread sees it: prompts already tokenised and
+/// checked against the context.
+pub(crate) struct Job {
+    pub prompts: Vec<Vec<u32>>,
+    pub n: u32,
+    /// Per-choice completion limit, already clamped to the context.
+    pub max_new: Vec<u32>,
+    pub stop: Vec<String>,
+    pub logprobs: Option<u32>,
+    pub sampling: SamplingParams,
+    pub deadline: Option<Instant>,
+    pub tenant: String,
+    pub weight: u32,
+    pub events: mpsc::UnboundedSender<GenEvent>,
+    /// The request's constraint, fresh; each choice runs its own copy.
+    pub matcher: Option<Matcher>,
+}
+
+/// Shared with the async side for `ProviderStats`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub prompt_tokens: AtomicU64,
+    pub generated_tokens: AtomicU64,
+    pub finished: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub running: AtomicU64,
+    pub waiting: AtomicU64,
+    /// Prompt tokens actually evaluated (not served from the prefix cache).
+    pub prompt_computed: AtomicU64,
+    /// Requests accepted and not yet ended; bounds the queue.
+    pub in_flight: AtomicU64,
+    pub grammar_masks: AtomicU64,
+    pub grammar_mask_micros: AtomicU64,
+}
+
+pub(crate) struct WorkerConfig {
+    pub slots: u32,
+    pub ctx_per_slot: u32,
+    pub batch_size: u32,
+    /// Most prompt tokens one sequence may prefill per step, so a long
+    /// prompt shares the batch instead of filling it.
+    pub prefill_chunk: u32,
+    /// How long a shared step should take; prompt chunks shrink below
+    /// `prefill_chunk` to fit it.
+    pub step_target: Option<Duration>,
+    /// Cells idle slots may keep as prefix cache before the least recently
+    /// used are cleared.
+    pub cache_cells: u64,
+}
