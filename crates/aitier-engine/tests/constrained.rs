@@ -1,7 +1,6 @@
 //! Constrained decoding on the real default model: what comes out matches
 //! the grammar, tool calls come back as calls, and what llguidance cannot
 //! enforce is refused before anything runs.
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use aitier_core::frontend::{collect, Answer};
@@ -9,20 +8,12 @@ use aitier_core::{
     Constrained, Constraint, CoreError, FinishReason, GenerateRequest, Message, PromptInput,
     Provider, RequestCtx, Role, ToolChoice, ToolDef, Tools,
 };
-use aitier_engine::{EngineConfig, LocalModel};
+use aitier_engine::LocalModel;
+
+mod common;
 
 fn load() -> Arc<LocalModel> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "{} missing: run `make model`",
-        path.display()
-    );
-    let mut cfg = EngineConfig::new(path);
-    cfg.slots = 2;
-    cfg.ctx_per_slot = 1024;
-    LocalModel::load(&cfg).expect("loads")
+    LocalModel::load(&common::default_model(2)).expect("loads")
 }
 
 fn chat(text: &str) -> GenerateRequest {
@@ -218,11 +209,8 @@ async fn what_cannot_be_enforced_is_refused_by_name_and_place() {
 
 /// SmolLM2 with a template that describes tools itself.
 fn load_with_tools_template() -> Arc<LocalModel> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut cfg = EngineConfig::new(root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    cfg.slots = 1;
-    cfg.ctx_per_slot = 1024;
-    cfg.chat_template_file = Some(root.join("examples/templates/chatml-tools.jinja"));
+    let mut cfg = common::default_model(1);
+    cfg.chat_template_file = Some(common::root().join("examples/templates/chatml-tools.jinja"));
     LocalModel::load(&cfg).expect("loads")
 }
 

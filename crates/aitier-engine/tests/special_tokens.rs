@@ -2,25 +2,17 @@
 //! vocabulary, written into a chat message of any role, becomes that token;
 //! only the template's own markup does. Counted on the real model: a
 //! message's content adds exactly its plain-text tokens to the prompt.
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use aitier_core::{
     GenerateRequest, Message, PromptInput, Provider, Role, ToolChoice, ToolDef, Tools,
 };
-use aitier_engine::{EngineConfig, LocalModel};
+use aitier_engine::LocalModel;
+
+mod common;
 
 fn load(special_tokens_in_content: bool) -> Arc<LocalModel> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "{} missing: run `make model`",
-        path.display()
-    );
-    let mut cfg = EngineConfig::new(path);
-    cfg.slots = 1;
-    cfg.ctx_per_slot = 1024;
+    let mut cfg = common::default_model(1);
     cfg.special_tokens_in_content = special_tokens_in_content;
     LocalModel::load(&cfg).expect("loads")
 }
