@@ -283,6 +283,14 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Hostile grammars get an answer, never a panic.
+        #[test]
+        fn any_text_converts_or_is_refused(src in "(root ::= )?(\\PC|[\"\\[\\]\\\\{}:=#\n])*") {
+            let _ = to_lark(&src);
+        }
+    }
+
     #[test]
     fn a_grammar_without_root_is_refused() {
         assert!(to_lark("a ::= \"x\"")

@@ -177,35 +177,45 @@ struct View {
     calls: Vec<(String, String)>,
 }
 
-/// The longest prefix of a JSON string body that decodes, decoded.
+/// The longest prefix of a JSON string body that decodes, decoded: an
+/// escape cut by the end of what has streamed waits for the rest.
 fn partial_string(body: &str) -> String {
     let mut out = String::new();
-    let mut chars = body.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => break,
-            '\\' => {
-                let rest = &body[i..];
-                let len = if rest[1..].starts_with('u') { 6 } else { 2 };
-                if rest.len() < len {
-                    break;
-                }
-                // A surrogate pair needs both halves.
-                let pair = rest.starts_with("\\ud") || rest.starts_with("\\uD");
-                let len = if pair && rest.len() >= 12 { 12 } else { len };
-                match serde_json::from_str::<String>(&format!("\"{}\"", &rest[..len])) {
-                    Ok(s) => out.push_str(&s),
-                    Err(_) if pair && len < 12 => break,
-                    Err(_) => {}
-                }
-                for _ in 1..len {
-                    chars.next();
-                }
-            }
-            c => out.push(c),
+    let mut rest = body;
+    loop {
+        let Some(at) = rest.find(['"', '\\']) else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if rest.starts_with('"') {
+            return out;
         }
+        let len = match rest.as_bytes().get(1) {
+            None => return out,
+            // A high surrogate needs its low half too.
+            Some(b'u') if high_surrogate(rest) => 12,
+            Some(b'u') => 6,
+            Some(_) => 2,
+        };
+        let Some(escape) = rest.get(..len) else {
+            return out;
+        };
+        match serde_json::from_str::<String>(&format!("\"{escape}\"")) {
+            Ok(s) => out.push_str(&s),
+            Err(_) => return out,
+        }
+        rest = &rest[len..];
     }
-    out
+}
+
+/// Whether `escape` (starting `\u`) is a high surrogate, `\uD800`-`\uDBFF`.
+fn high_surrogate(escape: &str) -> bool {
+    escape
+        .get(2..3)
+        .is_some_and(|d| d.eq_ignore_ascii_case("d"))
+        && escape.get(3..4).is_some_and(|c| "89abAB".contains(c))
 }
 
 /// Where the JSON value starting at `text` ends (exclusive), if it has.
@@ -497,6 +507,62 @@ mod tests {
                 })
                 .collect();
             assert_eq!(joined, "Hi \"you\"\né😀!", "step {step}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever streams in, in whatever pieces, reading never panics;
+        /// an envelope of calls reads back the same however it is cut.
+        #[test]
+        fn any_text_reads_and_calls_survive_any_cuts(
+            noise in ".{0,40}",
+            calls in proptest::collection::vec(("[a-z_]{1,12}", ".{0,20}"), 1..4),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let mut env = Envelope::default();
+            env.push(&noise);
+            let body: Vec<String> = calls
+                .iter()
+                .map(|(name, arg)| format!("{CALL_OPEN}{name}{ARGS_OPEN}{}}}", serde_json::json!({"a": arg})))
+                .collect();
+            let text = format!("{CALLS_OPEN}{}]}}", body.join(", "));
+            let chars: Vec<char> = text.chars().collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (chars.len() + 1)).collect();
+            cuts.sort_unstable();
+            let (mut env, mut at, mut pieces) = (Envelope::default(), 0, Vec::new());
+            for cut in cuts.into_iter().chain([chars.len()]) {
+                pieces.extend(env.push(&chars[at..cut.max(at)].iter().collect::<String>()));
+                at = cut.max(at);
+            }
+            let mut got: Vec<(String, String)> = Vec::new();
+            for p in pieces {
+                match p {
+                    Piece::Call(CallPiece::Start { name, .. }) => got.push((name, String::new())),
+                    Piece::Call(CallPiece::Arguments { index, fragment }) => got[index as usize].1.push_str(&fragment),
+                    Piece::Text(t) => proptest::prop_assert!(false, "text {t:?}"),
+                }
+            }
+            let want: Vec<(String, String)> = calls
+                .iter()
+                .map(|(name, arg)| (name.clone(), serde_json::json!({"a": arg}).to_string()))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn a_reply_reads_back_whole_however_cut(reply in ".{0,60}", cut in 0usize..80) {
+            let text = format!("{{\"response\": {}}}", serde_json::Value::String(reply.clone()));
+            let cut = (0..=cut.min(text.len())).rev().find(|&c| text.is_char_boundary(c)).unwrap_or(0);
+            let mut env = Envelope::default();
+            let mut shown = String::new();
+            for part in [&text[..cut], &text[cut..]] {
+                for p in env.push(part) {
+                    if let Piece::Text(t) = p {
+                        shown.push_str(&t);
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(shown, reply);
         }
     }
 

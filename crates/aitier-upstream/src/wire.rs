@@ -510,6 +510,63 @@ mod tests {
     }
 
     #[test]
+    fn tools_and_constraints_go_upstream_and_calls_come_back() {
+        use aitier_core::{Constrained, ToolCall, ToolDef};
+        let mut req = chat_req();
+        req.tools = Some(Tools {
+            defs: vec![ToolDef {
+                name: "f".into(),
+                description: None,
+                parameters: serde_json::json!({"type": "object"}),
+                strict: Some(true),
+            }],
+            choice: ToolChoice::Function("f".into()),
+            parallel: false,
+        });
+        req.constraint = Some(Constrained {
+            rule: Constraint::JsonObject,
+            param: "response_format",
+        });
+        if let PromptInput::Chat(m) = &mut req.prompt {
+            m.push(Message {
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                }],
+                ..Message::new(Role::Assistant, "")
+            });
+        }
+        let body = serde_json::to_value(request_body(&req, "up")).expect("serializes");
+        assert_eq!(body["tools"][0]["function"]["strict"], true);
+        assert_eq!(body["tool_choice"]["function"]["name"], "f");
+        assert_eq!(body["parallel_tool_calls"], false);
+        assert_eq!(body["response_format"]["type"], "json_object");
+        assert!(body.get("guided_json").is_none(), "{body}");
+        assert!(body["messages"][1]["content"].is_null());
+        assert_eq!(body["messages"][1]["tool_calls"][0]["id"], "call_1");
+
+        let mut d = Decoder::new(Endpoint::Chat, 1, 3);
+        let ev = d
+            .decode(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_9","type":"function","function":{"name":"f","arguments":"{\"a\""}}]}}]}"#)
+            .expect("valid");
+        assert!(
+            matches!(&ev[1], GenEvent::ToolCall { index: 0, delta, tokens: 1 }
+            if delta.id.as_deref() == Some("call_9"))
+        );
+        let ev = d
+            .decode(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#)
+            .expect("valid");
+        assert_eq!(
+            ev,
+            vec![GenEvent::Finished {
+                index: 0,
+                reason: FinishReason::ToolCalls
+            }]
+        );
+    }
+
+    #[test]
     fn chunks_become_events_and_usage() {
         let mut d = Decoder::new(Endpoint::Chat, 2, 9);
         let ev = d
