@@ -41,10 +41,8 @@ struct TemplateMessage<'a> {
 
 /// A call as Hugging Face templates read it: arguments as an object.
 fn template_call(c: &aitier_core::ToolCall) -> serde_json::Value {
-    let arguments = serde_json::from_str(&c.arguments)
-        .unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone()));
     serde_json::json!({"id": c.id, "type": "function",
-        "function": {"name": c.name, "arguments": arguments}})
+        "function": {"name": c.name, "arguments": c.arguments_json()}})
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {

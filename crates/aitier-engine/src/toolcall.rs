@@ -89,14 +89,6 @@ fn instructions(tools: &Tools) -> String {
     )
 }
 
-/// A call as the envelope writes it, arguments as an object when they are
-/// JSON.
-fn call_json(name: &str, arguments: &str) -> serde_json::Value {
-    let args = serde_json::from_str(arguments)
-        .unwrap_or_else(|_| serde_json::Value::String(arguments.to_string()));
-    serde_json::json!({"name": name, "arguments": args})
-}
-
 /// The conversation with the tools described and earlier calls written as
 /// the generic format's JSON. Tool results stay `tool` turns where the
 /// template takes them (`tool_role`), and become user turns where it
@@ -112,7 +104,7 @@ pub fn conversation(messages: &[Message], tools: Option<&Tools>, tool_role: bool
                     .iter()
                     .map(|c| {
                         names.insert(c.id.clone(), c.name.clone());
-                        call_json(&c.name, &c.arguments)
+                        serde_json::json!({"name": c.name, "arguments": c.arguments_json()})
                     })
                     .collect();
                 let envelope = serde_json::json!({"tool_calls": calls});
@@ -587,7 +579,7 @@ mod tests {
         let out = conversation(&messages, Some(&weather()), false);
         assert_eq!(out[0].role, Role::System);
         assert!(out[0].content.contains("get_weather"));
-        let call = call_json("get_weather", "{\"city\":\"Paris\"}");
+        let call = serde_json::json!({"name": "get_weather", "arguments": {"city": "Paris"}});
         assert_eq!(
             out[2].content,
             serde_json::json!({"tool_calls": [call]}).to_string()
