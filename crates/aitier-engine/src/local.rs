@@ -18,6 +18,9 @@ use aitier_core::{
 };
 use std::sync::atomic::Ordering;
 
+use aitier_core::frontend::tools::to_wire_tools;
+use aitier_protocol::tools::Tool;
+
 use crate::config::EngineConfig;
 use crate::grammar::Grammars;
 use crate::job::{Counters, Job, WorkerConfig};
@@ -223,7 +226,7 @@ impl LocalModel {
         &self,
         template: &ChatTemplate,
         messages: &[aitier_core::Message],
-        tools: Option<&[serde_json::Value]>,
+        tools: Option<&[Tool]>,
     ) -> Result<Vec<u32>, CoreError> {
         let refused = |e| match e {
             TemplateError::Render(m) => CoreError::invalid("messages", m),
@@ -266,7 +269,7 @@ impl LocalModel {
             let messages = toolcall::conversation(messages, tools, self.tool_role);
             return self.chat_tokens(template, &messages, None);
         }
-        let wire = tools.map(toolcall::wire_tools);
+        let wire = tools.map(to_wire_tools);
         if !self.special_tokens_in_content {
             self.refuse_control_text(messages, wire.as_deref())?;
         }
@@ -278,19 +281,32 @@ impl LocalModel {
     fn refuse_control_text(
         &self,
         messages: &[aitier_core::Message],
-        tools: Option<&[serde_json::Value]>,
+        tools: Option<&[Tool]>,
     ) -> Result<(), CoreError> {
-        let refuse = |param: String, token: &str| {
+        fn refuse(param: String, token: &str) -> CoreError {
             CoreError::invalid(
                 param,
                 format!(
                     "the text '{token}' is a control token of this model and cannot appear here"
                 ),
             )
-        };
+        }
         for (i, t) in tools.unwrap_or_default().iter().enumerate() {
-            if let Some(token) = self.controls.first_in(&t.to_string()) {
-                return Err(refuse(format!("tools[{i}]"), token));
+            let Some(f) = &t.function else {
+                continue;
+            };
+            let parameters = f.parameters.as_ref().map(|p| p.to_string());
+            let texts = [
+                Some(f.name.as_str()),
+                f.description.as_deref(),
+                parameters.as_deref(),
+            ];
+            let found = texts
+                .into_iter()
+                .flatten()
+                .find_map(|t| self.controls.first_in(t).map(str::to_owned));
+            if let Some(token) = found {
+                return Err(refuse(format!("tools[{i}]"), &token));
             }
         }
         for (i, m) in messages.iter().enumerate() {

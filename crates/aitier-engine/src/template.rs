@@ -7,6 +7,7 @@ use minijinja::{context, Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 
 use aitier_core::Message;
+use aitier_protocol::tools::Tool;
 
 use crate::segments::{self, Segment};
 
@@ -97,7 +98,7 @@ impl ChatTemplate {
     pub fn render(
         &self,
         messages: &[Message],
-        tools: Option<&[serde_json::Value]>,
+        tools: Option<&[Tool]>,
     ) -> Result<String, TemplateError> {
         self.render_with(messages, tools, |_, v| Cow::Borrowed(v))
     }
@@ -110,7 +111,7 @@ impl ChatTemplate {
     pub fn render_segments(
         &self,
         messages: &[Message],
-        tools: Option<&[serde_json::Value]>,
+        tools: Option<&[Tool]>,
     ) -> Result<Vec<Segment>, TemplateError> {
         let marked = self.render_with(messages, tools, |k, _| Cow::Owned(segments::sentinel(k)))?;
         let values: Vec<&str> = messages
@@ -126,7 +127,7 @@ impl ChatTemplate {
     fn render_with<'a>(
         &self,
         messages: &'a [Message],
-        tools: Option<&[serde_json::Value]>,
+        tools: Option<&[Tool]>,
         field: impl Fn(usize, &'a str) -> Cow<'a, str>,
     ) -> Result<String, TemplateError> {
         let msgs: Vec<TemplateMessage<'_>> = messages

@@ -57,27 +57,18 @@ pub fn grammar(tools: &Tools) -> Constraint {
     Constraint::Lark(format!("{start}\n{}\n", rules.join("\n")))
 }
 
-/// `tools` as OpenAI's `tools` entries, for templates that describe tools
-/// themselves.
-pub fn wire_tools(tools: &Tools) -> Vec<serde_json::Value> {
-    functions(tools)
-        .map(|f| serde_json::json!({"type": "function", "function": f}))
-        .collect()
-}
-
-/// Each tool's name, description and parameters as JSON.
-fn functions(tools: &Tools) -> impl Iterator<Item = serde_json::Value> + '_ {
-    tools.defs.iter().map(|d| {
-        let mut f = serde_json::json!({"name": d.name, "parameters": d.parameters});
-        if let Some(desc) = &d.description {
-            f["description"] = serde_json::Value::String(desc.clone());
-        }
-        f
-    })
-}
-
 fn instructions(tools: &Tools) -> String {
-    let defs: Vec<serde_json::Value> = functions(tools).collect();
+    let defs: Vec<serde_json::Value> = tools
+        .defs
+        .iter()
+        .map(|d| {
+            let mut f = serde_json::json!({"name": d.name, "parameters": d.parameters});
+            if let Some(desc) = &d.description {
+                f["description"] = serde_json::Value::String(desc.clone());
+            }
+            f
+        })
+        .collect();
     let how = match &tools.choice {
         ToolChoice::Auto => "Answer with one JSON object: {\"tool_calls\": [{\"name\": <tool name>, \"arguments\": <arguments object>}]} to call tools, or {\"response\": <your reply>} to answer directly.".to_string(),
         ToolChoice::Required => "Call at least one tool. Answer with one JSON object: {\"tool_calls\": [{\"name\": <tool name>, \"arguments\": <arguments object>}]}.".to_string(),

@@ -7,7 +7,7 @@ use serde::Serialize;
 use aitier_core::frontend::{logprobs, tools};
 use aitier_core::{
     Constraint, CoreError, FinishReason, GenEvent, GenerateRequest, Message, PromptInput,
-    TokenLogprob, ToolChoice, Tools,
+    TokenLogprob,
 };
 use aitier_protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, MessageContent,
@@ -15,8 +15,7 @@ use aitier_protocol::chat::{
 use aitier_protocol::completions::{Completion, CompletionRequest, Prompt};
 use aitier_protocol::sse::Payload;
 use aitier_protocol::tools::{
-    FunctionCallDelta, FunctionDef, FunctionName, Guided, JsonSchemaFormat, NamedToolChoice,
-    ResponseFormat, Tool, ToolCallDelta, ToolChoice as WireChoice,
+    FunctionCallDelta, Guided, JsonSchemaFormat, ResponseFormat, ToolCallDelta,
 };
 use aitier_protocol::{Sampling, Stop, StreamOptions, Usage};
 
@@ -129,32 +128,6 @@ fn response_format(c: Option<&Constraint>) -> Option<ResponseFormat> {
     }
 }
 
-fn wire_tools(t: &Tools) -> Vec<Tool> {
-    t.defs
-        .iter()
-        .map(|d| Tool {
-            kind: "function".into(),
-            function: Some(FunctionDef {
-                name: d.name.clone(),
-                description: d.description.clone(),
-                parameters: Some(d.parameters.clone()),
-                strict: d.strict,
-            }),
-        })
-        .collect()
-}
-
-fn wire_choice(t: &Tools) -> WireChoice {
-    match &t.choice {
-        ToolChoice::Auto => WireChoice::Mode("auto".into()),
-        ToolChoice::Required => WireChoice::Mode("required".into()),
-        ToolChoice::Function(name) => WireChoice::Named(NamedToolChoice {
-            kind: "function".into(),
-            function: FunctionName { name: name.clone() },
-        }),
-    }
-}
-
 fn wire_message(m: &Message) -> ChatMessage {
     let calls_only = m.content.is_empty() && !m.tool_calls.is_empty();
     ChatMessage {
@@ -187,8 +160,8 @@ pub fn request_body(req: &GenerateRequest, model: &str) -> UpstreamRequest {
             sampling: sampling(req),
             logprobs: req.logprobs.map(|_| true),
             top_logprobs: req.logprobs,
-            tools: req.tools.as_ref().map(wire_tools),
-            tool_choice: req.tools.as_ref().map(wire_choice),
+            tools: req.tools.as_ref().map(tools::to_wire_tools),
+            tool_choice: req.tools.as_ref().map(tools::to_wire_choice),
             parallel_tool_calls: req.tools.as_ref().map(|t| t.parallel),
             response_format: response_format(req.constraint.as_ref().map(|c| &c.rule)),
             ..Default::default()
@@ -511,7 +484,7 @@ mod tests {
 
     #[test]
     fn tools_and_constraints_go_upstream_and_calls_come_back() {
-        use aitier_core::{Constrained, ToolCall, ToolDef};
+        use aitier_core::{Constrained, ToolCall, ToolChoice, ToolDef, Tools};
         let mut req = chat_req();
         req.tools = Some(Tools {
             defs: vec![ToolDef {

@@ -2,8 +2,8 @@
 //! extensions, checked and turned into the neutral `Tools` and
 //! `Constraint`; and tool calls back into their wire shapes.
 use aitier_protocol::tools::{
-    FunctionCall, FunctionCallDelta, Guided, ResponseFormat, Tool, ToolCall as WireCall,
-    ToolCallDelta, ToolChoice as WireChoice,
+    FunctionCall, FunctionCallDelta, FunctionDef, FunctionName, Guided, NamedToolChoice,
+    ResponseFormat, Tool, ToolCall as WireCall, ToolCallDelta, ToolChoice as WireChoice,
 };
 
 use crate::error::CoreError;
@@ -234,6 +234,34 @@ pub fn constraint(
                 found[0].0, found[1].0
             ),
         )),
+    }
+}
+
+/// `tools` as OpenAI's `tools` entries: for upstreams, and for templates
+/// that describe tools themselves.
+pub fn to_wire_tools(t: &Tools) -> Vec<Tool> {
+    t.defs
+        .iter()
+        .map(|d| Tool {
+            kind: "function".into(),
+            function: Some(FunctionDef {
+                name: d.name.clone(),
+                description: d.description.clone(),
+                parameters: Some(d.parameters.clone()),
+                strict: d.strict,
+            }),
+        })
+        .collect()
+}
+
+pub fn to_wire_choice(t: &Tools) -> WireChoice {
+    match &t.choice {
+        ToolChoice::Auto => WireChoice::Mode("auto".into()),
+        ToolChoice::Required => WireChoice::Mode("required".into()),
+        ToolChoice::Function(name) => WireChoice::Named(NamedToolChoice {
+            kind: "function".into(),
+            function: FunctionName { name: name.clone() },
+        }),
     }
 }
 
