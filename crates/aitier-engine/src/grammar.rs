@@ -58,9 +58,14 @@ impl Grammars {
             .map_err(|why| refusal(&c.rule, c.param, &why))
     }
 
-    /// The matcher for calls of `tools`; a parameter schema that cannot
-    /// be enforced is named.
+    /// The matcher for calls of `tools`. When it cannot be built, each
+    /// tool's parameters alone are compiled to name the one at fault (only
+    /// then: the envelope holds them all).
     pub fn compile_tools(&self, tools: &Tools) -> Result<Matcher, CoreError> {
+        let why = match self.compile_rule(&toolcall::grammar(tools)) {
+            Ok(matcher) => return Ok(matcher),
+            Err(why) => why,
+        };
         for (i, d) in tools.defs.iter().enumerate() {
             let rule = Constraint::JsonSchema {
                 name: d.name.clone(),
@@ -76,9 +81,10 @@ impl Grammars {
                 ));
             }
         }
-        self.compile_rule(&toolcall::grammar(tools)).map_err(|why| {
-            CoreError::invalid("tools", format!("the tools cannot be enforced: {why}"))
-        })
+        Err(CoreError::invalid(
+            "tools",
+            format!("the tools cannot be enforced: {why}"),
+        ))
     }
 
     pub fn compile_rule(&self, rule: &Constraint) -> Result<Matcher, String> {

@@ -200,6 +200,24 @@ async fn what_cannot_be_enforced_is_refused_by_name_and_place() {
         }
         other => panic!("expected a 400, got {:?}", other.map(|p| p.size)),
     }
+    // A tool's parameters are named by the tool's place.
+    let mut tools = weather(ToolChoice::Auto, true);
+    tools.defs[1].parameters = serde_json::json!({"type": "object",
+        "properties": {"at": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}});
+    let req = GenerateRequest {
+        tools: Some(tools),
+        ..chat("hi")
+    };
+    match m.prepare(req).await {
+        Err(CoreError::InvalidRequest { message, param }) => {
+            assert_eq!(param.as_deref(), Some("tools[1].function.parameters"));
+            assert!(
+                message.contains("'uniqueItems'") && message.contains("/properties/at"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a 400, got {:?}", other.map(|p| p.size)),
+    }
     let bad = constrained("hi", Constraint::Lark("start: ( unclosed".into()));
     assert!(matches!(
         m.prepare(bad).await,
