@@ -185,6 +185,12 @@ fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, ConfigError> {
 
 /// The models of `--model` and `--upstream`; their engines take the
 /// flags' settings over the file's `[engine]`.
+/// A `NAME=PATH` flag's two halves, neither empty.
+fn name_and_path(spec: &str) -> Option<(&str, &str)> {
+    spec.split_once('=')
+        .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+}
+
 fn models_from_flags(
     args: &ServeArgs,
     file: &FileConfig,
@@ -193,10 +199,8 @@ fn models_from_flags(
     let settings = args.engine.or(&file.engine);
     let mut models = Vec::new();
     for spec in &args.models {
-        let (name, path) = spec
-            .split_once('=')
-            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-            .ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
+        let (name, path) =
+            name_and_path(spec).ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
         models.push(ModelConfig::local(name, settings.engine(Path::new(path))));
     }
     for spec in &args.upstreams {
@@ -291,14 +295,11 @@ fn models(
 /// `--chat-template-file NAME=PATH` onto the local engines of model NAME.
 fn template_files(args: &ServeArgs, models: &mut [ModelConfig]) -> Result<(), ConfigError> {
     for spec in &args.chat_template_files {
-        let (name, path) = spec
-            .split_once('=')
-            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-            .ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "--chat-template-file takes NAME=PATH, got `{spec}`"
-                ))
-            })?;
+        let (name, path) = name_and_path(spec).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "--chat-template-file takes NAME=PATH, got `{spec}`"
+            ))
+        })?;
         let model = models.iter_mut().find(|m| m.name == name).ok_or_else(|| {
             ConfigError::Invalid(format!(
                 "--chat-template-file names `{name}`, which is not served"
