@@ -201,7 +201,9 @@ fn high_surrogate(escape: &str) -> bool {
         && escape.get(3..4).is_some_and(|c| "89abAB".contains(c))
 }
 
-/// Where the JSON value starting at `text` ends (exclusive), if it has.
+/// Where the JSON value starting at `text` ends (exclusive), if it has: an
+/// object or array at its closing bracket, a string at its closing quote,
+/// a number or literal at the delimiter after it.
 fn value_end(text: &str) -> Option<usize> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for (i, b) in text.bytes().enumerate() {
@@ -209,6 +211,7 @@ fn value_end(text: &str) -> Option<usize> {
             match b {
                 _ if escaped => escaped = false,
                 b'\\' => escaped = true,
+                b'"' if depth == 0 => return Some(i + 1),
                 b'"' => in_string = false,
                 _ => {}
             }
@@ -217,8 +220,9 @@ fn value_end(text: &str) -> Option<usize> {
         match b {
             b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
+            b'}' | b']' | b',' if depth == 0 => return (i > 0).then_some(i),
             b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
+                depth -= 1;
                 if depth == 0 {
                     return Some(i + 1);
                 }
@@ -476,6 +480,15 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn a_value_ends_where_its_kind_does() {
+        assert_eq!(value_end("{\"a\": [1, \"]\"]}, x"), Some(15));
+        assert_eq!(value_end("\"a}\\\"\"}]}"), Some(6));
+        assert_eq!(value_end("-2.5}]}"), Some(4));
+        assert_eq!(value_end("{\"a\": 1"), None);
+        assert_eq!(value_end("12"), None);
     }
 
     #[test]
