@@ -72,6 +72,9 @@ impl GenEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     Stop,
+    /// Stopped at the request's stop sequence of this index (reported as
+    /// `stop` where an API has no word of its own for it).
+    StopSequence(u8),
     Length,
     /// The choice ended with tool calls.
     ToolCalls,
@@ -80,7 +83,7 @@ pub enum FinishReason {
 impl FinishReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            FinishReason::Stop => "stop",
+            FinishReason::Stop | FinishReason::StopSequence(_) => "stop",
             FinishReason::Length => "length",
             FinishReason::ToolCalls => "tool_calls",
         }

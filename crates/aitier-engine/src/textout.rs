@@ -55,8 +55,9 @@ pub struct StopMatcher {
 pub enum StopOutcome {
     /// Text safe to send now (may be empty).
     Continue(String),
-    /// A stop sequence was found: the text before it; generation ends.
-    Stopped(String),
+    /// Stop sequence `.1` (its index among the stops) was found: the text
+    /// before it; generation ends.
+    Stopped(String, usize),
 }
 
 impl StopMatcher {
@@ -75,12 +76,13 @@ impl StopMatcher {
         let first = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
+            .enumerate()
+            .filter_map(|(i, s)| self.held.find(s.as_str()).map(|at| (at, i)))
             .min();
-        if let Some(at) = first {
+        if let Some((at, i)) = first {
             let out = self.held[..at].to_string();
             self.held.clear();
-            return StopOutcome::Stopped(out);
+            return StopOutcome::Stopped(out, i);
         }
         let keep = self
             .stops
@@ -140,7 +142,7 @@ mod tests {
         for piece in ["Hello E", "N", "D tail"] {
             match m.push(piece) {
                 StopOutcome::Continue(t) => sent.push_str(&t),
-                StopOutcome::Stopped(t) => {
+                StopOutcome::Stopped(t, _) => {
                     sent.push_str(&t);
                     break;
                 }
@@ -161,7 +163,7 @@ mod tests {
     #[test]
     fn earliest_of_several_stops_wins() {
         let mut m = StopMatcher::new(vec!["cd".into(), "b".into()]);
-        assert_eq!(m.push("abcd"), StopOutcome::Stopped("a".into()));
+        assert_eq!(m.push("abcd"), StopOutcome::Stopped("a".into(), 1));
     }
 
     #[test]
@@ -169,6 +171,6 @@ mod tests {
         let mut m = StopMatcher::new(vec!["é!".into()]);
         assert_eq!(m.push("caf"), StopOutcome::Continue("caf".into()));
         assert_eq!(m.push("é"), StopOutcome::Continue("".into()));
-        assert_eq!(m.push("!"), StopOutcome::Stopped("".into()));
+        assert_eq!(m.push("!"), StopOutcome::Stopped("".into(), 0));
     }
 }

@@ -332,7 +332,9 @@ fn translate(state: &mut [(Envelope, u32)], ev: GenEvent) -> Vec<GenEvent> {
                 });
             }
             let reason = match reason {
-                FinishReason::Stop if env.made_calls() => FinishReason::ToolCalls,
+                FinishReason::Stop | FinishReason::StopSequence(_) if env.made_calls() => {
+                    FinishReason::ToolCalls
+                }
                 other => other,
             };
             out.push(GenEvent::Finished { index, reason });

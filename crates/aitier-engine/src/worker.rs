@@ -633,10 +633,10 @@ impl<'m> Worker<'m> {
         }
         let text = seq.utf8.push(&bytes);
         let (out, stopped) = match seq.stop.push(&text) {
-            StopOutcome::Continue(t) => (t, false),
-            StopOutcome::Stopped(t) => (t, true),
+            StopOutcome::Continue(t) => (t, None),
+            StopOutcome::Stopped(t, i) => (t, Some(i)),
         };
-        if !out.is_empty() || (!seq.logprobs.is_empty() && !stopped) {
+        if !out.is_empty() || (!seq.logprobs.is_empty() && stopped.is_none()) {
             let logprobs = std::mem::take(&mut seq.logprobs);
             if let Some(r) = self.requests.get(&seq.req) {
                 let _ = r.events.send(GenEvent::Delta {
@@ -647,7 +647,11 @@ impl<'m> Worker<'m> {
                 });
             }
         }
-        if stopped || grammar_done {
+        if let Some(i) = stopped {
+            // At most MAX_STOP (4) sequences: the index fits.
+            return Some(FinishReason::StopSequence(i as u8));
+        }
+        if grammar_done {
             return Some(FinishReason::Stop);
         }
         let full = seq.tokens.len() >= self.cfg.ctx_per_slot as usize;
