@@ -7,7 +7,9 @@
 pub mod chat;
 pub mod completions;
 pub mod logprobs;
+pub mod messages;
 pub mod params;
+pub mod responses;
 pub mod tools;
 
 use futures::StreamExt;
@@ -15,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use aitier_protocol::sse::Payload;
-use aitier_protocol::Usage;
+use aitier_protocol::{ErrorBody, Usage};
 
 use crate::error::CoreError;
 use crate::event::{EventStream, FinishReason, GenEvent, TokenLogprob};
@@ -51,6 +53,16 @@ pub trait Frontend: Sized + Send + 'static {
     /// last. `GenEvent::Error` is for the caller to frame, as an error body
     /// is the same for every API.
     fn encode(&mut self, event: GenEvent) -> Vec<Payload<Self::Chunk>>;
+    /// A failure after the stream started, as this API reports it; the
+    /// stream ends after it. OpenAI's chat and completions send the error
+    /// body as it is.
+    fn encode_error(&mut self, error: ErrorBody) -> Vec<Payload<Self::Chunk>> {
+        vec![Payload::Error(error)]
+    }
+    /// The SSE event name of a chunk, for APIs that name their events.
+    fn event_name(_chunk: &Self::Chunk) -> Option<&'static str> {
+        None
+    }
 }
 
 /// What every response and chunk of one request shares.
@@ -104,41 +116,65 @@ pub struct Answer {
     pub fingerprint: Option<String>,
 }
 
-/// Drains the stream into per-choice results and the usage.
-pub async fn collect(mut events: EventStream, choices: usize) -> Result<Answer, CoreError> {
-    let mut out = Answer {
-        choices: (0..choices).map(|_| Collected::default()).collect(),
-        ..Answer::default()
-    };
-    while let Some(ev) = events.next().await {
+/// Gathers an answer from events as they pass.
+#[derive(Debug)]
+pub struct Collector {
+    answer: Answer,
+}
+
+impl Collector {
+    pub fn new(choices: usize) -> Self {
+        Self {
+            answer: Answer {
+                choices: (0..choices).map(|_| Collected::default()).collect(),
+                ..Answer::default()
+            },
+        }
+    }
+
+    /// Takes one event; the whole answer (or the error) once the stream
+    /// has ended with it.
+    pub fn observe(&mut self, ev: &GenEvent) -> Option<Result<Answer, CoreError>> {
+        let out = &mut self.answer;
         match ev {
-            GenEvent::Started { fingerprint, .. } => out.fingerprint = fingerprint,
+            GenEvent::Started { fingerprint, .. } => out.fingerprint = fingerprint.clone(),
             GenEvent::Delta {
                 index,
                 text,
                 logprobs,
                 ..
             } => {
-                if let Some(c) = out.choices.get_mut(index as usize) {
-                    c.text.push_str(&text);
-                    c.logprobs.extend(logprobs);
+                if let Some(c) = out.choices.get_mut(*index as usize) {
+                    c.text.push_str(text);
+                    c.logprobs.extend(logprobs.iter().cloned());
                 }
             }
             GenEvent::ToolCall { index, delta, .. } => {
-                if let Some(c) = out.choices.get_mut(index as usize) {
-                    tools::assemble(&mut c.tool_calls, delta);
+                if let Some(c) = out.choices.get_mut(*index as usize) {
+                    tools::assemble(&mut c.tool_calls, delta.clone());
                 }
             }
             GenEvent::Finished { index, reason } => {
-                if let Some(c) = out.choices.get_mut(index as usize) {
-                    c.finish_reason = Some(reason);
+                if let Some(c) = out.choices.get_mut(*index as usize) {
+                    c.finish_reason = Some(*reason);
                 }
             }
             GenEvent::Done { usage, .. } => {
-                out.usage = usage;
-                return Ok(out);
+                out.usage = *usage;
+                return Some(Ok(std::mem::take(out)));
             }
-            GenEvent::Error(e) => return Err(e),
+            GenEvent::Error(e) => return Some(Err(e.clone())),
+        }
+        None
+    }
+}
+
+/// Drains the stream into per-choice results and the usage.
+pub async fn collect(mut events: EventStream, choices: usize) -> Result<Answer, CoreError> {
+    let mut collector = Collector::new(choices);
+    while let Some(ev) = events.next().await {
+        if let Some(done) = collector.observe(&ev) {
+            return done;
         }
     }
     Err(CoreError::Internal(

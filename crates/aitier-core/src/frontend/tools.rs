@@ -2,8 +2,9 @@
 //! extensions, checked and turned into the neutral `Tools` and
 //! `Constraint`; and tool calls back into their wire shapes.
 use aitier_protocol::tools::{
-    FunctionCall, FunctionCallDelta, FunctionDef, FunctionName, Guided, NamedToolChoice,
-    ResponseFormat, Tool, ToolCall as WireCall, ToolCallDelta, ToolChoice as WireChoice,
+    FunctionCall, FunctionCallDelta, FunctionDef, FunctionName, Guided, JsonSchemaFormat,
+    NamedToolChoice, ResponseFormat, Tool, ToolCall as WireCall, ToolCallDelta,
+    ToolChoice as WireChoice,
 };
 
 use crate::error::CoreError;
@@ -19,13 +20,7 @@ fn valid_name(name: &str) -> bool {
 
 fn tool_def(i: usize, t: &Tool) -> Result<ToolDef, CoreError> {
     if t.kind != "function" {
-        return Err(CoreError::invalid(
-            format!("tools[{i}].type"),
-            format!(
-                "tool type '{}' is not supported; only 'function' is",
-                t.kind
-            ),
-        ));
+        return Err(unsupported_tool(&format!("tools[{i}].type"), &t.kind));
     }
     let f = t.function.as_ref().ok_or_else(|| {
         CoreError::invalid(
@@ -33,31 +28,129 @@ fn tool_def(i: usize, t: &Tool) -> Result<ToolDef, CoreError> {
             "a function tool needs `function`",
         )
     })?;
-    if !valid_name(&f.name) {
+    let at = format!("tools[{i}].function");
+    check_def(
+        (&format!("{at}.name"), &f.name),
+        f.description.clone(),
+        (&format!("{at}.parameters"), f.parameters.as_ref()),
+        f.strict,
+    )
+}
+
+/// A tool type aitier does not run (web search, file search, computer use...).
+pub fn unsupported_tool(param: &str, kind: &str) -> CoreError {
+    CoreError::invalid(
+        param,
+        format!("tool type '{kind}' is not supported; only 'function' is"),
+    )
+}
+
+/// A function tool, however an API spells it: each field with the request
+/// path an error names.
+pub fn check_def(
+    (name_at, name): (&str, &str),
+    description: Option<String>,
+    (params_at, parameters): (&str, Option<&serde_json::Value>),
+    strict: Option<bool>,
+) -> Result<ToolDef, CoreError> {
+    if !valid_name(name) {
         return Err(CoreError::invalid(
-            format!("tools[{i}].function.name"),
-            format!("Invalid function name '{}': it must be 1 to 64 letters, digits, underscores or dashes", f.name),
+            name_at,
+            format!("Invalid function name '{name}': it must be 1 to 64 letters, digits, underscores or dashes"),
         ));
     }
-    let parameters = match &f.parameters {
+    let parameters = match parameters {
         None => serde_json::json!({"type": "object", "properties": {}}),
         Some(p) if p.is_object() => p.clone(),
         Some(_) => {
             return Err(CoreError::invalid(
-                format!("tools[{i}].function.parameters"),
-                "`parameters` must be a JSON Schema object",
+                params_at,
+                "the parameters must be a JSON Schema object",
             ))
         }
     };
     Ok(ToolDef {
-        name: f.name.clone(),
-        description: f.description.clone(),
+        name: name.to_string(),
+        description,
         parameters,
-        strict: f.strict,
+        strict,
     })
 }
 
-/// The tools the model may call, or `None` when it may call none.
+/// What a request's tool choice asked for, in any API's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked<'a> {
+    /// Not given: `auto` with tools, nothing without.
+    Unset,
+    None,
+    Auto,
+    Required,
+    Function(&'a str),
+}
+
+impl Asked<'_> {
+    /// OpenAI's `tool_choice` as a word (chat and the Responses API).
+    pub fn mode(word: &str) -> Result<Self, CoreError> {
+        match word {
+            "none" => Ok(Asked::None),
+            "auto" => Ok(Asked::Auto),
+            "required" => Ok(Asked::Required),
+            other => Err(CoreError::invalid(
+                "tool_choice",
+                format!("Invalid tool_choice '{other}': expected 'none', 'auto', 'required' or a named function"),
+            )),
+        }
+    }
+}
+
+/// The tools the model may call, or `None` when it may call none. `name_at`
+/// gives the path of tool `i`'s name; `choice_at` that of the choice's.
+pub fn select(
+    defs: Vec<ToolDef>,
+    asked: Asked<'_>,
+    parallel: Option<bool>,
+    name_at: impl Fn(usize) -> String,
+    choice_at: (&str, &str),
+) -> Result<Option<Tools>, CoreError> {
+    for (i, d) in defs.iter().enumerate() {
+        if defs[..i].iter().any(|e| e.name == d.name) {
+            return Err(CoreError::invalid(
+                name_at(i),
+                format!("two tools are named '{}'", d.name),
+            ));
+        }
+    }
+    let choice = match asked {
+        Asked::None => return Ok(None),
+        Asked::Unset | Asked::Auto => ToolChoice::Auto,
+        Asked::Required => ToolChoice::Required,
+        Asked::Function(name) => {
+            if !defs.iter().any(|d| d.name == name) {
+                return Err(CoreError::invalid(
+                    choice_at.1,
+                    format!("the tool choice names '{name}', which is not among the tools"),
+                ));
+            }
+            ToolChoice::Function(name.to_string())
+        }
+    };
+    if defs.is_empty() {
+        return match asked {
+            Asked::Unset | Asked::Auto => Ok(None),
+            _ => Err(CoreError::invalid(
+                choice_at.0,
+                format!("`{}` is only allowed when tools are specified", choice_at.0),
+            )),
+        };
+    }
+    Ok(Some(Tools {
+        defs,
+        choice,
+        parallel: parallel.unwrap_or(true),
+    }))
+}
+
+/// Chat's `tools`, `tool_choice` and `parallel_tool_calls`.
 pub fn tools(
     tools: Option<&[Tool]>,
     choice: Option<&WireChoice>,
@@ -69,73 +162,66 @@ pub fn tools(
         .enumerate()
         .map(|(i, t)| tool_def(i, t))
         .collect::<Result<Vec<_>, _>>()?;
-    for (i, d) in defs.iter().enumerate() {
-        if defs[..i].iter().any(|e| e.name == d.name) {
-            return Err(CoreError::invalid(
-                format!("tools[{i}].function.name"),
-                format!("two tools are named '{}'", d.name),
-            ));
-        }
-    }
-    let choice = match choice {
-        None => ToolChoice::Auto,
-        Some(WireChoice::Mode(m)) => match m.as_str() {
-            "none" => return Ok(None),
-            "auto" => ToolChoice::Auto,
-            "required" => ToolChoice::Required,
-            other => {
-                return Err(CoreError::invalid(
-                    "tool_choice",
-                    format!("Invalid tool_choice '{other}': expected 'none', 'auto', 'required' or a named function"),
-                ))
-            }
-        },
+    let asked = match choice {
+        None => Asked::Unset,
+        Some(WireChoice::Mode(m)) => Asked::mode(m)?,
         Some(WireChoice::Named(n)) => {
             if n.kind != "function" {
                 return Err(CoreError::invalid(
                     "tool_choice.type",
-                    format!("tool_choice type '{}' is not supported; only 'function' is", n.kind),
+                    format!(
+                        "tool_choice type '{}' is not supported; only 'function' is",
+                        n.kind
+                    ),
                 ));
             }
-            if !defs.iter().any(|d| d.name == n.function.name) {
-                return Err(CoreError::invalid(
-                    "tool_choice.function.name",
-                    format!("tool_choice names '{}', which is not among `tools`", n.function.name),
-                ));
-            }
-            ToolChoice::Function(n.function.name.clone())
+            Asked::Function(&n.function.name)
         }
     };
-    if defs.is_empty() {
-        return match choice {
-            ToolChoice::Auto => Ok(None),
-            _ => Err(CoreError::invalid(
-                "tool_choice",
-                "`tool_choice` is only allowed when `tools` are specified",
-            )),
-        };
-    }
-    Ok(Some(Tools {
+    select(
         defs,
-        choice,
-        parallel: parallel.unwrap_or(true),
-    }))
+        asked,
+        parallel,
+        |i| format!("tools[{i}].function.name"),
+        ("tool_choice", "tool_choice.function.name"),
+    )
 }
 
 fn response_format(f: &ResponseFormat) -> Result<Option<Constraint>, CoreError> {
-    match f.kind.as_str() {
+    if f.kind == "json_schema" && f.json_schema.is_none() {
+        return Err(CoreError::invalid(
+            "response_format.json_schema",
+            "`json_schema` is required when the type is 'json_schema'",
+        ));
+    }
+    format_constraint(
+        ("response_format", &f.kind),
+        "response_format.json_schema",
+        f.json_schema.as_ref(),
+    )
+}
+
+/// An output format (`text`, `json_object`, `json_schema`) as a constraint;
+/// `at` is the format's path, `schema_at` that of the schema's fields.
+pub fn format_constraint(
+    (at, kind): (&str, &str),
+    schema_at: &str,
+    js: Option<&JsonSchemaFormat>,
+) -> Result<Option<Constraint>, CoreError> {
+    match kind {
         "text" => Ok(None),
         "json_object" => Ok(Some(Constraint::JsonObject)),
         "json_schema" => {
-            let js = f.json_schema.as_ref().ok_or_else(|| {
-                CoreError::invalid(
-                    "response_format.json_schema",
-                    "`json_schema` is required when the type is 'json_schema'",
-                )
-            })?;
+            let empty = JsonSchemaFormat {
+                name: String::new(),
+                description: None,
+                schema: None,
+                strict: None,
+            };
+            let js = js.unwrap_or(&empty);
             if !valid_name(&js.name) {
                 return Err(CoreError::invalid(
-                    "response_format.json_schema.name",
+                    format!("{schema_at}.name"),
                     format!("Invalid schema name '{}': it must be 1 to 64 letters, digits, underscores or dashes", js.name),
                 ));
             }
@@ -144,7 +230,7 @@ fn response_format(f: &ResponseFormat) -> Result<Option<Constraint>, CoreError> 
                 Some(s) if s.is_object() || s.is_boolean() => s.clone(),
                 Some(_) => {
                     return Err(CoreError::invalid(
-                        "response_format.json_schema.schema",
+                        format!("{schema_at}.schema"),
                         "`schema` must be a JSON Schema object",
                     ))
                 }
@@ -157,8 +243,8 @@ fn response_format(f: &ResponseFormat) -> Result<Option<Constraint>, CoreError> 
             }))
         }
         other => Err(CoreError::invalid(
-            "response_format.type",
-            format!("Invalid response_format type '{other}': expected 'text', 'json_object' or 'json_schema'"),
+            format!("{at}.type"),
+            format!("Invalid {at} type '{other}': expected 'text', 'json_object' or 'json_schema'"),
         )),
     }
 }
