@@ -1,4 +1,4 @@
-//! OpenAI wire types, both directions: the JSON bodies aitier reads from
+//! OpenAI (and Anthropic Messages) wire types, both directions: the JSON bodies aitier reads from
 //! clients and writes to them, and the same bodies it writes to and reads
 //! from upstreams; the error body; SSE payloads and their parser. Pure data:
 //! no I/O, no async runtime, no engine. Validation of field *values* lives
@@ -8,7 +8,9 @@ pub mod chat;
 pub mod completions;
 mod de;
 pub mod error;
+pub mod messages;
 pub mod models;
+pub mod responses;
 pub mod sampling;
 pub mod sse;
 pub mod tokenize;
