@@ -67,7 +67,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let t0 = Instant::now();
             let principal = tenancy.authenticate(Some(&key)).await?;
             let mut ticket = tenancy
-                .begin(&principal, &name, "m", &format!("r{i}"))
+                .begin(
+                    &principal,
+                    &name,
+                    "m",
+                    &format!("r{i}"),
+                    "/v1/chat/completions",
+                )
                 .await?;
             ticket.admit(size).await?;
             let t1 = Instant::now();

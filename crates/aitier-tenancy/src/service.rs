@@ -132,6 +132,7 @@ impl Tenancy {
         tenant_label: &str,
         model: &str,
         request_id: &str,
+        endpoint: &str,
     ) -> Result<Ticket, CoreError> {
         let Some(slot) = self.ledger.slot() else {
             tracing::error!(
@@ -152,6 +153,7 @@ impl Tenancy {
             tenant_label: tenant_label.to_string(),
             model: model.to_string(),
             request_id: request_id.to_string(),
+            endpoint: endpoint.to_string(),
         };
         let mut ticket = Ticket::new(admission, slot, who);
         ticket.enter().await?;

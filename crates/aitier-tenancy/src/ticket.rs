@@ -19,6 +19,7 @@ pub(crate) struct Identity {
     pub tenant_label: String,
     pub model: String,
     pub request_id: String,
+    pub endpoint: String,
 }
 
 pub struct Ticket {
@@ -161,6 +162,7 @@ impl Ticket {
             key_id: who.principal.key_id().map(str::to_string),
             model: who.model.clone(),
             provider: self.provider.clone().unwrap_or_else(|| who.model.clone()),
+            endpoint: who.endpoint.clone(),
             prompt_tokens: u64::from(prompt),
             cached_tokens: u64::from(cached),
             completion_tokens: u64::from(completion),

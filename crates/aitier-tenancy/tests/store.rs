@@ -8,8 +8,8 @@ use aitier_protocol::Usage;
 use aitier_tenancy::limits::BudgetPeriod;
 use aitier_tenancy::testing::database_urls;
 use aitier_tenancy::{
-    AuthError, GroupBy, Limits, MemoryLimiter, Principal, Scope, SqlStore, Store, Tenancy,
-    TenancyConfig, TenantPatch, UsageQuery,
+    AuthError, GroupBy, Limits, MemoryLimiter, Principal, Scope, SqlStore, Store, StoredResponse,
+    Tenancy, TenancyConfig, TenantPatch, UsageQuery,
 };
 
 /// `tokens` completion tokens streamed to the client.
@@ -135,7 +135,13 @@ async fn a_nearly_spent_budget_is_overspent_by_at_most_one_reservation() {
             let principal = principal.clone();
             tasks.push(tokio::spawn(async move {
                 let mut ticket = t
-                    .begin(&principal, "b", "m", &format!("r{i}"))
+                    .begin(
+                        &principal,
+                        "b",
+                        "m",
+                        &format!("r{i}"),
+                        "/v1/chat/completions",
+                    )
                     .await
                     .expect("no rate limits here");
                 match ticket.admit(size).await {
@@ -189,7 +195,13 @@ async fn a_nearly_spent_budget_is_overspent_by_at_most_one_reservation() {
         let mut spent = None;
         for i in 0..20 {
             let mut ticket = t
-                .begin(&principal, "b", "m", &format!("s{i}"))
+                .begin(
+                    &principal,
+                    "b",
+                    "m",
+                    &format!("s{i}"),
+                    "/v1/chat/completions",
+                )
                 .await
                 .expect("begin");
             match ticket.admit(size).await {
@@ -235,15 +247,19 @@ async fn usage_groups_by_day_and_model() {
             .await
             .expect("key");
         let p = t.authenticate(Some(&full)).await.expect("auth");
+        let endpoints = ["/v1/chat/completions", "/v1/messages", "/v1/responses"];
         for (i, model) in ["a", "b", "a"].iter().enumerate() {
             let mut ticket = t
-                .begin(&p, "u", model, &format!("r{i}"))
+                .begin(&p, "u", model, &format!("r{i}"), endpoints[i])
                 .await
                 .expect("begin");
             ticket.observe(&aitier_core::GenEvent::done(Usage::new(3, 4, 1)));
         }
         // Dropped mid-stream after 2 tokens: billed for them.
-        let mut ticket = t.begin(&p, "u", "a", "gone").await.expect("begin");
+        let mut ticket = t
+            .begin(&p, "u", "a", "gone", "/v1/chat/completions")
+            .await
+            .expect("begin");
         ticket.observe(&aitier_core::GenEvent::started(5));
         ticket.observe(&delta(2));
         drop(ticket);
@@ -267,6 +283,72 @@ async fn usage_groups_by_day_and_model() {
         assert_eq!(
             a.day.as_deref(),
             Some(aitier_core::clock::date_of(aitier_core::clock::now_ms()).as_str())
+        );
+        let by_endpoint = t
+            .store()
+            .usage(&UsageQuery {
+                group_by: vec![GroupBy::Endpoint],
+                ..Default::default()
+            })
+            .await
+            .expect("usage");
+        let counts: Vec<_> = by_endpoint
+            .iter()
+            .map(|r| (r.endpoint.as_deref().unwrap_or_default(), r.requests))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("/v1/chat/completions", 2),
+                ("/v1/messages", 1),
+                ("/v1/responses", 1)
+            ],
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_response_is_its_owners_alone() {
+    for (backend, url) in database_urls().await {
+        let t = tenancy(&url).await;
+        let r = StoredResponse {
+            id: format!("resp_{backend}"),
+            owner: "t_a".into(),
+            created_at: 1,
+            model: "m".into(),
+            body: r#"{"id":"x"}"#.into(),
+            input_items: "[]".into(),
+        };
+        t.store().save_response(&r).await.expect("save");
+        let get = |owner: &'static str| {
+            let t = t.clone();
+            let id = r.id.clone();
+            async move { t.store().get_response(&id, owner).await.expect("get") }
+        };
+        assert_eq!(get("t_a").await.as_ref(), Some(&r), "{backend}");
+        assert_eq!(
+            get("t_b").await,
+            None,
+            "{backend}: another tenant reads nothing"
+        );
+        assert!(
+            !t.store()
+                .delete_response(&r.id, "t_b")
+                .await
+                .expect("delete"),
+            "{backend}: another tenant deletes nothing"
+        );
+        assert!(get("t_a").await.is_some(), "{backend}");
+        assert!(t
+            .store()
+            .delete_response(&r.id, "t_a")
+            .await
+            .expect("delete"));
+        assert_eq!(get("t_a").await, None, "{backend}");
+        assert!(
+            t.store().save_response(&r).await.is_ok(),
+            "{backend}: the id is free again"
         );
     }
 }
@@ -338,7 +420,13 @@ async fn a_full_ledger_refuses_new_requests_and_loses_no_row() {
         let lock = TableLock::take(&url, backend).await;
         for i in 0..3 {
             let mut ticket = t
-                .begin(&Principal::Open, "l", "m", &format!("r{i}"))
+                .begin(
+                    &Principal::Open,
+                    "l",
+                    "m",
+                    &format!("r{i}"),
+                    "/v1/chat/completions",
+                )
                 .await
                 .expect("room in the ledger");
             ticket.observe(&aitier_core::GenEvent::done(Usage::new(2, 3, 0)));
@@ -347,7 +435,10 @@ async fn a_full_ledger_refuses_new_requests_and_loses_no_row() {
         let flush = tokio::time::timeout(Duration::from_secs(1), t.ledger().flush()).await;
         assert!(flush.is_err(), "{backend}: written through the lock");
         // ...and three rows waiting for the database refuse a fourth request.
-        let refused = t.begin(&Principal::Open, "l", "m", "r3").await.err();
+        let refused = t
+            .begin(&Principal::Open, "l", "m", "r3", "/v1/chat/completions")
+            .await
+            .err();
         assert!(
             matches!(refused, Some(aitier_core::CoreError::Unavailable { .. })),
             "{backend}: {refused:?}"
@@ -369,6 +460,9 @@ async fn a_full_ledger_refuses_new_requests_and_loses_no_row() {
             "{backend}"
         );
         // Written, so there is room again.
-        assert!(t.begin(&Principal::Open, "l", "m", "r4").await.is_ok());
+        assert!(t
+            .begin(&Principal::Open, "l", "m", "r4", "/v1/chat/completions")
+            .await
+            .is_ok());
     }
 }

@@ -194,6 +194,8 @@ pub struct UsageRecord {
     pub key_id: Option<String>,
     pub model: String,
     pub provider: String,
+    /// The API path it came in on (`/v1/chat/completions`, `/v1/messages`, ...).
+    pub endpoint: String,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
     pub completion_tokens: u64,
@@ -217,14 +219,16 @@ pub enum GroupBy {
     Day,
     Status,
     Provider,
+    Endpoint,
 }
 
 impl GroupBy {
-    pub const ALL: [GroupBy; 6] = [
+    pub const ALL: [GroupBy; 7] = [
         GroupBy::Tenant,
         GroupBy::Key,
         GroupBy::Model,
         GroupBy::Provider,
+        GroupBy::Endpoint,
         GroupBy::Day,
         GroupBy::Status,
     ];
@@ -238,6 +242,7 @@ impl GroupBy {
             GroupBy::Day => "day",
             GroupBy::Status => "status",
             GroupBy::Provider => "provider",
+            GroupBy::Endpoint => "endpoint",
         }
     }
 
@@ -258,7 +263,7 @@ impl GroupBy {
                 .find(|g| g.name() == part)
                 .ok_or_else(|| {
                     format!(
-                        "cannot group by `{part}`: use tenant, key, model, provider, day or status"
+                        "cannot group by `{part}`: use tenant, key, model, provider, endpoint, day or status"
                     )
                 })?;
             if !out.contains(&g) {
@@ -296,6 +301,8 @@ pub struct UsageRow {
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     pub requests: u64,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
@@ -313,6 +320,7 @@ impl UsageRow {
             GroupBy::Day => &self.day,
             GroupBy::Status => &self.status,
             GroupBy::Provider => &self.provider,
+            GroupBy::Endpoint => &self.endpoint,
         }
         .as_deref()
     }
@@ -325,8 +333,23 @@ impl UsageRow {
             GroupBy::Day => &mut self.day,
             GroupBy::Status => &mut self.status,
             GroupBy::Provider => &mut self.provider,
+            GroupBy::Endpoint => &mut self.endpoint,
         }
     }
+}
+
+/// A stored Responses API response, owned by one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub id: String,
+    /// The tenant id; empty for a server running open.
+    pub owner: String,
+    pub created_at: i64,
+    pub model: String,
+    /// The response object, as JSON text.
+    pub body: String,
+    /// The input items it was given, as a JSON array.
+    pub input_items: String,
 }
 
 #[async_trait::async_trait]
@@ -365,4 +388,13 @@ pub trait Store: Send + Sync {
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
     /// What a budget counter has used and holds now.
     async fn budget_state(&self, scope: &Scope, period: &str) -> Result<(u64, u64), StoreError>;
+    async fn save_response(&self, r: &StoredResponse) -> Result<(), StoreError>;
+    /// Only the owner's: another tenant's response is not found.
+    async fn get_response(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> Result<Option<StoredResponse>, StoreError>;
+    /// Whether the owner had it.
+    async fn delete_response(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
 }

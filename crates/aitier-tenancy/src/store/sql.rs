@@ -10,8 +10,8 @@ use sqlx::{AnyPool, Executor, Row};
 
 use super::rows::{bind_limits, i, key_from, limits_from, tenant_from, usage_row, usage_sql, Bind};
 use super::{
-    ApiKey, KeyAuth, Reservation, Store, StoreError, Tenant, TenantPatch, UsageQuery, UsageRecord,
-    UsageRow,
+    ApiKey, KeyAuth, Reservation, Store, StoreError, StoredResponse, Tenant, TenantPatch,
+    UsageQuery, UsageRecord, UsageRow,
 };
 use crate::keys;
 use crate::limits::Limits;
@@ -466,14 +466,14 @@ impl Store for SqlStore {
             let mut sql = String::from(
                 "INSERT INTO usage_records (ts, request_id, tenant_id, key_id, model, provider, \
                  prompt_tokens, cached_tokens, completion_tokens, ttft_ms, duration_ms, status, \
-                 finish_reason, estimated) VALUES ",
+                 finish_reason, estimated, endpoint) VALUES ",
             );
             for k in 0..chunk.len() {
                 if k > 0 {
                     sql.push_str(", ");
                 }
-                let b = k * 14;
-                let params: Vec<String> = (1..=14).map(|j| format!("${}", b + j)).collect();
+                let b = k * 15;
+                let params: Vec<String> = (1..=15).map(|j| format!("${}", b + j)).collect();
                 sql.push_str(&format!("({})", params.join(", ")));
             }
             let mut q = sqlx::query(&sql);
@@ -492,7 +492,8 @@ impl Store for SqlStore {
                     .bind(i(Some(r.duration_ms)))
                     .bind(r.status.as_str())
                     .bind(r.finish_reason.map(|f| f.as_str()))
-                    .bind(i64::from(r.estimated));
+                    .bind(i64::from(r.estimated))
+                    .bind(&r.endpoint);
             }
             q.execute(&mut *tx).await?;
         }
@@ -545,6 +546,57 @@ impl Store for SqlStore {
             ),
             None => (0, 0),
         })
+    }
+
+    async fn save_response(&self, r: &StoredResponse) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO responses (id, owner, created_at, model, body, input_items) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&r.id)
+        .bind(&r.owner)
+        .bind(r.created_at)
+        .bind(&r.model)
+        .bind(&r.body)
+        .bind(&r.input_items)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_response(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, owner, created_at, model, body, input_items FROM responses \
+             WHERE id = $1 AND owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(StoredResponse {
+            id: row.try_get("id")?,
+            owner: row.try_get("owner")?,
+            created_at: row.try_get("created_at")?,
+            model: row.try_get("model")?,
+            body: row.try_get("body")?,
+            input_items: row.try_get("input_items")?,
+        }))
+    }
+
+    async fn delete_response(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM responses WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
