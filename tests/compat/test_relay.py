@@ -5,6 +5,7 @@ The relay serves the session's server as an upstream under the same model
 name, so every call can be made both ways and compared.
 """
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -145,3 +146,39 @@ def test_streamed_tool_calls_pass_through(client, relay, model):
         assert final.choices[0].finish_reason == "tool_calls"
         finals.append([(t.function.name, t.function.arguments) for t in final.choices[0].message.tool_calls])
     assert finals[0] == finals[1]
+
+
+def test_responses_are_translated_for_an_upstream_that_speaks_chat(client, relay, model):
+    kw = dict(model=model, input=PROMPT[0]["content"], max_output_tokens=16, temperature=0)
+    direct, relayed = client.responses.create(**kw), relay.responses.create(**kw)
+    assert relayed.output_text == direct.output_text and relayed.output_text
+    assert relayed.usage.input_tokens == direct.usage.input_tokens
+    assert relayed.usage.output_tokens == direct.usage.output_tokens
+    events = list(relay.responses.create(**kw, stream=True))
+    assert events[-1].response.output_text == direct.output_text
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == direct.output_text
+    # The relay keeps its own responses: it continues the conversation itself.
+    follow = relay.responses.create(**{**kw, "input": "And one more?"}, previous_response_id=relayed.id)
+    assert follow.usage.input_tokens > relayed.usage.input_tokens + relayed.usage.output_tokens
+
+
+def test_messages_are_translated_for_an_upstream_that_speaks_chat(base_url, relay_url, model):
+    direct, relayed = (
+        anthropic.Anthropic(base_url=u, api_key="unused", max_retries=0, timeout=REQUEST_TIMEOUT_S)
+        for u in (base_url, relay_url)
+    )
+    kw = dict(model=model, max_tokens=16, messages=PROMPT, extra_body={"temperature": 0})
+    a, b = direct.messages.create(**kw), relayed.messages.create(**kw)
+    assert [c.text for c in b.content] == [c.text for c in a.content]
+    assert b.stop_reason == a.stop_reason and b.usage.output_tokens == a.usage.output_tokens
+    with relayed.messages.stream(**kw) as s:
+        assert "".join(s.text_stream) == a.content[0].text
+    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                    "required": ["city"]}}
+    with relayed.messages.stream(
+        **{**kw, "max_tokens": 60, "messages": [{"role": "user", "content": "Weather in Paris?"}]},
+        tools=[tool], tool_choice={"type": "tool", "name": "get_weather"},
+    ) as s:
+        final = s.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert isinstance([c for c in final.content if c.type == "tool_use"][0].input["city"], str)

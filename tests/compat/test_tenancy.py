@@ -1,12 +1,15 @@
 """API keys and limits as the official SDK sees them, on SQLite and PostgreSQL:
-the SDK's own exception classes for 401, 403 and 429, and the rate-limit
-headers it exposes through `with_raw_response`."""
+the SDK's own exception classes for 401, 403 and 429, the rate-limit
+headers it exposes through `with_raw_response`, stored responses that only
+their tenant can read, and the ledger's endpoint column."""
 
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -108,3 +111,48 @@ def test_spent_budget_is_insufficient_quota_and_not_retried(tier):
         _hello(client)
     assert e.value.code == "insufficient_quota"
     assert e.value.response.headers["x-should-retry"] == "false"
+
+
+def _usage_by_endpoint(admin: httpx.Client, tenant: str, expected: int) -> dict:
+    """The tenant's ledger rows by endpoint, once `expected` rows are written
+    (the ledger writes in batches, a moment after each response)."""
+    rows: list = []
+    for _ in range(100):
+        r = admin.get("/admin/v1/usage", params={"tenant": tenant, "group_by": "endpoint"})
+        assert r.status_code == 200, r.text
+        rows = r.json()["data"]
+        if sum(row["requests"] for row in rows) >= expected:
+            break
+        time.sleep(0.1)
+    return {row["endpoint"]: row["requests"] for row in rows}
+
+
+def test_responses_belong_to_their_tenant_and_the_ledger_names_each_api(tier):
+    url, admin = tier
+    a_name = f"resp-a-{uuid.uuid4().hex[:6]}"
+    a_key = _key(admin, {"name": a_name})
+    a = _client(url, a_key)
+    b = _client(url, _key(admin, {"name": f"resp-b-{uuid.uuid4().hex[:6]}"}))
+    r = a.responses.create(model=MODEL, input="Hi", max_output_tokens=2, temperature=0)
+    attempts = {
+        "retrieve": lambda: b.responses.retrieve(r.id),
+        "input_items": lambda: b.responses.input_items.list(r.id),
+        "delete": lambda: b.responses.delete(r.id),
+        "continue": lambda: b.responses.create(model=MODEL, input="x", previous_response_id=r.id, max_output_tokens=2),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+            pytest.fail(f"another tenant could {name} the response")
+    assert a.responses.retrieve(r.id).output_text == r.output_text
+
+    # Anthropic's SDK sends its key in `x-api-key`.
+    claude = anthropic.Anthropic(base_url=url, api_key=a_key, max_retries=0, timeout=REQUEST_TIMEOUT_S)
+    m = claude.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
+    assert m.usage.output_tokens > 0
+    stranger = anthropic.Anthropic(base_url=url, api_key="sk-aitier-000000000000-" + "0" * 32, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        stranger.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
+    assert e.value.body["error"]["type"] == "authentication_error"
+
+    assert _usage_by_endpoint(admin, a_name, 2) == {"/v1/responses": 1, "/v1/messages": 1}

@@ -9,9 +9,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use aitier_core::frontend::chat::Chat;
 use aitier_core::frontend::completions::Completions;
+use aitier_core::frontend::messages::Messages;
 
 use crate::error::ApiError;
-use crate::routes::{admin, generate, health, metrics, models, tokenize, usage};
+use crate::routes::{
+    admin, generate, health, messages, metrics, models, responses, tokenize, usage,
+};
 use crate::state::AppState;
 
 /// A body whose declared length is over the limit is refused before any of
@@ -43,6 +46,17 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(generate::create::<Chat>))
         .route("/v1/completions", post(generate::create::<Completions>))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
+        .route(messages::PATH, post(generate::create::<Messages>))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
         .route("/v1/usage", get(usage::own))
@@ -73,6 +87,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             tracing::error!("a handler panicked");
             ApiError::internal().into_response()
         }))
+        .layer(axum::middleware::from_fn(messages::errors_layer))
         .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
 }

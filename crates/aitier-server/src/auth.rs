@@ -21,8 +21,21 @@ pub fn bearer(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The key a client sent: as a bearer token, or in `x-api-key` as
+/// Anthropic's clients send it.
+fn api_key(req: &Request) -> Option<&str> {
+    bearer(req).or_else(|| {
+        req.headers()
+            .get("x-api-key")?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
+}
+
 pub async fn tenant_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let principal = match state.tenancy.authenticate(bearer(&req)).await {
+    let principal = match state.tenancy.authenticate(api_key(&req)).await {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };

@@ -19,6 +19,8 @@ pub struct Caller<'a> {
     pub request_id: &'a str,
     /// The request's `user` field: the tenant in open mode.
     pub user: Option<&'a str>,
+    /// The API path, for the ledger.
+    pub endpoint: &'a str,
 }
 
 impl Caller<'_> {
@@ -68,7 +70,13 @@ pub async fn start(
     let label = caller.tenant_label();
     let mut ticket = state
         .tenancy
-        .begin(caller.principal, &label, model, caller.request_id)
+        .begin(
+            caller.principal,
+            &label,
+            model,
+            caller.request_id,
+            caller.endpoint,
+        )
         .await?;
     let ctx = RequestCtx {
         request_id: caller.request_id.to_string(),

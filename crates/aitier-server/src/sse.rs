@@ -1,6 +1,6 @@
 //! A front-end's stream as server-sent events, on axum's SSE support: its
-//! payloads as `data:` events, an error as the OpenAI error event that ends
-//! the stream, and keep-alive comments while nothing else is sent (a
+//! payloads as `data:` events (named, for the APIs that name them), an
+//! error as the front-end's error event that ends the stream, and keep-alive comments while nothing else is sent (a
 //! request queued behind others would otherwise look dead to proxies).
 use std::convert::Infallible;
 use std::time::Duration;
@@ -25,16 +25,20 @@ pub fn respond<F: Frontend>(events: EventStream, mut encoder: F, keep_alive: Dur
             let payloads = match ev {
                 GenEvent::Error(e) => {
                     *ended = true;
-                    vec![Payload::<F::Chunk>::Error(ApiError::from(e).to_body())]
+                    encoder.encode_error(ApiError::from(e).to_body())
                 }
                 ev => {
                     *ended = matches!(ev, GenEvent::Done { .. });
                     encoder.encode(ev)
                 }
             };
-            let events = payloads
-                .into_iter()
-                .map(|p| Ok::<_, Infallible>(Event::default().data(p.encode())));
+            let events = payloads.into_iter().map(|p| {
+                let event = match &p {
+                    Payload::Chunk(c) => F::event_name(c).map(|n| Event::default().event(n)),
+                    _ => None,
+                };
+                Ok::<_, Infallible>(event.unwrap_or_default().data(p.encode()))
+            });
             futures::future::ready(Some(futures::stream::iter(events)))
         })
         .flatten();

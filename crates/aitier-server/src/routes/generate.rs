@@ -1,6 +1,6 @@
-//! The generation endpoints (`/v1/chat/completions`, `/v1/completions`):
-//! one handler, generic over the API front-end.
-use axum::extract::State;
+//! The generation endpoints (`/v1/chat/completions`, `/v1/completions`,
+//! `/v1/messages`): one handler, generic over the API front-end.
+use axum::extract::{MatchedPath, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
@@ -17,6 +17,7 @@ pub async fn create<F: Frontend>(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
+    path: MatchedPath,
     OpenAiJson(req): OpenAiJson<F::Request>,
 ) -> Result<Response, ApiError> {
     let Decoded {
@@ -32,6 +33,7 @@ pub async fn create<F: Frontend>(
         principal: &principal,
         request_id: &rid.0,
         user: user.as_deref(),
+        endpoint: path.as_str(),
     };
     let events = generation::start(&state, caller, &model, request).await?;
     if !delivery.stream {

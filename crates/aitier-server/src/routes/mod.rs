@@ -1,7 +1,9 @@
 pub mod admin;
 pub mod generate;
 pub mod health;
+pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod responses;
 pub mod tokenize;
 pub mod usage;

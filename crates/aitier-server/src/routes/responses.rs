@@ -1,0 +1,257 @@
+//! `/v1/responses`: create (continuing a stored conversation when asked),
+//! retrieve, list input items, delete. Stored responses belong to the
+//! tenant that made them; another tenant's id is "not found", exactly as
+//! an id that never existed.
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use aitier_core::frontend::responses::{conversation, Responses};
+use aitier_core::frontend::{collect, Collector, Decoded, Frontend};
+use aitier_core::EventStream;
+use aitier_protocol::responses::{Deleted, Item, ItemList, ResponseObject, ResponsesRequest};
+use aitier_tenancy::{Principal, Store, StoredResponse};
+
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::generation::{self, Caller};
+use crate::request_id::RequestId;
+use crate::state::AppState;
+
+/// Whose responses these are: the caller's tenant; everyone's on a server
+/// running open.
+fn owner(principal: &Principal) -> String {
+    principal.tenant_id().unwrap_or_default().to_string()
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("Response with id '{id}' not found."),
+    )
+    .code("not_found")
+}
+
+/// A stored response and its input, read back.
+struct Loaded {
+    body: ResponseObject,
+    input: Vec<Item>,
+}
+
+async fn load(state: &AppState, id: &str, owner: &str) -> Result<Loaded, ApiError> {
+    let stored = state
+        .tenancy
+        .store()
+        .get_response(id, owner)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let corrupt = |e: serde_json::Error| {
+        tracing::error!(id, error = %e, "a stored response does not parse");
+        ApiError::internal()
+    };
+    Ok(Loaded {
+        body: serde_json::from_str(&stored.body).map_err(corrupt)?,
+        input: serde_json::from_str(&stored.input_items).map_err(corrupt)?,
+    })
+}
+
+/// Keeps a finished response, for retrieval and continuation.
+#[derive(Clone)]
+struct Saver {
+    store: Arc<dyn Store>,
+    owner: String,
+    encoder: Responses,
+}
+
+impl Saver {
+    async fn save(&self, response: &ResponseObject) {
+        let (Ok(body), Ok(input_items)) = (
+            serde_json::to_string(response),
+            serde_json::to_string(self.encoder.input()),
+        ) else {
+            return;
+        };
+        let row = StoredResponse {
+            id: response.id.clone(),
+            owner: self.owner.clone(),
+            created_at: aitier_core::clock::now_ms(),
+            model: response.model.clone(),
+            body,
+            input_items,
+        };
+        if let Err(e) = self.store.save_response(&row).await {
+            tracing::error!(id = %row.id, error = %e, "cannot store the response; it cannot be retrieved or continued");
+        }
+    }
+
+    /// Passes the events on, storing the response before the last one
+    /// goes out, so a client that continues at once finds it.
+    fn follow(self, events: EventStream) -> EventStream {
+        let state = Arc::new(Mutex::new((Collector::new(1), Some(self))));
+        events
+            .then(move |ev| {
+                let state = state.clone();
+                async move {
+                    let done = {
+                        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                        match s.0.observe(&ev) {
+                            Some(Ok(answer)) => s.1.take().map(|saver| (answer, saver)),
+                            _ => None,
+                        }
+                    };
+                    if let Some((answer, saver)) = done {
+                        let response = saver.encoder.clone().respond(answer);
+                        saver.save(&response).await;
+                    }
+                    ev
+                }
+            })
+            .boxed()
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
+    path: MatchedPath,
+    OpenAiJson(req): OpenAiJson<ResponsesRequest>,
+) -> Result<Response, ApiError> {
+    let owner = owner(&principal);
+    let history = match req.previous_response_id.as_deref() {
+        Some(id) => {
+            // OpenAI's own refusal: a 404 naming the parameter.
+            let prev = load(&state, id, &owner).await.map_err(|mut e| {
+                if e.status == StatusCode::NOT_FOUND {
+                    e.body.message = format!("Previous response with id '{id}' not found.");
+                    e = e.code("previous_response_not_found");
+                }
+                e.param("previous_response_id")
+            })?;
+            conversation(&prev.input, &prev.body.output)
+        }
+        None => Vec::new(),
+    };
+    let Decoded {
+        request,
+        delivery,
+        model,
+        user,
+        encoder,
+    } = Responses::decode_with(req, history)?;
+    tracing::Span::current().record("model", model.as_str());
+    let caller = Caller {
+        principal: &principal,
+        request_id: &rid.0,
+        user: user.as_deref(),
+        endpoint: path.as_str(),
+    };
+    let events = generation::start(&state, caller, &model, request).await?;
+    let saver = encoder.store().then(|| Saver {
+        store: state.tenancy.store().clone(),
+        owner,
+        encoder: encoder.clone(),
+    });
+    if !delivery.stream {
+        let response = encoder.respond(collect(events, 1).await?);
+        if let Some(s) = saver {
+            s.save(&response).await;
+        }
+        return Ok(Json(response).into_response());
+    }
+    let events = match saver {
+        Some(s) => s.follow(events),
+        None => events,
+    };
+    Ok(crate::sse::respond(events, encoder, state.keep_alive))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ResponseObject>, ApiError> {
+    Ok(Json(load(&state, &id, &owner(&principal)).await?.body))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    if !state
+        .tenancy
+        .store()
+        .delete_response(&id, &owner(&principal))
+        .await?
+    {
+        return Err(not_found(&id));
+    }
+    Ok(Json(Deleted {
+        id,
+        object: "response.deleted".into(),
+        deleted: true,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    limit: Option<usize>,
+    order: Option<String>,
+    after: Option<String>,
+}
+
+pub async fn input_items(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<ItemList>, ApiError> {
+    let Query(p) = params?;
+    let limit = p.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            Some("limit".into()),
+            "`limit` must be between 1 and 100",
+        ));
+    }
+    let mut items = load(&state, &id, &owner(&principal)).await?.input;
+    match p.order.as_deref() {
+        None | Some("desc") => items.reverse(),
+        Some("asc") => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                Some("order".into()),
+                format!("Invalid order '{other}': expected 'asc' or 'desc'"),
+            ))
+        }
+    }
+    if let Some(after) = &p.after {
+        let at = items
+            .iter()
+            .position(|i| i.id.as_deref() == Some(after.as_str()))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    Some("after".into()),
+                    format!("no input item '{after}' in this response"),
+                )
+            })?;
+        items.drain(..=at);
+    }
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    Ok(Json(ItemList {
+        object: "list".into(),
+        first_id: items.first().and_then(|i| i.id.clone()),
+        last_id: items.last().and_then(|i| i.id.clone()),
+        data: items,
+        has_more,
+    }))
+}
