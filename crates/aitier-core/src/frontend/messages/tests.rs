@@ -195,3 +195,23 @@ fn a_stream_is_anthropics_event_sequence_and_names_the_stop_sequence() {
     );
     assert_eq!(last, Some(StreamEvent::MessageStop));
 }
+
+#[test]
+fn a_failure_midway_is_an_anthropic_error_event() {
+    let mut enc = Messages::decode(req(with(serde_json::json!({"stream": true}))))
+        .expect("valid")
+        .encoder;
+    let out = enc.encode_error(ErrorBody {
+        error: aitier_protocol::ErrorDetail {
+            message: "the upstream went away".into(),
+            kind: "server_error".into(),
+            param: None,
+            code: Some("upstream_error".into()),
+        },
+    });
+    let [Payload::Chunk(StreamEvent::Error { error })] = out.as_slice() else {
+        panic!("one error event: {out:?}")
+    };
+    assert_eq!(error.kind, "api_error");
+    assert_eq!(error.message, "the upstream went away");
+}

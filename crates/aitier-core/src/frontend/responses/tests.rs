@@ -217,3 +217,47 @@ fn running_out_of_tokens_is_incomplete() {
     );
     assert_eq!(response.output.len(), 1, "an empty message, not no output");
 }
+
+#[test]
+fn a_failure_midway_is_an_error_event_then_a_failed_response() {
+    let mut enc = Responses::decode(req(
+        serde_json::json!({"model": "m", "input": "x", "stream": true}),
+    ))
+    .expect("valid")
+    .encoder;
+    let mut seen = enc.encode(GenEvent::started(1));
+    seen.extend(enc.encode_error(ErrorBody {
+        error: aitier_protocol::ErrorDetail {
+            message: "the upstream went away".into(),
+            kind: "server_error".into(),
+            param: None,
+            code: Some("upstream_error".into()),
+        },
+    }));
+    let events: Vec<_> = seen
+        .into_iter()
+        .map(|p| match p {
+            Payload::Chunk(c) => c,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let names: Vec<_> = events.iter().map(|e| e.event.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "error",
+            "response.failed"
+        ]
+    );
+    assert_eq!(events[3].sequence_number, 3);
+    let Event::Failed { response } = &events[3].event else {
+        panic!("failed")
+    };
+    assert_eq!(response.status, "failed");
+    assert_eq!(
+        response.error.as_ref().map(|e| e.code.as_str()),
+        Some("upstream_error")
+    );
+}
