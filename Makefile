@@ -7,8 +7,9 @@ serve: ## run aitier on the embedded default model
 test: ## run the whole test suite
 	scripts/test.sh
 
-model: ## fetch the default model into models/
+model: ## fetch the default models into models/
 	scripts/fetch-model.sh
+	scripts/fetch-model.sh minilm
 
 fmt:
 	cargo fmt --all

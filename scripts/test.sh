@@ -8,6 +8,7 @@ scripts/install-build-deps.sh
 scripts/install-test-deps.sh
 scripts/fetch-model.sh
 scripts/fetch-model.sh gemma
+scripts/fetch-model.sh minilm
 
 # One PostgreSQL server for the run; each test makes its own database in it.
 pg_dir="$(mktemp -d)/pg"
