@@ -1,7 +1,7 @@
 //! The middle of aitier: the `Provider` trait every model backend implements
 //! (the local llama.cpp engine, upstream endpoints, routers over both), the
 //! API front-ends that decode wire requests into validated
-//! `GenerateRequest`s and encode a provider's events back, the per-request
+//! `GenerateRequest`s (or `EmbedRequest`s) and encode a provider's answers back, the per-request
 //! context, the typed event stream, the model registry, the domain errors
 //! and the wall clock.
 //!
@@ -9,6 +9,7 @@
 //! nothing of HTTP, llama.cpp or databases.
 
 pub mod clock;
+pub mod embed;
 pub mod error;
 pub mod event;
 pub mod frontend;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod request;
 pub mod secret;
 
+pub use embed::{EmbedInput, EmbedRequest, Embeddings};
 pub use error::CoreError;
 pub use event::{EventStream, FinishReason, GenEvent, TokenLogprob};
 pub use provider::{

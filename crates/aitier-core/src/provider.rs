@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 
+use crate::embed::{EmbedRequest, Embeddings};
 use crate::error::CoreError;
 use crate::event::EventStream;
 use crate::request::GenerateRequest;
@@ -47,13 +48,13 @@ pub struct RequestSize {
 /// `size` is what the tier admits it by; the provider keeps whatever it
 /// computed on the way (token ids) in `state`, so `run` need not repeat it.
 #[derive(Clone)]
-pub struct Prepared {
-    pub request: GenerateRequest,
+pub struct Prepared<R = GenerateRequest> {
+    pub request: R,
     pub size: RequestSize,
     state: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-impl std::fmt::Debug for Prepared {
+impl<R: std::fmt::Debug> std::fmt::Debug for Prepared<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("request", &self.request)
@@ -62,8 +63,8 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-impl Prepared {
-    pub fn new(request: GenerateRequest, size: RequestSize) -> Self {
+impl<R> Prepared<R> {
+    pub fn new(request: R, size: RequestSize) -> Self {
         Self {
             request,
             size,
@@ -86,6 +87,10 @@ impl Prepared {
 pub struct ModelInfo {
     /// Tokens one sequence may hold: prompt plus completion.
     pub context_length: u32,
+    /// Answers chat and completions.
+    pub generates: bool,
+    /// Answers embeddings.
+    pub embeds: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +123,8 @@ pub struct ProviderStats {
 /// between them: `prepare` renders and tokenizes (validating what only the
 /// backend can, such as the prompt against its context) and says how big
 /// the request is; `run` starts it and returns the event stream. Errors
-/// after the stream started arrive as `GenEvent::Error`.
+/// after the stream started arrive as `GenEvent::Error`. Embedding models
+/// take the same two steps as `prepare_embed` and `embed`.
 pub trait Provider: Send + Sync {
     fn info(&self) -> ModelInfo;
     fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>>;
@@ -136,6 +142,22 @@ pub trait Provider: Send + Sync {
         parse_special: bool,
     ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>>;
     fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>>;
+    /// Tokenizes an embedding request and checks each input against the
+    /// model, as `prepare` does for generation. Only for providers whose
+    /// `info().embeds` is true.
+    fn prepare_embed(
+        &self,
+        _req: EmbedRequest,
+    ) -> BoxFuture<'_, Result<Prepared<EmbedRequest>, CoreError>> {
+        Box::pin(async { Err(CoreError::invalid("model", "this model does not embed")) })
+    }
+    fn embed(
+        &self,
+        _prepared: Prepared<EmbedRequest>,
+        _ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<Embeddings, CoreError>> {
+        Box::pin(async { Err(CoreError::invalid("model", "this model does not embed")) })
+    }
     fn stats(&self) -> ProviderStats {
         ProviderStats::default()
     }

@@ -1,9 +1,27 @@
 use std::path::PathBuf;
 
-/// How one local model is loaded and scheduled.
+/// What a local model is loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Task {
+    /// Chat and completions (`LocalModel`).
+    #[default]
+    Generate,
+    /// Embeddings (`EmbeddingModel`).
+    Embed {
+        /// The model was trained for Matryoshka truncation, so requests may
+        /// ask for fewer `dimensions`.
+        matryoshka: bool,
+    },
+}
+
+/// How one local model is loaded and scheduled. An embedding model reads
+/// the same settings its own way: `slots` is the most inputs per batch,
+/// `ctx_per_slot` the longest input (at most the model's trained context),
+/// `batch_size` the tokens per batch.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub path: PathBuf,
+    pub task: Task,
     /// Sequences decoded together in one batch (llama.cpp's "slots").
     pub slots: u32,
     /// Tokens one sequence may hold, prompt and completion together.
@@ -40,6 +58,7 @@ impl EngineConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
+            task: Task::Generate,
             slots: 4,
             ctx_per_slot: 4096,
             batch_size: 512,
@@ -50,6 +69,19 @@ impl EngineConfig {
             cache_cells: None,
             special_tokens_in_content: false,
             chat_template_file: None,
+        }
+    }
+
+    /// An embedding model's defaults: up to 64 inputs and 2048 tokens per
+    /// batch (see docs/benchmarks.md for how these were chosen), inputs up
+    /// to 8192 tokens where the model was trained for that many.
+    pub fn embedding(path: impl Into<PathBuf>, matryoshka: bool) -> Self {
+        Self {
+            task: Task::Embed { matryoshka },
+            slots: 64,
+            ctx_per_slot: 8192,
+            batch_size: 2048,
+            ..Self::new(path)
         }
     }
 

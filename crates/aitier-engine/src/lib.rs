@@ -1,9 +1,13 @@
-//! The local llama.cpp provider: loads a GGUF file, renders chat templates
+//! The local llama.cpp providers: loads a GGUF file, renders chat templates
 //! from its metadata, tokenises, and runs generation on one dedicated engine
-//! thread per model (see `worker`). This is the only crate that touches
+//! thread per model (see `worker`); embedding models batch their inputs on
+//! an engine thread of their own (see `embed_worker`). This is the only crate that touches
 //! llama.cpp; the rest of aitier sees it through `aitier_core::Provider`.
 
 mod config;
+mod embed_input;
+mod embed_worker;
+mod embedder;
 mod fair;
 mod gbnf;
 mod grammar;
@@ -19,6 +23,7 @@ mod tokens;
 mod toolcall;
 mod worker;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, Task};
+pub use embedder::EmbeddingModel;
 pub use local::{EngineError, LocalModel};
 pub use template::{ChatTemplate, TemplateError};

@@ -8,7 +8,6 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -46,7 +45,7 @@ pub enum EngineError {
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 
-fn backend() -> Result<&'static LlamaBackend, EngineError> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
     BACKEND
         .get_or_init(|| {
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
@@ -486,6 +485,8 @@ impl Provider for LocalModel {
     fn info(&self) -> ModelInfo {
         ModelInfo {
             context_length: self.ctx_per_slot,
+            generates: true,
+            embeds: false,
         }
     }
 
@@ -548,33 +549,7 @@ impl Provider for LocalModel {
         add_special: bool,
         parse_special: bool,
     ) -> BoxFuture<'_, Result<Vec<TokenPiece>, CoreError>> {
-        let model = self.model.clone();
-        // A 4 MiB body is a lot of tokenizing: keep it off the async threads.
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let vocab = model.vocab();
-                let ids = if parse_special {
-                    tokens::tokenize_text(&model, &text, add_special)
-                } else {
-                    let mut ids = tokens::tokenize_text(&model, "", add_special);
-                    ids.extend(tokens::tokenize_plain(&model, &text));
-                    ids
-                };
-                ids.into_iter()
-                    .map(|id| TokenPiece {
-                        id,
-                        piece: String::from_utf8_lossy(&vocab.token_to_piece(
-                            LlamaToken(id as i32),
-                            true,
-                            None,
-                        ))
-                        .into_owned(),
-                    })
-                    .collect()
-            })
-            .await
-            .map_err(|e| CoreError::Internal(format!("tokenizing failed: {e}")))
-        })
+        tokens::pieces(self.model.clone(), text, add_special, parse_special)
     }
 
     fn stats(&self) -> ProviderStats {
@@ -593,19 +568,6 @@ impl Provider for LocalModel {
     }
 
     fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>> {
-        Box::pin(async move {
-            if let Some(bad) = tokens.iter().find(|&&t| t >= self.n_vocab) {
-                return Err(CoreError::invalid(
-                    "tokens",
-                    format!(
-                        "token id {bad} is outside the vocabulary of {} tokens",
-                        self.n_vocab
-                    ),
-                ));
-            }
-            let toks: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t as i32)).collect();
-            let bytes = self.model.vocab().detokenize(&toks, false, false);
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        })
+        Box::pin(async move { tokens::detokenize(&self.model, self.n_vocab, &tokens) })
     }
 }

@@ -5,10 +5,15 @@
 //! of a control token is tokenized as one run, as llama.cpp splits a whole
 //! prompt at its control tokens: a prompt whose contents spell no control
 //! token gets exactly the tokens it always had.
+use std::sync::Arc;
+
 use aho_corasick::{AhoCorasick, MatchKind};
+use futures::future::BoxFuture;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token_type::LlamaTokenAttr;
+
+use aitier_core::{CoreError, TokenPiece};
 
 use crate::segments::Segment;
 
@@ -24,6 +29,56 @@ pub fn tokenize_text(model: &LlamaModel, text: &str, add_special: bool) -> Vec<u
 /// `text` as plain text: control-token spellings are just characters.
 pub fn tokenize_plain(model: &LlamaModel, text: &str) -> Vec<u32> {
     ids(model.vocab().tokenize(text.as_bytes(), false, false))
+}
+
+/// `text` as plain text between the special tokens the model adds to
+/// every input (BOS; BERT's `[CLS]` and `[SEP]`).
+pub fn tokenize_plain_with_specials(model: &LlamaModel, text: &str) -> Vec<u32> {
+    ids(model.vocab().tokenize(text.as_bytes(), true, false))
+}
+
+/// `/tokenize`: ids with their text, off the async threads (a 4 MiB body
+/// is a lot of tokenizing).
+pub fn pieces(
+    model: Arc<LlamaModel>,
+    text: String,
+    add_special: bool,
+    parse_special: bool,
+) -> BoxFuture<'static, Result<Vec<TokenPiece>, CoreError>> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || {
+            let vocab = model.vocab();
+            let ids = ids(model
+                .vocab()
+                .tokenize(text.as_bytes(), add_special, parse_special));
+            ids.into_iter()
+                .map(|id| TokenPiece {
+                    id,
+                    piece: String::from_utf8_lossy(&vocab.token_to_piece(
+                        LlamaToken(id as i32),
+                        true,
+                        None,
+                    ))
+                    .into_owned(),
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("tokenizing failed: {e}")))
+    })
+}
+
+/// `/detokenize`, for ids checked against the vocabulary.
+pub fn detokenize(model: &LlamaModel, n_vocab: u32, tokens: &[u32]) -> Result<String, CoreError> {
+    if let Some(bad) = tokens.iter().find(|&&t| t >= n_vocab) {
+        return Err(CoreError::invalid(
+            "tokens",
+            format!("token id {bad} is outside the vocabulary of {n_vocab} tokens"),
+        ));
+    }
+    let toks: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t as i32)).collect();
+    let bytes = model.vocab().detokenize(&toks, false, false);
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The vocabulary's control tokens, and a finder for their spellings in

@@ -7,6 +7,7 @@
 pub mod chat;
 pub mod completions;
 mod de;
+pub mod embeddings;
 pub mod error;
 pub mod messages;
 pub mod models;

@@ -13,7 +13,7 @@ use aitier_core::frontend::messages::Messages;
 
 use crate::error::ApiError;
 use crate::routes::{
-    admin, generate, health, messages, metrics, models, responses, tokenize, usage,
+    admin, embeddings, generate, health, messages, metrics, models, responses, tokenize, usage,
 };
 use crate::state::AppState;
 
@@ -46,6 +46,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(generate::create::<Chat>))
         .route("/v1/completions", post(generate::create::<Completions>))
+        .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/responses", post(responses::create))
         .route(
             "/v1/responses/{id}",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aitier_core::{ModelRegistry, Provider};
-use aitier_engine::{EngineConfig, LocalModel};
+use aitier_engine::{EmbeddingModel, EngineConfig, LocalModel, Task};
 use aitier_upstream::{Breaker, Deployment, Router, Upstream};
 
 use crate::config::{DeploymentConfig, ModelConfig, Routing};
@@ -69,9 +69,12 @@ pub fn start_models(
 
 async fn load_local(engine: EngineConfig) -> Result<Arc<dyn Provider>, String> {
     let path = engine.path.display().to_string();
-    let loaded = tokio::task::spawn_blocking(move || LocalModel::load(&engine))
-        .await
-        .map_err(|e| e.to_string())?;
+    let loaded = tokio::task::spawn_blocking(move || match engine.task {
+        Task::Generate => LocalModel::load(&engine).map(|m| m as Arc<dyn Provider>),
+        Task::Embed { .. } => EmbeddingModel::load(&engine).map(|m| m as Arc<dyn Provider>),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let model = loaded.map_err(|e| format!("{path}: {e}"))?;
     tracing::info!(%path, context = model.info().context_length, "local model loaded");
     Ok(model)

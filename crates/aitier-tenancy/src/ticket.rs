@@ -127,6 +127,12 @@ impl Ticket {
         }
     }
 
+    /// A request answered whole (an embedding): its usage writes the row.
+    pub fn completed(&mut self, usage: &Usage, estimated: bool) {
+        self.estimated = estimated;
+        self.finish(Outcome::Ok, Some(usage));
+    }
+
     /// The request failed before streaming (or was refused).
     pub fn failed(&mut self, e: &CoreError) {
         self.finish(Outcome::of(e), None);

@@ -5,6 +5,7 @@
 //! or tenancy: the tier admits and meters around it, from its events.
 
 pub mod breaker;
+pub mod embed_wire;
 pub mod router;
 pub mod upstream;
 pub mod wire;

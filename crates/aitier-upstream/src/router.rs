@@ -7,6 +7,7 @@
 //! LLM latency is dominated by how many tokens a request generates, so a
 //! latency average (peak EWMA) mostly measures the last requests' lengths;
 //! the count of open requests tracks real load and reacts at once.
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -16,8 +17,8 @@ use futures::StreamExt;
 use rand::Rng;
 
 use aitier_core::{
-    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared, Provider,
-    ProviderStats, RequestCtx, TokenPiece,
+    CoreError, EmbedRequest, Embeddings, EventStream, GenEvent, GenerateRequest, ModelInfo,
+    Prepared, Provider, ProviderStats, RequestCtx, TokenPiece,
 };
 
 use crate::breaker::{Breaker, BreakerState};
@@ -253,10 +254,21 @@ impl Router {
         d.provider.run(inner, ctx.clone()).await
     }
 
-    async fn route(&self, prepared: Prepared, ctx: RequestCtx) -> Result<EventStream, CoreError> {
+    /// Tries deployments until one answers: a deployment not tried yet
+    /// at once, the same ones again after a backoff, while the error says
+    /// another may succeed. Returns the one that answered, still held.
+    async fn route<T, F, Fut>(
+        &self,
+        ctx: &RequestCtx,
+        mut attempt: F,
+    ) -> Result<(Taken, T), CoreError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<T, CoreError>>,
+    {
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<CoreError> = None;
-        for attempt in 0..self.retry.attempts.max(1) {
+        for n in 0..self.retry.attempts.max(1) {
             // Everything tried: start over on the same deployments.
             let pick = self.pick(&tried).or_else(|| {
                 tried.clear();
@@ -269,8 +281,15 @@ impl Router {
                 continue;
             };
             let in_flight = InFlight::new(d);
-            let e = match self.attempt(i, &prepared, &ctx).await {
-                Ok(stream) => return Ok(Self::watch(d, permit, in_flight, stream)),
+            let e = match attempt(i).await {
+                Ok(answer) => {
+                    let taken = Taken {
+                        deployment: d.clone(),
+                        permit,
+                        in_flight,
+                    };
+                    return Ok((taken, answer));
+                }
                 Err(e) => e,
             };
             let Some(after) = e.unavailable() else {
@@ -279,10 +298,10 @@ impl Router {
                 return Err(e);
             };
             permit.failure();
-            tracing::warn!(deployment = %d.name, error = %e, attempt, "attempt failed");
+            tracing::warn!(deployment = %d.name, error = %e, attempt = n, "attempt failed");
             tried.push(i);
             last = Some(e);
-            match self.pause(attempt, &tried, after, &ctx) {
+            match self.pause(n, &tried, after, ctx) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => break,
             }
@@ -293,31 +312,97 @@ impl Router {
             retry_after: Some(Duration::from_secs(1)),
         }))
     }
+
+    async fn generate(
+        &self,
+        prepared: Prepared,
+        ctx: RequestCtx,
+    ) -> Result<EventStream, CoreError> {
+        let (taken, stream) = self
+            .route(&ctx, |i| self.attempt(i, &prepared, &ctx))
+            .await?;
+        Ok(Self::watch(
+            &taken.deployment,
+            taken.permit,
+            taken.in_flight,
+            stream,
+        ))
+    }
+
+    /// One embedding attempt on deployment `i`, prepared by it.
+    async fn attempt_embed(
+        &self,
+        i: usize,
+        prepared: &Prepared<EmbedRequest>,
+        ctx: &RequestCtx,
+    ) -> Result<Embeddings, CoreError> {
+        let d = &self.deployments[i];
+        let own = prepared
+            .state::<RouterPrepared<EmbedRequest>>()
+            .filter(|s| s.deployment == i)
+            .map(|s| s.inner.clone());
+        let inner = match own {
+            Some(p) => p,
+            None => d.provider.prepare_embed(prepared.request.clone()).await?,
+        };
+        d.provider.embed(inner, ctx.clone()).await
+    }
+
+    async fn embed_routed(
+        &self,
+        prepared: Prepared<EmbedRequest>,
+        ctx: RequestCtx,
+    ) -> Result<Embeddings, CoreError> {
+        let (taken, mut answer) = self
+            .route(&ctx, |i| self.attempt_embed(i, &prepared, &ctx))
+            .await?;
+        taken.permit.success();
+        answer
+            .deployment
+            .get_or_insert_with(|| taken.deployment.name.clone());
+        Ok(answer)
+    }
+
+    /// The deployment most likely to take a request, to size it by.
+    fn likely(&self) -> Result<(usize, &Arc<Deployment>), CoreError> {
+        let i = self.pick(&[]).unwrap_or(0);
+        self.deployments
+            .get(i)
+            .map(|d| (i, d))
+            .ok_or_else(|| CoreError::Internal("a routed model has no deployments".into()))
+    }
+}
+
+/// The deployment an attempt succeeded on, with its breaker permit and
+/// its place in the count of requests in flight.
+struct Taken {
+    deployment: Arc<Deployment>,
+    permit: crate::breaker::Permit,
+    in_flight: InFlight,
 }
 
 /// What the router's `prepare` chose, kept for `run`.
-struct RouterPrepared {
+struct RouterPrepared<R = GenerateRequest> {
     deployment: usize,
-    inner: Prepared,
+    inner: Prepared<R>,
 }
 
 impl Provider for Router {
+    /// The first deployment's context; what any deployment serves.
     fn info(&self) -> ModelInfo {
-        self.deployments
-            .first()
-            .map(|d| d.provider.info())
-            .unwrap_or(ModelInfo { context_length: 0 })
+        let infos: Vec<ModelInfo> = self.deployments.iter().map(|d| d.provider.info()).collect();
+        ModelInfo {
+            context_length: infos.first().map_or(0, |i| i.context_length),
+            generates: infos.iter().any(|i| i.generates),
+            embeds: infos.iter().any(|i| i.embeds),
+        }
     }
 
     /// Sized by the deployment most likely to take the request: the
     /// tier admits by this estimate even if another serves it.
     fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>> {
         Box::pin(async move {
-            let i = self.pick(&[]).unwrap_or(0);
-            let d = self
-                .deployments
-                .get(i)
-                .ok_or_else(|| CoreError::Internal("a routed model has no deployments".into()))?;
+            let (i, d) = self.likely()?;
             let inner = d.provider.prepare(req.clone()).await?;
             let size = inner.size;
             Ok(Prepared::new(req, size).with_state(RouterPrepared {
@@ -332,7 +417,30 @@ impl Provider for Router {
         prepared: Prepared,
         ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
-        Box::pin(self.route(prepared, ctx))
+        Box::pin(self.generate(prepared, ctx))
+    }
+
+    fn prepare_embed(
+        &self,
+        req: EmbedRequest,
+    ) -> BoxFuture<'_, Result<Prepared<EmbedRequest>, CoreError>> {
+        Box::pin(async move {
+            let (i, d) = self.likely()?;
+            let inner = d.provider.prepare_embed(req.clone()).await?;
+            let size = inner.size;
+            Ok(Prepared::new(req, size).with_state(RouterPrepared {
+                deployment: i,
+                inner,
+            }))
+        })
+    }
+
+    fn embed(
+        &self,
+        prepared: Prepared<EmbedRequest>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<Embeddings, CoreError>> {
+        Box::pin(self.embed_routed(prepared, ctx))
     }
 
     /// The first deployment that can tokenize (a local model, or an

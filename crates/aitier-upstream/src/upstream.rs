@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use aitier_core::{
-    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared, Provider, RequestCtx,
-    RequestSize, Secret, TokenPiece,
+    CoreError, EmbedRequest, Embeddings, EventStream, GenEvent, GenerateRequest, ModelInfo,
+    Prepared, Provider, RequestCtx, RequestSize, Secret, TokenPiece,
 };
 use aitier_protocol::sse::SseParser;
 use aitier_protocol::tokenize::{
@@ -24,6 +24,7 @@ use aitier_protocol::tokenize::{
 };
 use aitier_protocol::ErrorBody;
 
+use crate::embed_wire;
 use crate::wire::{estimate_prompt, request_body, Decoder};
 
 /// Where and how to reach one upstream deployment.
@@ -305,6 +306,18 @@ impl Upstream {
         .boxed())
     }
 
+    async fn embed_remote(
+        &self,
+        prepared: Prepared<EmbedRequest>,
+    ) -> Result<Embeddings, CoreError> {
+        let req = &prepared.request;
+        let body = embed_wire::request_body(req, &self.cfg.model);
+        let resp = self.post(self.url("embeddings"), &body).await?;
+        let bytes = self.body(resp).await?;
+        embed_wire::read(&bytes, req.input.count(), prepared.size.prompt_tokens)
+            .map_err(|e| upstream_error(format!("upstream `{}`: {e}", self.cfg.name), false, None))
+    }
+
     /// An upstream that ignores `stream`: its whole answer, as events.
     async fn whole_answer(
         &self,
@@ -412,8 +425,13 @@ impl Flow {
 }
 
 impl Provider for Upstream {
+    /// The upstream decides what it serves.
     fn info(&self) -> ModelInfo {
-        ModelInfo { context_length: 0 }
+        ModelInfo {
+            context_length: 0,
+            generates: true,
+            embeds: true,
+        }
     }
 
     /// No tokenizer here: the prompt is estimated, and the completion is
@@ -437,6 +455,27 @@ impl Provider for Upstream {
         _ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
         Box::pin(self.start(prepared))
+    }
+
+    fn prepare_embed(
+        &self,
+        req: EmbedRequest,
+    ) -> BoxFuture<'_, Result<Prepared<EmbedRequest>, CoreError>> {
+        let size = RequestSize {
+            prompt_tokens: embed_wire::estimate(&req),
+            choices: req.input.count() as u32,
+            max_tokens: Some(0),
+            completion_cap: 0,
+        };
+        Box::pin(async move { Ok(Prepared::new(req, size)) })
+    }
+
+    fn embed(
+        &self,
+        prepared: Prepared<EmbedRequest>,
+        _ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<Embeddings, CoreError>> {
+        Box::pin(self.embed_remote(prepared))
     }
 
     /// Through the upstream's own `/tokenize` (llama.cpp's server, aitier).

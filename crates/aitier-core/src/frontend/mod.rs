@@ -6,6 +6,7 @@
 //! in-process caller can use them as they are.
 pub mod chat;
 pub mod completions;
+pub mod embeddings;
 pub mod logprobs;
 pub mod messages;
 pub mod params;

@@ -1,4 +1,5 @@
 //! What the engine's integration tests share: the default model's engine.
+#![allow(dead_code)]
 use std::path::PathBuf;
 
 use aitier_engine::EngineConfig;
@@ -20,4 +21,15 @@ pub fn default_model(slots: u32) -> EngineConfig {
     cfg.slots = slots;
     cfg.ctx_per_slot = 1024;
     cfg
+}
+
+/// An engine for the default embedding model (all-MiniLM-L6-v2).
+pub fn embedding_model(matryoshka: bool) -> EngineConfig {
+    let path = root().join("models/all-MiniLM-L6-v2.F32.gguf");
+    assert!(
+        path.is_file(),
+        "{} missing: run `make model`",
+        path.display()
+    );
+    EngineConfig::embedding(path, matryoshka)
 }

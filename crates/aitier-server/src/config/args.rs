@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// models of the config file.
     #[arg(long = "model", value_name = "NAME=PATH")]
     pub models: Vec<String>,
+    /// Serve a GGUF embedding model under a name: NAME=PATH. Repeatable;
+    /// with --model, replaces the models of the config file too.
+    #[arg(long = "embedding-model", value_name = "NAME=PATH")]
+    pub embedding_models: Vec<String>,
     /// Serve an OpenAI-compatible upstream under a name:
     /// NAME=BASE_URL[#UPSTREAM_MODEL]. Repeatable; with --model, adds to it.
     #[arg(long = "upstream", value_name = "NAME=URL")]
@@ -33,7 +37,7 @@ pub struct ServeArgs {
     /// Face conventions), used instead of the GGUF's own. Repeatable.
     #[arg(long = "chat-template-file", value_name = "NAME=PATH")]
     pub chat_template_files: Vec<String>,
-    /// Where the embedded default model lives.
+    /// Where the embedded default models live.
     #[arg(long, env = "AITIER_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
     #[command(flatten)]

@@ -61,10 +61,19 @@ impl EngineSettings {
         }
     }
 
-    /// The engine for the model at `path`: these settings over the
+    /// The engine for the chat model at `path`: these settings over the
     /// engine's defaults.
     pub fn engine(&self, path: &Path) -> EngineConfig {
-        let d = EngineConfig::new(path);
+        self.over(EngineConfig::new(path))
+    }
+
+    /// The engine for the embedding model at `path`, over the defaults of
+    /// embedding engines.
+    pub fn embedding_engine(&self, path: &Path, matryoshka: bool) -> EngineConfig {
+        self.over(EngineConfig::embedding(path, matryoshka))
+    }
+
+    fn over(&self, d: EngineConfig) -> EngineConfig {
         EngineConfig {
             slots: self.slots.unwrap_or(d.slots),
             ctx_per_slot: self.ctx_size.unwrap_or(d.ctx_per_slot),
@@ -78,6 +87,7 @@ impl EngineSettings {
                 .special_tokens_in_content
                 .unwrap_or(d.special_tokens_in_content),
             path: d.path,
+            task: d.task,
             chat_template_file: None,
         }
     }

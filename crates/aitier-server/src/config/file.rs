@@ -57,10 +57,26 @@ pub struct FileServer {
     pub keep_alive_secs: Option<u64>,
 }
 
+/// What a `[[models]]` entry serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileModelKind {
+    #[default]
+    Chat,
+    Embedding,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileModel {
     pub name: String,
+    /// `chat` (the default) or `embedding`.
+    #[serde(default)]
+    pub kind: FileModelKind,
+    /// An embedding model trained for Matryoshka truncation: requests may
+    /// ask for fewer `dimensions`.
+    #[serde(default)]
+    pub matryoshka: bool,
     /// A local GGUF file; or give `deployments`.
     pub path: Option<PathBuf>,
     #[serde(default)]

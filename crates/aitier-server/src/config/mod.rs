@@ -21,11 +21,13 @@ pub use engine::EngineSettings;
 pub use error::ConfigError;
 pub use routing::{DeploymentConfig, Routing};
 
-use file::{read_file, FileConfig, FileModel};
+use file::{read_file, FileConfig, FileModel, FileModelKind};
 use routing::parse_upstream_flag;
 
 pub const DEFAULT_MODEL_NAME: &str = "smollm2-135m-instruct";
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_EMBEDDING_MODEL_NAME: &str = "all-minilm-l6-v2";
+pub const DEFAULT_EMBEDDING_MODEL_FILE: &str = "all-MiniLM-L6-v2.F32.gguf";
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_QUEUE_TIMEOUT_SECS: u64 = 600;
@@ -203,6 +205,12 @@ fn models_from_flags(
             name_and_path(spec).ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
         models.push(ModelConfig::local(name, settings.engine(Path::new(path))));
     }
+    for spec in &args.embedding_models {
+        let (name, path) =
+            name_and_path(spec).ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
+        let engine = settings.embedding_engine(Path::new(path), false);
+        models.push(ModelConfig::local(name, engine));
+    }
     for spec in &args.upstreams {
         let (name, d) = parse_upstream_flag(spec)?;
         let dep = DeploymentConfig::upstream(&name, 0, &d, routing)?;
@@ -225,11 +233,21 @@ fn model_from_file(
     routing: &Routing,
 ) -> Result<ModelConfig, ConfigError> {
     let settings = args.engine.or(&m.engine).or(&file.engine);
+    let engine = |path: &Path| match m.kind {
+        FileModelKind::Chat => settings.engine(path),
+        FileModelKind::Embedding => settings.embedding_engine(path, m.matryoshka),
+    };
+    if m.matryoshka && m.kind != FileModelKind::Embedding {
+        return Err(ConfigError::Invalid(format!(
+            "model `{}`: `matryoshka` is for embedding models (kind = \"embedding\")",
+            m.name
+        )));
+    }
     let mut deployments = Vec::new();
     if let Some(path) = &m.path {
         deployments.push(DeploymentConfig::Local {
             name: m.name.clone(),
-            engine: settings.engine(path),
+            engine: engine(path),
             weight: 1,
         });
     }
@@ -237,7 +255,7 @@ fn model_from_file(
         deployments.push(match DeploymentConfig::local_parts(d) {
             Some((name, path, weight)) => DeploymentConfig::Local {
                 name: name.unwrap_or_else(|| format!("{}#{i}", m.name)),
-                engine: settings.engine(&path),
+                engine: engine(&path),
                 weight,
             },
             None => DeploymentConfig::upstream(&m.name, i, d, routing)?,
@@ -264,13 +282,19 @@ fn model_from_file(
     })
 }
 
-/// The flags' models, else the file's, else the embedded default.
+/// Whether the command line names models (which replace the file's).
+fn flags_name_models(args: &ServeArgs) -> bool {
+    !args.models.is_empty() || !args.embedding_models.is_empty() || !args.upstreams.is_empty()
+}
+
+/// The flags' models, else the file's, else the embedded defaults (a chat
+/// model and an embedding model).
 fn models(
     args: &ServeArgs,
     file: &FileConfig,
     routing: &Routing,
 ) -> Result<Vec<ModelConfig>, ConfigError> {
-    if !args.models.is_empty() || !args.upstreams.is_empty() {
+    if flags_name_models(args) {
         return models_from_flags(args, file, routing);
     }
     if !file.models.is_empty() {
@@ -286,10 +310,16 @@ fn models(
         .or(file.server.models_dir.clone())
         .unwrap_or_else(|| PathBuf::from("models"));
     let settings = args.engine.or(&file.engine);
-    Ok(vec![ModelConfig::local(
-        DEFAULT_MODEL_NAME,
-        settings.engine(&dir.join(DEFAULT_MODEL_FILE)),
-    )])
+    Ok(vec![
+        ModelConfig::local(
+            DEFAULT_MODEL_NAME,
+            settings.engine(&dir.join(DEFAULT_MODEL_FILE)),
+        ),
+        ModelConfig::local(
+            DEFAULT_EMBEDDING_MODEL_NAME,
+            settings.embedding_engine(&dir.join(DEFAULT_EMBEDDING_MODEL_FILE), false),
+        ),
+    ])
 }
 
 /// `--chat-template-file NAME=PATH` onto the local engines of model NAME.
@@ -357,10 +387,14 @@ fn check_models(models: &[ModelConfig], default_model: bool) -> Result<(), Confi
             )));
         }
         if !e.path.is_file() {
-            let hint = if default_model && m.name == DEFAULT_MODEL_NAME {
-                "; run `make model` (or scripts/fetch-model.sh) to fetch the default model"
-            } else {
-                ""
+            let hint = match m.name.as_str() {
+                DEFAULT_MODEL_NAME if default_model => {
+                    "; run `make model` (or scripts/fetch-model.sh) to fetch the default model"
+                }
+                DEFAULT_EMBEDDING_MODEL_NAME if default_model => {
+                    "; run `make model` (or scripts/fetch-model.sh minilm) to fetch the default embedding model"
+                }
+                _ => "",
             };
             return Err(ConfigError::MissingModel {
                 name: m.name.clone(),
@@ -431,8 +465,7 @@ impl ServeConfig {
         let routing = Routing::from_file(&file.routing);
         let mut models = models(args, &file, &routing)?;
         template_files(args, &mut models)?;
-        let default_model =
-            args.models.is_empty() && args.upstreams.is_empty() && file.models.is_empty();
+        let default_model = !flags_name_models(args) && file.models.is_empty();
         check_models(&models, default_model)?;
         Ok(Self {
             host: server.host,
@@ -516,6 +549,64 @@ mod tests {
         };
         let err = ServeConfig::resolve(&args).expect_err("missing");
         assert!(err.to_string().contains("make model"), "{err}");
+    }
+
+    #[test]
+    fn embedding_models_come_from_flags_files_and_defaults() {
+        use aitier_engine::Task;
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let task = |m: &ModelConfig| m.engines().next().expect("local").task;
+        let flags = ServeArgs {
+            embedding_models: vec![format!("e={}", gguf.display())],
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&flags).expect("valid");
+        assert_eq!(c.models.len(), 1);
+        assert_eq!(task(&c.models[0]), Task::Embed { matryoshka: false });
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[[models]]\nname = \"e\"\nkind = \"embedding\"\nmatryoshka = true\npath = \"{0}\"\nslots = 8\n[[models]]\nname = \"c\"\npath = \"{0}\"\n", gguf.display()),
+        );
+        let c = ServeConfig::resolve(&ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(task(&c.models[0]), Task::Embed { matryoshka: true });
+        assert_eq!(c.models[0].engines().next().expect("local").slots, 8);
+        assert_eq!(task(&c.models[1]), Task::Generate);
+        let bad = write(
+            &d,
+            "bad.toml",
+            &format!(
+                "[[models]]\nname = \"c\"\nmatryoshka = true\npath = \"{}\"\n",
+                gguf.display()
+            ),
+        );
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(bad),
+            ..Default::default()
+        })
+        .expect_err("matryoshka on a chat model");
+        assert!(err.to_string().contains("embedding"), "{err}");
+        // The defaults: both models, the missing embedding file with its remedy.
+        write(&d, DEFAULT_MODEL_FILE, "x");
+        let err = ServeConfig::resolve(&ServeArgs {
+            models_dir: Some(d.clone()),
+            ..Default::default()
+        })
+        .expect_err("no embedding model file");
+        assert!(err.to_string().contains("fetch-model.sh minilm"), "{err}");
+        write(&d, DEFAULT_EMBEDDING_MODEL_FILE, "x");
+        let c = ServeConfig::resolve(&ServeArgs {
+            models_dir: Some(d),
+            ..Default::default()
+        })
+        .expect("valid");
+        let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, [DEFAULT_MODEL_NAME, DEFAULT_EMBEDDING_MODEL_NAME]);
     }
 
     #[test]

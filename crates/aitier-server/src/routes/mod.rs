@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod embeddings;
 pub mod generate;
 pub mod health;
 pub mod messages;

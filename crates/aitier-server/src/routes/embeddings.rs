@@ -1,0 +1,37 @@
+//! `/v1/embeddings`.
+use axum::extract::{MatchedPath, State};
+use axum::{Extension, Json};
+
+use aitier_core::frontend::embeddings::{decode, DecodedEmbed};
+use aitier_protocol::embeddings::{EmbeddingRequest, EmbeddingResponse};
+use aitier_tenancy::Principal;
+
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::generation::{self, Caller};
+use crate::request_id::RequestId;
+use crate::state::AppState;
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
+    path: MatchedPath,
+    OpenAiJson(req): OpenAiJson<EmbeddingRequest>,
+) -> Result<Json<EmbeddingResponse>, ApiError> {
+    let DecodedEmbed {
+        request,
+        model,
+        user,
+        encoder,
+    } = decode(req)?;
+    tracing::Span::current().record("model", model.as_str());
+    let caller = Caller {
+        principal: &principal,
+        request_id: &rid.0,
+        user: user.as_deref(),
+        endpoint: path.as_str(),
+    };
+    let answer = generation::embed(&state, caller, &model, request).await?;
+    Ok(Json(encoder.respond(answer)))
+}
