@@ -48,6 +48,11 @@ pub struct EngineConfig {
     /// into them. Off by default: it lets an end user forge roles. Only for
     /// models whose every caller is trusted with the raw template.
     pub special_tokens_in_content: bool,
+    /// Run the engine's threads at the lowest CPU priority (SCHED_IDLE on
+    /// Linux): its work fills the cores other work leaves idle. On by
+    /// default for embedding models, so that they never slow chat on the
+    /// same cores.
+    pub background: bool,
     /// A Jinja chat template (Hugging Face conventions) used instead of the
     /// one in the GGUF metadata: for models that carry none, or one that
     /// lacks something (tools, a system role).
@@ -68,19 +73,24 @@ impl EngineConfig {
             step_target_ms: 50,
             cache_cells: None,
             special_tokens_in_content: false,
+            background: false,
             chat_template_file: None,
         }
     }
 
-    /// An embedding model's defaults: up to 64 inputs and 2048 tokens per
-    /// batch (see docs/benchmarks.md for how these were chosen), inputs up
-    /// to 8192 tokens where the model was trained for that many.
+    /// An embedding model's defaults: up to 64 inputs and 512 tokens per
+    /// batch, inputs up to 8192 tokens where the model was trained for that
+    /// many, at background priority. A batch's attention mask is as wide as
+    /// the batch squared, and llama.cpp reads all of it even where flash
+    /// attention skips the blocks between sequences; past a few hundred
+    /// tokens that costs more than a bigger batch saves (docs/benchmarks.md).
     pub fn embedding(path: impl Into<PathBuf>, matryoshka: bool) -> Self {
         Self {
             task: Task::Embed { matryoshka },
             slots: 64,
             ctx_per_slot: 8192,
-            batch_size: 2048,
+            batch_size: 512,
+            background: true,
             ..Self::new(path)
         }
     }

@@ -50,6 +50,20 @@ struct Open {
     deadline: Option<Instant>,
 }
 
+/// The next batch: inputs in fair order while they fit.
+fn pack(queue: &mut FairQueue<Input>, limits: &EmbedLimits) -> Vec<Input> {
+    let mut out = Vec::new();
+    let mut room = limits.budget as usize;
+    while out.len() < limits.max_seqs as usize {
+        let Some(input) = queue.pop_where(|i| i.tokens.len() <= room) else {
+            break;
+        };
+        room -= input.tokens.len();
+        out.push(input);
+    }
+    out
+}
+
 pub(crate) struct EmbedWorker<'m> {
     ctx: LlamaContext<'m>,
     limits: EmbedLimits,
@@ -85,7 +99,7 @@ impl<'m> EmbedWorker<'m> {
                 self.accept(job);
             }
             self.drop_gone();
-            let inputs = self.pack();
+            let inputs = pack(&mut self.queue, &self.limits);
             self.counters
                 .waiting
                 .store(self.queue.len() as u64, Ordering::Relaxed);
@@ -163,20 +177,6 @@ impl<'m> EmbedWorker<'m> {
         }
     }
 
-    /// The next batch: inputs in fair order while they fit.
-    fn pack(&mut self) -> Vec<Input> {
-        let mut out = Vec::new();
-        let mut room = self.limits.budget as usize;
-        while out.len() < self.limits.max_seqs as usize {
-            let Some(input) = self.queue.pop_where(|i| i.tokens.len() <= room) else {
-                break;
-            };
-            room -= input.tokens.len();
-            out.push(input);
-        }
-        out
-    }
-
     /// One forward pass over `inputs`, each its own sequence; their pooled,
     /// normalised vectors in the same order.
     fn forward(
@@ -239,5 +239,55 @@ impl<'m> EmbedWorker<'m> {
                 self.queue.retain(|i| i.job != input.job);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(q: &mut FairQueue<Input>, tenant: &str, job: u64, lens: &[usize]) {
+        for (index, &n) in lens.iter().enumerate() {
+            let input = Input {
+                job,
+                index,
+                tokens: vec![1; n],
+            };
+            q.push(tenant, 1, input, n as u64);
+        }
+    }
+
+    #[test]
+    fn batches_hold_to_the_budget_and_the_sequence_count() {
+        let mut q = FairQueue::new(100);
+        push(&mut q, "a", 0, &[40, 40, 40, 10, 10]);
+        let limits = EmbedLimits {
+            budget: 100,
+            max_seqs: 3,
+        };
+        let lens = |b: &[Input]| b.iter().map(|i| i.tokens.len()).collect::<Vec<_>>();
+        // The third 40 does not fit beside two; the 10s wait their turn
+        // behind it rather than overtake it within the tenant.
+        assert_eq!(lens(&pack(&mut q, &limits)), [40, 40]);
+        assert_eq!(lens(&pack(&mut q, &limits)), [40, 10, 10]);
+        assert!(pack(&mut q, &limits).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_inputs_shares_batches_with_a_second_tenant() {
+        let mut q = FairQueue::new(64);
+        push(&mut q, "flood", 0, &[16; 64]);
+        push(&mut q, "quiet", 1, &[16, 16]);
+        let limits = EmbedLimits {
+            budget: 256,
+            max_seqs: 16,
+        };
+        let first = pack(&mut q, &limits);
+        assert_eq!(first.len(), 16);
+        let quiet = first.iter().filter(|i| i.job == 1).count();
+        assert_eq!(
+            quiet, 2,
+            "the quiet tenant's inputs ride in the first batch"
+        );
     }
 }

@@ -6,11 +6,9 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,8 +21,8 @@ use aitier_core::{
 use crate::config::{EngineConfig, Task};
 use crate::embed_input::InputTokenizer;
 use crate::embed_worker::{EmbedJob, EmbedLimits, EmbedWorker};
+use crate::engine_thread::{self, EngineError, Intake};
 use crate::job::Counters;
-use crate::local::{backend, EngineError};
 use crate::tokens;
 
 /// `{arch}.{key}` of the model's metadata.
@@ -51,13 +49,12 @@ fn pooling(model: &LlamaModel) -> Result<&'static str, String> {
 /// A GGUF embedding model with its engine thread.
 pub struct EmbeddingModel {
     model: Arc<LlamaModel>,
-    jobs: mpsc::Sender<EmbedJob>,
+    intake: Intake<EmbedJob>,
     inputs: InputTokenizer,
     dims: u32,
     matryoshka: bool,
     n_vocab: u32,
     counters: Arc<Counters>,
-    capacity: u64,
 }
 
 /// What `prepare_embed` computed, kept for `embed`.
@@ -67,20 +64,15 @@ impl EmbeddingModel {
     /// Loads the model and starts its engine thread. Blocking: call it from
     /// a blocking-friendly thread.
     pub fn load(cfg: &EngineConfig) -> Result<Arc<Self>, EngineError> {
-        cfg.validate().map_err(EngineError::Config)?;
         let Task::Embed { matryoshka } = cfg.task else {
             return Err(EngineError::Config("not an embedding model".into()));
         };
-        if !cfg.path.is_file() {
-            return Err(EngineError::MissingFile(cfg.path.display().to_string()));
-        }
         let path = cfg.path.display().to_string();
         let load_error = |why: String| EngineError::Load {
             path: path.clone(),
             why,
         };
-        let model = LlamaModel::load_from_file(backend()?, &cfg.path, &LlamaModelParams::default())
-            .map_err(|e| load_error(e.to_string()))?;
+        let model = engine_thread::load_model(cfg)?;
         let pooling = pooling(&model).map_err(&load_error)?;
         let window = cfg.ctx_per_slot.min(model.n_ctx_train().max(1));
         let limits = EmbedLimits {
@@ -101,38 +93,19 @@ impl EmbeddingModel {
             inputs: InputTokenizer::new(model.clone(), n_vocab, window),
             n_vocab,
             model,
-            jobs,
+            intake: Intake {
+                jobs,
+                capacity: u64::from(cfg.queue_depth),
+            },
             dims,
             matryoshka,
             counters,
-            capacity: u64::from(cfg.queue_depth),
         }))
     }
 
     /// The vectors' length.
     pub fn dimensions(&self) -> u32 {
         self.dims
-    }
-
-    fn submit(&self, job: EmbedJob) -> Result<(), CoreError> {
-        let overloaded = || CoreError::Overloaded {
-            message: "this model's queue is full; retry shortly".into(),
-            retry_after: Duration::from_secs(1),
-        };
-        let before = self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        if before >= self.capacity {
-            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return Err(overloaded());
-        }
-        self.jobs.try_send(job).map_err(|e| {
-            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            match e {
-                mpsc::error::TrySendError::Full(_) => overloaded(),
-                mpsc::error::TrySendError::Closed(_) => {
-                    CoreError::Internal("the engine thread has stopped".into())
-                }
-            }
-        })
     }
 
     fn check_dimensions(&self, asked: Option<u32>) -> Result<Option<usize>, CoreError> {
@@ -155,8 +128,8 @@ impl EmbeddingModel {
     }
 }
 
-/// Starts the engine thread, which owns the llama context, and waits until
-/// the context exists.
+/// Starts the engine thread, which owns the llama context; returns the
+/// sender of its jobs.
 fn spawn(
     model: Arc<LlamaModel>,
     cfg: &EngineConfig,
@@ -164,57 +137,31 @@ fn spawn(
     cells: u32,
     counters: Arc<Counters>,
 ) -> Result<mpsc::Sender<EmbedJob>, EngineError> {
-    let backend = backend()?;
-    let threads = if cfg.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
-    } else {
-        cfg.threads as i32
-    };
     // One unified cache of `cells`, and every batch in one micro-batch,
-    // as non-causal attention needs. Flash attention skips the masked blocks between
-    // sequences of a batch, which plain attention computes: batches ran
-    // 2.4x faster with it (docs/benchmarks.md).
+    // as non-causal attention needs.
     let params = LlamaContextParams::default()
         .with_embeddings(true)
         .with_n_ctx(NonZeroU32::new(cells))
         .with_n_batch(limits.budget)
         .with_n_ubatch(limits.budget)
         .with_n_seq_max(limits.max_seqs)
-        .with_kv_unified(true)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    // llama.h's LLAMA_FLASH_ATTN_TYPE_ENABLED (the crate re-exports no
-    // name for it).
+        .with_kv_unified(true);
+    let params = engine_thread::with_threads(params, cfg);
+    // Flash attention skips the masked blocks between the sequences of a
+    // batch, which plain attention computes: batches ran 2.4x faster with
+    // it (docs/benchmarks.md). 1 is llama.h's LLAMA_FLASH_ATTN_TYPE_ENABLED
+    // (the crate re-exports no name for it); a model without it falls back.
     let flash = params.clone().with_flash_attention_policy(1);
-    let (jobs_tx, jobs_rx) = mpsc::channel(cfg.queue_depth.max(1) as usize);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    std::thread::Builder::new()
-        .name("aitier-embed".into())
-        .spawn(move || {
-            let ctx = model.new_context(backend, flash).or_else(|e| {
-                tracing::warn!(error = %e, "no flash attention for this model; batches will be slower");
-                model.new_context(backend, params)
-            });
-            let ctx = match ctx {
-                Ok(ctx) => ctx,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            EmbedWorker::new(ctx, limits, counters).run(jobs_rx);
-            tracing::debug!("embedding thread stopped");
-        })
-        .map_err(|e| EngineError::Backend(e.to_string()))?;
-    ready_rx
-        .recv()
-        .map_err(|_| EngineError::Backend("engine thread died while starting".into()))?
-        .map_err(|why| EngineError::Load {
-            path: cfg.path.display().to_string(),
-            why,
-        })?;
-    Ok(jobs_tx)
+    engine_thread::start(
+        "aitier-embed",
+        cfg,
+        model,
+        vec![flash, params],
+        cfg.queue_depth,
+        move |_, ctx, jobs| {
+            EmbedWorker::new(ctx, limits, counters).run(jobs);
+        },
+    )
 }
 
 fn not_generative() -> CoreError {
@@ -280,13 +227,16 @@ impl Provider for EmbeddingModel {
             };
             let prompt_tokens = inputs.iter().map(|i| i.len() as u32).sum();
             let (reply, answer) = oneshot::channel();
-            self.submit(EmbedJob {
-                inputs,
-                tenant: ctx.tenant,
-                weight: ctx.weight,
-                deadline: ctx.deadline,
-                reply,
-            })?;
+            self.intake.submit(
+                &self.counters.in_flight,
+                EmbedJob {
+                    inputs,
+                    tenant: ctx.tenant,
+                    weight: ctx.weight,
+                    deadline: ctx.deadline,
+                    reply,
+                },
+            )?;
             let mut vectors = answer
                 .await
                 .map_err(|_| CoreError::Internal("the engine thread has stopped".into()))??;

@@ -8,6 +8,7 @@ mod config;
 mod embed_input;
 mod embed_worker;
 mod embedder;
+mod engine_thread;
 mod fair;
 mod gbnf;
 mod grammar;
@@ -25,5 +26,6 @@ mod worker;
 
 pub use config::{EngineConfig, Task};
 pub use embedder::EmbeddingModel;
-pub use local::{EngineError, LocalModel};
+pub use engine_thread::EngineError;
+pub use local::LocalModel;
 pub use template::{ChatTemplate, TemplateError};

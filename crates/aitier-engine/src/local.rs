@@ -1,12 +1,10 @@
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -21,6 +19,7 @@ use aitier_core::frontend::tools::to_wire_tools;
 use aitier_protocol::tools::Tool;
 
 use crate::config::EngineConfig;
+use crate::engine_thread::{self, EngineError, Intake};
 use crate::grammar::Grammars;
 use crate::job::{Counters, Job, WorkerConfig};
 use crate::template::{ChatTemplate, TemplateError};
@@ -28,32 +27,6 @@ use crate::tokens;
 use crate::toolcall;
 use crate::worker::Worker;
 use llguidance::Matcher;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("model file {0} not found")]
-    MissingFile(String),
-    #[error("llama.cpp backend: {0}")]
-    Backend(String),
-    #[error("loading {path}: {why}")]
-    Load { path: String, why: String },
-    #[error("model has no usable chat template: {0}")]
-    Template(#[from] TemplateError),
-    #[error("bad engine configuration: {0}")]
-    Config(String),
-}
-
-static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-
-pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
-    BACKEND
-        .get_or_init(|| {
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-            LlamaBackend::init().map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| EngineError::Backend(e.clone()))
-}
 
 /// The configured template file, else the model's own chat template from
 /// its GGUF metadata; `None` (with a warning) when there is neither, so
@@ -85,20 +58,14 @@ fn chat_template(
     Ok(Some(ChatTemplate::new(&src, bos_text, &eos_text)?))
 }
 
-/// Starts the engine thread, which owns the llama context, and waits until
-/// the context exists; returns the sender of its jobs.
+/// Starts the engine thread, which owns the llama context; returns the
+/// sender of its jobs.
 fn spawn_engine(
     model: Arc<LlamaModel>,
     cfg: &EngineConfig,
     ctx_per_slot: u32,
     counters: Arc<Counters>,
 ) -> Result<mpsc::Sender<Job>, EngineError> {
-    let backend = backend()?;
-    let threads = if cfg.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
-    } else {
-        cfg.threads as i32
-    };
     let n_ctx = ctx_per_slot
         .checked_mul(cfg.slots)
         .ok_or_else(|| EngineError::Config("slots × ctx_per_slot overflows".into()))?;
@@ -116,48 +83,30 @@ fn spawn_engine(
         .with_n_batch(cfg.batch_size)
         .with_n_ubatch(cfg.batch_size)
         .with_n_seq_max(cfg.slots)
-        .with_kv_unified(false)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    // `in_flight` is the real bound; the channel only needs room for it.
-    let (jobs_tx, jobs_rx) = mpsc::channel((cfg.slots + cfg.queue_depth).max(1) as usize);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    std::thread::Builder::new()
-        .name("aitier-engine".into())
-        .spawn(move || {
-            let ctx = match model.new_context(backend, params) {
-                Ok(ctx) => ctx,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            Worker::new(&model, ctx, worker_cfg, counters).run(jobs_rx);
-            tracing::debug!("engine thread stopped");
-        })
-        .map_err(|e| EngineError::Backend(e.to_string()))?;
-    ready_rx
-        .recv()
-        .map_err(|_| EngineError::Backend("engine thread died while starting".into()))?
-        .map_err(|why| EngineError::Load {
-            path: cfg.path.display().to_string(),
-            why,
-        })?;
-    Ok(jobs_tx)
+        .with_kv_unified(false);
+    let params = engine_thread::with_threads(params, cfg);
+    let queue = cfg.slots + cfg.queue_depth;
+    engine_thread::start(
+        "aitier-engine",
+        cfg,
+        model,
+        vec![params],
+        queue,
+        move |model, ctx, jobs| {
+            Worker::new(model, ctx, worker_cfg, counters).run(jobs);
+        },
+    )
 }
 
 /// A GGUF model served in-process.
 pub struct LocalModel {
     model: Arc<LlamaModel>,
     template: Option<ChatTemplate>,
-    jobs: mpsc::Sender<Job>,
+    intake: Intake<Job>,
     ctx_per_slot: u32,
     n_vocab: u32,
     bos_text: String,
     counters: Arc<Counters>,
-    /// Requests beyond which new ones are refused: slots plus queue depth.
-    capacity: u64,
     /// Message contents may name control tokens (trusted callers only).
     special_tokens_in_content: bool,
     controls: tokens::Controls,
@@ -170,17 +119,8 @@ impl LocalModel {
     /// Loads the model and starts its engine thread. Blocking: call it from a
     /// blocking-friendly thread.
     pub fn load(cfg: &EngineConfig) -> Result<Arc<Self>, EngineError> {
-        cfg.validate().map_err(EngineError::Config)?;
-        if !cfg.path.is_file() {
-            return Err(EngineError::MissingFile(cfg.path.display().to_string()));
-        }
         let path = cfg.path.display().to_string();
-        let model = LlamaModel::load_from_file(backend()?, &cfg.path, &LlamaModelParams::default())
-            .map_err(|e| EngineError::Load {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
-        let model = Arc::new(model);
+        let model = Arc::new(engine_thread::load_model(cfg)?);
         let vocab = model.vocab();
         let bos_text =
             String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
@@ -199,11 +139,14 @@ impl LocalModel {
         Ok(Arc::new(Self {
             n_vocab: vocab.n_tokens().max(0) as u32,
             model,
-            jobs,
+            // Requests beyond which new ones are refused: slots plus queue depth.
+            intake: Intake {
+                jobs,
+                capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),
+            },
             ctx_per_slot,
             bos_text,
             counters,
-            capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),
             special_tokens_in_content: cfg.special_tokens_in_content,
             controls,
             grammars,
@@ -456,29 +399,6 @@ impl LocalModel {
             },
         ))
     }
-
-    /// Hands the job to the engine thread, or refuses it when the queue is
-    /// full.
-    fn submit(&self, job: Job) -> Result<(), CoreError> {
-        let overloaded = || CoreError::Overloaded {
-            message: "this model's queue is full; retry shortly".into(),
-            retry_after: Duration::from_secs(1),
-        };
-        let before = self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        if before >= self.capacity {
-            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return Err(overloaded());
-        }
-        self.jobs.try_send(job).map_err(|e| {
-            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            match e {
-                mpsc::error::TrySendError::Full(_) => overloaded(),
-                mpsc::error::TrySendError::Closed(_) => {
-                    CoreError::Internal("the engine thread has stopped".into())
-                }
-            }
-        })
-    }
 }
 
 impl Provider for LocalModel {
@@ -521,19 +441,22 @@ impl Provider for LocalModel {
             let tools = req.tools.is_some();
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(GenEvent::started(size.prompt_tokens));
-            self.submit(Job {
-                prompts,
-                n: req.n,
-                max_new,
-                stop: req.stop,
-                logprobs: req.logprobs,
-                sampling: req.sampling,
-                deadline: ctx.deadline,
-                tenant: ctx.tenant,
-                weight: ctx.weight,
-                events: tx,
-                matcher,
-            })?;
+            self.intake.submit(
+                &self.counters.in_flight,
+                Job {
+                    prompts,
+                    n: req.n,
+                    max_new,
+                    stop: req.stop,
+                    logprobs: req.logprobs,
+                    sampling: req.sampling,
+                    deadline: ctx.deadline,
+                    tenant: ctx.tenant,
+                    weight: ctx.weight,
+                    events: tx,
+                    matcher,
+                },
+            )?;
             let events = UnboundedReceiverStream::new(rx).boxed();
             Ok(if tools {
                 toolcall::read_calls(events, choices)

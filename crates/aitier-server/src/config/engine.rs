@@ -88,6 +88,7 @@ impl EngineSettings {
                 .unwrap_or(d.special_tokens_in_content),
             path: d.path,
             task: d.task,
+            background: d.background,
             chat_template_file: None,
         }
     }

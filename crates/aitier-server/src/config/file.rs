@@ -77,6 +77,9 @@ pub struct FileModel {
     /// ask for fewer `dimensions`.
     #[serde(default)]
     pub matryoshka: bool,
+    /// Run this model's engine at the lowest CPU priority (default: on for
+    /// embedding models, off for chat models).
+    pub background: Option<bool>,
     /// A local GGUF file; or give `deployments`.
     pub path: Option<PathBuf>,
     #[serde(default)]

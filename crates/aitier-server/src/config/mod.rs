@@ -233,9 +233,13 @@ fn model_from_file(
     routing: &Routing,
 ) -> Result<ModelConfig, ConfigError> {
     let settings = args.engine.or(&m.engine).or(&file.engine);
-    let engine = |path: &Path| match m.kind {
-        FileModelKind::Chat => settings.engine(path),
-        FileModelKind::Embedding => settings.embedding_engine(path, m.matryoshka),
+    let engine = |path: &Path| {
+        let mut e = match m.kind {
+            FileModelKind::Chat => settings.engine(path),
+            FileModelKind::Embedding => settings.embedding_engine(path, m.matryoshka),
+        };
+        e.background = m.background.unwrap_or(e.background);
+        e
     };
     if m.matryoshka && m.kind != FileModelKind::Embedding {
         return Err(ConfigError::Invalid(format!(
@@ -567,7 +571,7 @@ mod tests {
         let cfg = write(
             &d,
             "c.toml",
-            &format!("[[models]]\nname = \"e\"\nkind = \"embedding\"\nmatryoshka = true\npath = \"{0}\"\nslots = 8\n[[models]]\nname = \"c\"\npath = \"{0}\"\n", gguf.display()),
+            &format!("[[models]]\nname = \"e\"\nkind = \"embedding\"\nmatryoshka = true\npath = \"{0}\"\nslots = 8\n[[models]]\nname = \"c\"\npath = \"{0}\"\n[[models]]\nname = \"quiet\"\nkind = \"embedding\"\nbackground = false\npath = \"{0}\"\n", gguf.display()),
         );
         let c = ServeConfig::resolve(&ServeArgs {
             config: Some(cfg),
@@ -577,6 +581,11 @@ mod tests {
         assert_eq!(task(&c.models[0]), Task::Embed { matryoshka: true });
         assert_eq!(c.models[0].engines().next().expect("local").slots, 8);
         assert_eq!(task(&c.models[1]), Task::Generate);
+        let background = |i: usize| c.models[i].engines().next().expect("local").background;
+        assert_eq!(
+            (background(0), background(1), background(2)),
+            (true, false, false)
+        );
         let bad = write(
             &d,
             "bad.toml",
