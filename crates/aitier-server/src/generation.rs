@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use aitier_core::{
@@ -65,26 +66,6 @@ pub fn resolve_for(
     Ok(provider)
 }
 
-/// The provider of `model` for a caller allowed to use it, if it serves
-/// what `serves` asks of it; else a 400 that says what it is for.
-fn resolve_serving(
-    state: &AppState,
-    principal: &Principal,
-    model: &str,
-    serves: fn(&ModelInfo) -> bool,
-    refusal: &str,
-) -> Result<Arc<dyn Provider>, ApiError> {
-    let provider = resolve_for(state, principal, model)?;
-    if !serves(&provider.info()) {
-        return Err(ApiError::invalid(
-            Some("model".into()),
-            format!("The model `{model}` {refusal}."),
-        )
-        .code("model_not_supported"));
-    }
-    Ok(provider)
-}
-
 /// The ticket and scheduling context of a request about to be admitted.
 async fn begin(
     state: &AppState,
@@ -118,38 +99,107 @@ async fn begin(
     Ok((ticket, ctx))
 }
 
-/// The models to try, in order, when `model` cannot take a request: a
-/// fallback the key may not use, or one not up, is passed over.
-struct Fallbacks<'a> {
-    state: &'a AppState,
-    principal: &'a Principal,
-    model: &'a str,
-    names: std::slice::Iter<'a, String>,
+/// What a request asks a provider for: a generation or an embedding.
+/// Either is sized, admitted by that size (once per request, whichever
+/// provider serves it) and run, in one attempt.
+trait Work: Sync {
+    type Out: Send;
+    /// Whether a model of this description can do it.
+    fn served_by(info: &ModelInfo) -> bool;
+    /// Why a model that cannot is refused ("The model `m` …").
+    const REFUSAL: &'static str;
+    fn attempt<'a>(
+        &'a self,
+        provider: &'a dyn Provider,
+        ctx: &'a RequestCtx,
+        ticket: &'a mut Ticket,
+    ) -> BoxFuture<'a, Result<Self::Out, CoreError>>;
 }
 
-impl<'a> Fallbacks<'a> {
-    fn of(state: &'a AppState, principal: &'a Principal, model: &'a str) -> Self {
-        let names = state.fallbacks.get(model).map_or(&[][..], Vec::as_slice);
-        Self {
-            state,
-            principal,
-            model,
-            names: names.iter(),
-        }
+impl Work for GenerateRequest {
+    type Out = EventStream;
+    const REFUSAL: &'static str = "is an embedding model; use /v1/embeddings";
+
+    fn served_by(info: &ModelInfo) -> bool {
+        info.generates
     }
 
-    /// The next provider to try after an attempt failed with `e`, if the
-    /// failure was the model's unavailability; the ticket names it.
-    fn after(&mut self, e: &CoreError, ticket: &mut Ticket) -> Option<Arc<dyn Provider>> {
-        e.unavailable()?;
-        for name in self.names.by_ref() {
-            if let Ok(next) = resolve_for(self.state, self.principal, name) {
-                tracing::warn!(from = %self.model, to = %name, "falling back");
+    fn attempt<'a>(
+        &'a self,
+        provider: &'a dyn Provider,
+        ctx: &'a RequestCtx,
+        ticket: &'a mut Ticket,
+    ) -> BoxFuture<'a, Result<EventStream, CoreError>> {
+        Box::pin(async move {
+            let prepared = provider.prepare(self.clone()).await?;
+            ticket.admit(prepared.size).await?;
+            provider.run(prepared, ctx.clone()).await
+        })
+    }
+}
+
+impl Work for EmbedRequest {
+    type Out = Embeddings;
+    const REFUSAL: &'static str = "does not support embeddings";
+
+    fn served_by(info: &ModelInfo) -> bool {
+        info.embeds
+    }
+
+    fn attempt<'a>(
+        &'a self,
+        provider: &'a dyn Provider,
+        ctx: &'a RequestCtx,
+        ticket: &'a mut Ticket,
+    ) -> BoxFuture<'a, Result<Embeddings, CoreError>> {
+        Box::pin(async move {
+            let prepared = provider.prepare_embed(self.clone()).await?;
+            ticket.admit(prepared.size).await?;
+            provider.embed(prepared, ctx.clone()).await
+        })
+    }
+}
+
+/// Runs `work` on the model for an authenticated caller, on its fallbacks
+/// while the one before could not take it (a fallback the key may not
+/// use, or one not up, is passed over). Returns the answer with the
+/// ticket that is to record it; a failure is recorded here.
+async fn serve<W: Work>(
+    state: &AppState,
+    caller: &Caller<'_>,
+    model: &str,
+    work: &W,
+) -> Result<(W::Out, Ticket), ApiError> {
+    let mut provider = resolve_for(state, caller.principal, model)?;
+    if !W::served_by(&provider.info()) {
+        return Err(ApiError::invalid(
+            Some("model".into()),
+            format!("The model `{model}` {}.", W::REFUSAL),
+        )
+        .code("model_not_supported"));
+    }
+    let (mut ticket, ctx) = begin(state, caller, model).await?;
+    let mut fallbacks = state.fallbacks.get(model).into_iter().flatten();
+    loop {
+        let e = match work.attempt(provider.as_ref(), &ctx, &mut ticket).await {
+            Ok(out) => return Ok((out, ticket)),
+            Err(e) => e,
+        };
+        let next = e.unavailable().and_then(|_| {
+            fallbacks.find_map(|name| {
+                let next = resolve_for(state, caller.principal, name).ok()?;
+                tracing::warn!(from = %model, to = %name, "falling back");
                 ticket.served_by(name);
-                return Some(next);
+                Some(next)
+            })
+        });
+        match next {
+            Some(p) => provider = p,
+            None => {
+                ticket.failed(&e);
+                return Err(e.into());
             }
         }
-        None
     }
 }
 
@@ -159,34 +209,10 @@ pub async fn start(
     model: &str,
     gen: GenerateRequest,
 ) -> Result<EventStream, ApiError> {
-    let provider = resolve_serving(
-        state,
-        caller.principal,
-        model,
-        |i| i.generates,
-        "is an embedding model; use /v1/embeddings",
-    )?;
-    let (mut ticket, ctx) = begin(state, &caller, model).await?;
-    let mut fallbacks = Fallbacks::of(state, caller.principal, model);
-    let mut provider = provider;
-    let result = loop {
-        match attempt(provider.as_ref(), gen.clone(), &ctx, &mut ticket).await {
-            Err(e) => match fallbacks.after(&e, &mut ticket) {
-                Some(next) => provider = next,
-                None => break Err(e),
-            },
-            ok => break ok,
-        }
-    };
-    match result {
-        // The ticket lives as long as the stream: dropped early, it bills
-        // what was sent.
-        Ok(events) => Ok(events.inspect(move |ev| ticket.observe(ev)).boxed()),
-        Err(e) => {
-            ticket.failed(&e);
-            Err(e.into())
-        }
-    }
+    let (events, mut ticket) = serve(state, &caller, model, &gen).await?;
+    // The ticket lives as long as the stream: dropped early, it bills
+    // what was sent.
+    Ok(events.inspect(move |ev| ticket.observe(ev)).boxed())
 }
 
 /// Embeds for an authenticated caller, with the same checks, admission,
@@ -197,61 +223,10 @@ pub async fn embed(
     model: &str,
     req: EmbedRequest,
 ) -> Result<Embeddings, ApiError> {
-    let provider = resolve_serving(
-        state,
-        caller.principal,
-        model,
-        |i| i.embeds,
-        "does not support embeddings",
-    )?;
-    let (mut ticket, ctx) = begin(state, &caller, model).await?;
-    let mut fallbacks = Fallbacks::of(state, caller.principal, model);
-    let mut provider = provider;
-    let result = loop {
-        match attempt_embed(provider.as_ref(), req.clone(), &ctx, &mut ticket).await {
-            Err(e) => match fallbacks.after(&e, &mut ticket) {
-                Some(next) => provider = next,
-                None => break Err(e),
-            },
-            ok => break ok,
-        }
-    };
-    match result {
-        Ok(answer) => {
-            if let Some(d) = &answer.deployment {
-                ticket.served_by(d);
-            }
-            let usage = Usage::new(answer.prompt_tokens, 0, 0);
-            ticket.completed(&usage, answer.estimated);
-            Ok(answer)
-        }
-        Err(e) => {
-            ticket.failed(&e);
-            Err(e.into())
-        }
+    let (answer, mut ticket) = serve(state, &caller, model, &req).await?;
+    if let Some(d) = &answer.deployment {
+        ticket.served_by(d);
     }
-}
-
-/// One provider: sized, admitted by that size (once per request), run.
-async fn attempt(
-    provider: &dyn Provider,
-    gen: GenerateRequest,
-    ctx: &RequestCtx,
-    ticket: &mut Ticket,
-) -> Result<EventStream, CoreError> {
-    let prepared = provider.prepare(gen).await?;
-    ticket.admit(prepared.size).await?;
-    provider.run(prepared, ctx.clone()).await
-}
-
-/// `attempt` for an embedding.
-async fn attempt_embed(
-    provider: &dyn Provider,
-    req: EmbedRequest,
-    ctx: &RequestCtx,
-    ticket: &mut Ticket,
-) -> Result<Embeddings, CoreError> {
-    let prepared = provider.prepare_embed(req).await?;
-    ticket.admit(prepared.size).await?;
-    provider.embed(prepared, ctx.clone()).await
+    ticket.completed(&Usage::new(answer.prompt_tokens, 0, 0), answer.estimated);
+    Ok(answer)
 }
