@@ -125,3 +125,30 @@ def http(base_url: str):
 @pytest.fixture(scope="session")
 def model() -> str:
     return MODEL
+
+
+def make_key(admin: httpx.Client, tenant: dict) -> str:
+    """Creates a tenant through the admin API and returns a new key of it."""
+    r = admin.post("/admin/v1/tenants", json=tenant)
+    assert r.status_code == 201, r.text
+    r = admin.post(f"/admin/v1/tenants/{tenant['name']}/keys")
+    assert r.status_code == 201, r.text
+    return r.json()["key"]
+
+
+def key_client(url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=REQUEST_TIMEOUT_S)
+
+
+def usage_rows(admin: httpx.Client, tenant: str, expected: int) -> list:
+    """The tenant's ledger rows by endpoint, once `expected` requests are
+    written (the ledger writes in batches, a moment after each response)."""
+    rows: list = []
+    for _ in range(100):
+        r = admin.get("/admin/v1/usage", params={"tenant": tenant, "group_by": "endpoint"})
+        assert r.status_code == 200, r.text
+        rows = r.json()["data"]
+        if sum(row["requests"] for row in rows) >= expected:
+            break
+        time.sleep(0.1)
+    return rows

@@ -6,7 +6,6 @@ keys, limits and the ledger on embeddings."""
 
 import json
 import math
-import time
 import uuid
 
 import httpx
@@ -14,7 +13,7 @@ import openai
 import pytest
 from langchain_openai import OpenAIEmbeddings
 
-from conftest import REPO, REQUEST_TIMEOUT_S, running_server
+from conftest import REPO, REQUEST_TIMEOUT_S, key_client, make_key, running_server, usage_rows
 
 EMBED = "all-minilm-l6-v2"
 ADMIN = "admin-token-for-embedding-tests-01"
@@ -143,44 +142,18 @@ def tier(tmp_path_factory):
         yield url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
 
 
-def _key(admin: httpx.Client, tenant: dict) -> str:
-    r = admin.post("/admin/v1/tenants", json=tenant)
-    assert r.status_code == 201, r.text
-    r = admin.post(f"/admin/v1/tenants/{tenant['name']}/keys")
-    assert r.status_code == 201, r.text
-    return r.json()["key"]
-
-
-def _client(url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=REQUEST_TIMEOUT_S)
-
-
-def _usage_rows(admin: httpx.Client, tenant: str, expected: int) -> list:
-    """The tenant's ledger rows by endpoint, once `expected` requests are
-    written (the ledger writes in batches, a moment after each response)."""
-    rows: list = []
-    for _ in range(100):
-        r = admin.get("/admin/v1/usage", params={"tenant": tenant, "group_by": "endpoint"})
-        assert r.status_code == 200, r.text
-        rows = r.json()["data"]
-        if sum(row["requests"] for row in rows) >= expected:
-            break
-        time.sleep(0.1)
-    return rows
-
-
 def test_keys_allow_lists_and_the_ledger_apply(tier):
     url, admin = tier
-    key = _key(admin, {"name": f"chat-{uuid.uuid4().hex[:6]}", "models": ["smollm2-135m-instruct"]})
+    key = make_key(admin, {"name": f"chat-{uuid.uuid4().hex[:6]}", "models": ["smollm2-135m-instruct"]})
     with pytest.raises(openai.AuthenticationError):  # once a key exists, no more open mode
-        _client(url, "sk-aitier-000000000000-" + "0" * 32).embeddings.create(model=EMBED, input="x")
+        key_client(url, "sk-aitier-000000000000-" + "0" * 32).embeddings.create(model=EMBED, input="x")
     with pytest.raises(openai.PermissionDeniedError) as e:
-        _client(url, key).embeddings.create(model=EMBED, input="x")
+        key_client(url, key).embeddings.create(model=EMBED, input="x")
     assert e.value.code == "model_not_allowed"
     name = f"emb-{uuid.uuid4().hex[:6]}"
-    c = _client(url, _key(admin, {"name": name}))
+    c = key_client(url, make_key(admin, {"name": name}))
     sent = [c.embeddings.create(model=EMBED, input=[s["text"] for s in FIXTURE[i : i + 3]]) for i in (0, 3, 6)]
-    rows = _usage_rows(admin, name, 3)
+    rows = usage_rows(admin, name, 3)
     assert len(rows) == 1 and rows[0]["endpoint"] == "/v1/embeddings"
     assert rows[0]["requests"] == 3
     assert rows[0]["prompt_tokens"] == sum(r.usage.prompt_tokens for r in sent)
@@ -190,7 +163,7 @@ def test_keys_allow_lists_and_the_ledger_apply(tier):
 def test_tokens_per_minute_and_budgets_hold_on_embeddings(tier):
     url, admin = tier
     text = FIXTURE[4]["text"]  # 13 tokens
-    c = _client(url, _key(admin, {"name": f"tpm-{uuid.uuid4().hex[:6]}", "tpm": 40}))
+    c = key_client(url, make_key(admin, {"name": f"tpm-{uuid.uuid4().hex[:6]}", "tpm": 40}))
     for _ in range(3):
         c.embeddings.create(model=EMBED, input=text)
     with pytest.raises(openai.RateLimitError) as e:
@@ -200,7 +173,7 @@ def test_tokens_per_minute_and_budgets_hold_on_embeddings(tier):
         c.embeddings.create(model=EMBED, input=FIXTURE[28]["text"])  # 194 tokens: never fits
     assert "Request too large" in e.value.message
     # Admitted while the budget is not spent (13, then 26 of 20), then refused.
-    c = _client(url, _key(admin, {"name": f"budget-{uuid.uuid4().hex[:6]}", "budget_tokens": 20}))
+    c = key_client(url, make_key(admin, {"name": f"budget-{uuid.uuid4().hex[:6]}", "budget_tokens": 20}))
     c.embeddings.create(model=EMBED, input=text)
     c.embeddings.create(model=EMBED, input=text)
     with pytest.raises(openai.RateLimitError) as e:

@@ -6,7 +6,6 @@ their tenant can read, and the ledger's endpoint column."""
 import os
 import shutil
 import subprocess
-import time
 import uuid
 
 import anthropic
@@ -14,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import MODEL, REQUEST_TIMEOUT_S, running_server
+from conftest import MODEL, REQUEST_TIMEOUT_S, key_client, make_key, running_server, usage_rows
 
 ADMIN = "admin-token-for-compat-tests-0123"
 PG_ENV = "AITIER_TEST_POSTGRES_URL"
@@ -47,18 +46,6 @@ def tier(request, tmp_path_factory):
         yield url, admin
 
 
-def _key(admin: httpx.Client, tenant: dict) -> str:
-    r = admin.post("/admin/v1/tenants", json=tenant)
-    assert r.status_code == 201, r.text
-    r = admin.post(f"/admin/v1/tenants/{tenant['name']}/keys")
-    assert r.status_code == 201, r.text
-    return r.json()["key"]
-
-
-def _client(url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=REQUEST_TIMEOUT_S)
-
-
 def _hello(client: openai.OpenAI, model: str = MODEL):
     return client.chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1, temperature=0
@@ -67,21 +54,21 @@ def _hello(client: openai.OpenAI, model: str = MODEL):
 
 def test_unknown_and_revoked_keys_raise_authentication_error(tier):
     url, admin = tier
-    key = _key(admin, {"name": f"auth-{uuid.uuid4().hex[:6]}"})
-    assert _hello(_client(url, key)).parse().choices[0].message.role == "assistant"
+    key = make_key(admin, {"name": f"auth-{uuid.uuid4().hex[:6]}"})
+    assert _hello(key_client(url, key)).parse().choices[0].message.role == "assistant"
     with pytest.raises(openai.AuthenticationError) as e:
-        _hello(_client(url, "sk-aitier-000000000000-" + "0" * 32))
+        _hello(key_client(url, "sk-aitier-000000000000-" + "0" * 32))
     assert e.value.code == "invalid_api_key"
     key_id = key.split("-")[2]
     assert admin.post(f"/admin/v1/keys/{key_id}/revoke").status_code == 200
     with pytest.raises(openai.AuthenticationError):
-        _hello(_client(url, key))
+        _hello(key_client(url, key))
 
 
 def test_a_model_outside_the_allow_list_raises_permission_denied(tier):
     url, admin = tier
-    key = _key(admin, {"name": f"narrow-{uuid.uuid4().hex[:6]}", "models": ["some-other-model"]})
-    client = _client(url, key)
+    key = make_key(admin, {"name": f"narrow-{uuid.uuid4().hex[:6]}", "models": ["some-other-model"]})
+    client = key_client(url, key)
     with pytest.raises(openai.PermissionDeniedError) as e:
         _hello(client)
     assert e.value.status_code == 403
@@ -91,7 +78,7 @@ def test_a_model_outside_the_allow_list_raises_permission_denied(tier):
 
 def test_rpm_limit_headers_and_rate_limit_error(tier):
     url, admin = tier
-    client = _client(url, _key(admin, {"name": f"rpm-{uuid.uuid4().hex[:6]}", "rpm": 1}))
+    client = key_client(url, make_key(admin, {"name": f"rpm-{uuid.uuid4().hex[:6]}", "rpm": 1}))
     raw = _hello(client)
     assert raw.headers["x-ratelimit-limit-requests"] == "1"
     assert raw.headers["x-ratelimit-remaining-requests"] == "0"
@@ -105,7 +92,7 @@ def test_rpm_limit_headers_and_rate_limit_error(tier):
 
 def test_spent_budget_is_insufficient_quota_and_not_retried(tier):
     url, admin = tier
-    client = _client(url, _key(admin, {"name": f"quota-{uuid.uuid4().hex[:6]}", "budget_tokens": 1}))
+    client = key_client(url, make_key(admin, {"name": f"quota-{uuid.uuid4().hex[:6]}", "budget_tokens": 1}))
     _hello(client)  # admitted while the budget had something left
     with pytest.raises(openai.RateLimitError) as e:
         _hello(client)
@@ -114,25 +101,15 @@ def test_spent_budget_is_insufficient_quota_and_not_retried(tier):
 
 
 def _usage_by_endpoint(admin: httpx.Client, tenant: str, expected: int) -> dict:
-    """The tenant's ledger rows by endpoint, once `expected` rows are written
-    (the ledger writes in batches, a moment after each response)."""
-    rows: list = []
-    for _ in range(100):
-        r = admin.get("/admin/v1/usage", params={"tenant": tenant, "group_by": "endpoint"})
-        assert r.status_code == 200, r.text
-        rows = r.json()["data"]
-        if sum(row["requests"] for row in rows) >= expected:
-            break
-        time.sleep(0.1)
-    return {row["endpoint"]: row["requests"] for row in rows}
+    return {row["endpoint"]: row["requests"] for row in usage_rows(admin, tenant, expected)}
 
 
 def test_responses_belong_to_their_tenant_and_the_ledger_names_each_api(tier):
     url, admin = tier
     a_name = f"resp-a-{uuid.uuid4().hex[:6]}"
-    a_key = _key(admin, {"name": a_name})
-    a = _client(url, a_key)
-    b = _client(url, _key(admin, {"name": f"resp-b-{uuid.uuid4().hex[:6]}"}))
+    a_key = make_key(admin, {"name": a_name})
+    a = key_client(url, a_key)
+    b = key_client(url, make_key(admin, {"name": f"resp-b-{uuid.uuid4().hex[:6]}"}))
     r = a.responses.create(model=MODEL, input="Hi", max_output_tokens=2, temperature=0)
     attempts = {
         "retrieve": lambda: b.responses.retrieve(r.id),
