@@ -100,7 +100,9 @@ pub(crate) fn start<J: Send + 'static>(
                         return;
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "context parameters refused");
+                        // The next parameters (say, without flash
+                        // attention) may work, but run slower.
+                        tracing::warn!(error = %e, "llama.cpp refused these context parameters");
                         why = e.to_string();
                     }
                 }

@@ -11,8 +11,8 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use aitier_core::{
-    CoreError, EmbedRequest, Embeddings, EventStream, GenerateRequest, ModelInfo, Provider,
-    RequestCtx,
+    CoreError, EmbedRequest, Embeddings, EventStream, GenerateRequest, ModelInfo, Prepared,
+    Provider, RequestCtx,
 };
 use aitier_protocol::Usage;
 use aitier_tenancy::{Principal, Ticket};
@@ -99,21 +99,20 @@ async fn begin(
     Ok((ticket, ctx))
 }
 
-/// What a request asks a provider for: a generation or an embedding.
-/// Either is sized, admitted by that size (once per request, whichever
-/// provider serves it) and run, in one attempt.
-trait Work: Sync {
+/// What a request asks a provider for: a generation or an embedding, each
+/// with the provider's own two steps for it (size it, then run it).
+trait Work: Clone + Send + Sync {
     type Out: Send;
+    /// Why a model that cannot do it is refused ("The model `m` …").
+    const REFUSAL: &'static str;
     /// Whether a model of this description can do it.
     fn served_by(info: &ModelInfo) -> bool;
-    /// Why a model that cannot is refused ("The model `m` …").
-    const REFUSAL: &'static str;
-    fn attempt<'a>(
-        &'a self,
-        provider: &'a dyn Provider,
-        ctx: &'a RequestCtx,
-        ticket: &'a mut Ticket,
-    ) -> BoxFuture<'a, Result<Self::Out, CoreError>>;
+    fn prepare(self, provider: &dyn Provider) -> BoxFuture<'_, Result<Prepared<Self>, CoreError>>;
+    fn run(
+        provider: &dyn Provider,
+        prepared: Prepared<Self>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<Self::Out, CoreError>>;
 }
 
 impl Work for GenerateRequest {
@@ -124,17 +123,16 @@ impl Work for GenerateRequest {
         info.generates
     }
 
-    fn attempt<'a>(
-        &'a self,
-        provider: &'a dyn Provider,
-        ctx: &'a RequestCtx,
-        ticket: &'a mut Ticket,
-    ) -> BoxFuture<'a, Result<EventStream, CoreError>> {
-        Box::pin(async move {
-            let prepared = provider.prepare(self.clone()).await?;
-            ticket.admit(prepared.size).await?;
-            provider.run(prepared, ctx.clone()).await
-        })
+    fn prepare(self, provider: &dyn Provider) -> BoxFuture<'_, Result<Prepared, CoreError>> {
+        provider.prepare(self)
+    }
+
+    fn run(
+        provider: &dyn Provider,
+        prepared: Prepared,
+        ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
+        provider.run(prepared, ctx)
     }
 }
 
@@ -146,18 +144,30 @@ impl Work for EmbedRequest {
         info.embeds
     }
 
-    fn attempt<'a>(
-        &'a self,
-        provider: &'a dyn Provider,
-        ctx: &'a RequestCtx,
-        ticket: &'a mut Ticket,
-    ) -> BoxFuture<'a, Result<Embeddings, CoreError>> {
-        Box::pin(async move {
-            let prepared = provider.prepare_embed(self.clone()).await?;
-            ticket.admit(prepared.size).await?;
-            provider.embed(prepared, ctx.clone()).await
-        })
+    fn prepare(self, provider: &dyn Provider) -> BoxFuture<'_, Result<Prepared<Self>, CoreError>> {
+        provider.prepare_embed(self)
     }
+
+    fn run(
+        provider: &dyn Provider,
+        prepared: Prepared<Self>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<'_, Result<Embeddings, CoreError>> {
+        provider.embed(prepared, ctx)
+    }
+}
+
+/// One provider: sized, admitted by that size (once per request, whichever
+/// provider serves it), run.
+async fn attempt<W: Work>(
+    provider: &dyn Provider,
+    work: &W,
+    ctx: &RequestCtx,
+    ticket: &mut Ticket,
+) -> Result<W::Out, CoreError> {
+    let prepared = work.clone().prepare(provider).await?;
+    ticket.admit(prepared.size).await?;
+    W::run(provider, prepared, ctx.clone()).await
 }
 
 /// Runs `work` on the model for an authenticated caller, on its fallbacks
@@ -181,7 +191,7 @@ async fn serve<W: Work>(
     let (mut ticket, ctx) = begin(state, caller, model).await?;
     let mut fallbacks = state.fallbacks.get(model).into_iter().flatten();
     loop {
-        let e = match work.attempt(provider.as_ref(), &ctx, &mut ticket).await {
+        let e = match attempt(provider.as_ref(), work, &ctx, &mut ticket).await {
             Ok(out) => return Ok((out, ticket)),
             Err(e) => e,
         };
