@@ -46,9 +46,9 @@ def server_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("aitier") / "server.log"
 
 
-@contextlib.contextmanager
-def running_server(log_path: Path, extra: list[str]):
-    """Starts aitier with `extra` arguments; yields its base URL; stops it."""
+def spawn_server(log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    """Starts aitier with `extra` arguments and waits until it is ready;
+    returns the process and its base URL. The caller stops it."""
     binary = Path(os.environ.get("AITIER_BIN", REPO / "target" / "debug" / "aitier"))
     if not binary.is_file():
         pytest.fail(f"aitier binary not found at {binary} (build it or set AITIER_BIN)")
@@ -66,6 +66,8 @@ def running_server(log_path: Path, extra: list[str]):
         stderr=log,
         text=True,
     )
+    # The child holds the log open; this handle is not needed past the start.
+    log.close()
     try:
         line = _read_first_line(proc, READY_TIMEOUT_S)
         match = LISTEN_LINE.match((line or "").strip())
@@ -73,6 +75,22 @@ def running_server(log_path: Path, extra: list[str]):
             pytest.fail(f"server printed {line!r} instead of its address; log tail:\n{_log_tail(log_path)}")
         url = match.group(1)
         _wait_ready(proc, url, log_path)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, url
+
+
+@contextlib.contextmanager
+def running_server(log_path: Path, extra: list[str]):
+    """Starts aitier with `extra` arguments; yields its base URL; stops it.
+    Without a drain grace of its own, it stops without one: nothing
+    balances load in front of a test server."""
+    if not any(a.startswith("--drain-grace") for a in extra):
+        extra = ["--drain-grace", "0s", *extra]
+    proc, url = spawn_server(log_path, extra)
+    try:
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -81,7 +99,6 @@ def running_server(log_path: Path, extra: list[str]):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -115,6 +115,17 @@ impl ApiError {
         )
     }
 
+    /// The drain timeout came before the request finished; another
+    /// replica can take it.
+    pub fn shutting_down() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SERVER,
+            "The server is shutting down; retry the request.",
+        )
+        .code("shutting_down")
+    }
+
     /// An upstream's own refusal, relayed as it came.
     fn relayed(status: u16, error: ErrorDetail) -> Self {
         Self {

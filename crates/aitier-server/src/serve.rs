@@ -8,12 +8,18 @@ use aitier_core::ModelRegistry;
 use aitier_tenancy::store::redact_url;
 use aitier_tenancy::{MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
 use axum::serve::ListenerExt;
+use std::future::IntoFuture;
 
 use crate::app::router;
 use crate::config::ServeConfig;
 use crate::deployments::{fallbacks, start_models, Routers};
+use crate::drain::{Drain, Phase, Signals};
 use crate::metrics::Metrics;
 use crate::state::AppState;
+
+/// How long past the drain timeout the service waits for cut requests'
+/// connections to close.
+const CUT_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens the tenancy database and decides whether the service may run
 /// without keys: only on loopback, or when told `--allow-open`.
@@ -46,6 +52,8 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
 }
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    // Before anything else, so that a signal during start-up drains too.
+    let signals = Signals::listen()?;
     let tenancy = tenancy(&cfg).await?;
     let registry = Arc::new(ModelRegistry::new());
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
@@ -56,6 +64,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let routers = Routers::default();
     start_models(&registry, &cfg.models, &cfg.routing, &routers);
     tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
+    let drain = Drain::default();
     let state = AppState {
         metrics: Arc::new(Metrics::new(registry.clone(), routers)),
         registry,
@@ -65,7 +74,16 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         admin_token: cfg.tenancy.admin_token.clone(),
         fallbacks: Arc::new(fallbacks(&cfg.models)),
         keep_alive: cfg.keep_alive,
+        drain: drain.clone(),
     };
+    let ledger = tenancy.ledger().clone();
+    tokio::spawn(drain.clone().on_signals(signals, cfg.drain, move || {
+        tracing::error!(
+            unwritten_usage_rows = ledger.pending(),
+            "second signal: exiting now, without waiting for requests or the ledger"
+        );
+        std::process::exit(130);
+    }));
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
     // previous one is acknowledged: ~40 ms added to time-to-first-token.
     let listener = listener.tap_io(|tcp| {
@@ -73,9 +91,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state, cfg.max_body_bytes))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let serve = axum::serve(listener, router(state, cfg.max_body_bytes))
+        .with_graceful_shutdown(drain.reached(Phase::Closed))
+        .into_future();
+    // Cut requests end within moments; a connection that still holds on
+    // (a client that reads nothing) is not waited for.
+    let stragglers = async {
+        drain.reached(Phase::Cut).await;
+        tokio::time::sleep(CUT_WAIT).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = stragglers => tracing::warn!("connections still open {CUT_WAIT:?} after the drain timeout; stopping without them"),
+    }
     // Every request has ended; their ledger rows are queued. Write them all.
     let flushed = tokio::time::timeout(Duration::from_secs(30), tenancy.ledger().flush()).await;
     if flushed.is_err() {
@@ -83,29 +111,4 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

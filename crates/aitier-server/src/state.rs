@@ -7,6 +7,7 @@ use aitier_core::{ModelRegistry, Secret};
 use aitier_tenancy::Tenancy;
 
 use crate::config::Scheduling;
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -22,4 +23,5 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// A stream that sends nothing for this long sends an SSE comment.
     pub keep_alive: Duration,
+    pub drain: Drain,
 }

@@ -2,6 +2,7 @@
 //! variables folded in by clap), and the database options the admin
 //! commands share.
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -51,6 +52,15 @@ pub struct ServeArgs {
     /// Seconds a stream may send nothing before a keep-alive comment.
     #[arg(long, env = "AITIER_KEEP_ALIVE_SECS")]
     pub keep_alive_secs: Option<u64>,
+    /// After SIGTERM/SIGINT, how long new connections are still accepted
+    /// while `/ready` answers 503 (e.g. `5s`, `500ms`; a bare number is
+    /// seconds).
+    #[arg(long, env = "AITIER_DRAIN_GRACE", value_parser = parse_duration)]
+    pub drain_grace: Option<Duration>,
+    /// After SIGTERM/SIGINT, how long requests in flight may run before
+    /// they are cut (counted from the signal, so the grace is part of it).
+    #[arg(long, env = "AITIER_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// Token that authorises the admin API (`/admin/v1/...`); without one
@@ -68,6 +78,15 @@ pub struct ServeArgs {
     /// requests get 503 (the database is not keeping up).
     #[arg(long, env = "AITIER_LEDGER_QUEUE")]
     pub ledger_queue: Option<usize>,
+}
+
+/// `30s`, `1m 30s`, `500ms`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (write e.g. 30s, 500ms, 2m)"))
 }
 
 /// Where tenants, keys and the usage ledger live; shared by `serve` and the

@@ -55,6 +55,9 @@ pub struct FileServer {
     pub max_body_bytes: Option<usize>,
     pub models_dir: Option<PathBuf>,
     pub keep_alive_secs: Option<u64>,
+    /// Durations as on the command line (`5s`, `500ms`).
+    pub drain_grace: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 /// What a `[[models]]` entry serves.

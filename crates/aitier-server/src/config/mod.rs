@@ -16,6 +16,8 @@ use std::time::Duration;
 use aitier_core::Secret;
 use aitier_engine::EngineConfig;
 
+use crate::drain::DrainTimes;
+
 pub use args::{DatabaseArgs, ServeArgs};
 pub use engine::EngineSettings;
 pub use error::ConfigError;
@@ -98,6 +100,7 @@ pub struct ServeConfig {
     pub port: u16,
     pub max_body_bytes: usize,
     pub keep_alive: Duration,
+    pub drain: DrainTimes,
     pub models: Vec<ModelConfig>,
     pub scheduling: Scheduling,
     pub tenancy: TenancySettings,
@@ -144,6 +147,46 @@ struct Server {
     port: u16,
     max_body_bytes: usize,
     keep_alive: Duration,
+    drain: DrainTimes,
+}
+
+/// A duration from the flag, else the file, else `default`.
+fn duration(
+    flag: Option<Duration>,
+    file: Option<&str>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match (flag, file) {
+        (Some(d), _) => Ok(d),
+        (None, Some(text)) => {
+            args::parse_duration(text).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))
+        }
+        (None, None) => Ok(default),
+    }
+}
+
+fn drain_times(args: &ServeArgs, file: &FileConfig) -> Result<DrainTimes, ConfigError> {
+    let d = DrainTimes::default();
+    let grace = duration(
+        args.drain_grace,
+        file.server.drain_grace.as_deref(),
+        "drain_grace",
+        d.grace,
+    )?;
+    let timeout = duration(
+        args.drain_timeout,
+        file.server.drain_timeout.as_deref(),
+        "drain_timeout",
+        d.timeout,
+    )?;
+    if timeout < grace {
+        return Err(ConfigError::Invalid(format!(
+            "drain_timeout ({timeout:?}) is shorter than drain_grace ({grace:?}): \
+             the timeout is counted from the signal and includes the grace"
+        )));
+    }
+    Ok(DrainTimes { grace, timeout })
 }
 
 fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, ConfigError> {
@@ -182,6 +225,7 @@ fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, ConfigError> {
         port: args.port.or(file.server.port).unwrap_or(DEFAULT_PORT),
         max_body_bytes,
         keep_alive: Duration::from_secs(keep_alive),
+        drain: drain_times(args, file)?,
     })
 }
 
@@ -476,6 +520,7 @@ impl ServeConfig {
             port: server.port,
             max_body_bytes: server.max_body_bytes,
             keep_alive: server.keep_alive,
+            drain: server.drain,
             models,
             scheduling: scheduling(args, &mut file)?,
             tenancy: tenancy(args, &file)?,
@@ -523,6 +568,40 @@ mod tests {
         assert_eq!(engine.ctx_per_slot, 1024);
         // The model's own setting wins over [engine].
         assert_eq!(engine.step_target_ms, 30);
+    }
+
+    #[test]
+    fn drain_times_come_from_file_then_flags_and_must_be_ordered() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[server]\ndrain_grace = \"1500ms\"\ndrain_timeout = \"2m\"\n[[models]]\nname = \"a\"\npath = \"{}\"\n", gguf.display()),
+        );
+        let mut args = ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        assert_eq!(c.drain.grace, Duration::from_millis(1500));
+        assert_eq!(c.drain.timeout, Duration::from_secs(120));
+        args.drain_grace = Some(args::parse_duration("3").expect("seconds"));
+        assert_eq!(
+            ServeConfig::resolve(&args).expect("valid").drain.grace,
+            Duration::from_secs(3)
+        );
+        args.drain_timeout = Some(Duration::from_secs(2));
+        let err = ServeConfig::resolve(&args).expect_err("timeout before grace");
+        assert!(err.to_string().contains("includes the grace"), "{err}");
+        assert!(args::parse_duration("soon").is_err());
+        let bad = write(&d, "bad.toml", "[server]\ndrain_grace = \"5 parsecs\"\n");
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(bad),
+            ..Default::default()
+        })
+        .expect_err("bad duration");
+        assert!(err.to_string().contains("drain_grace"), "{err}");
     }
 
     #[test]

@@ -40,5 +40,10 @@ pub async fn create<F: Frontend>(
         let answer = collect(events, choices).await?;
         return Ok(Json(encoder.respond(answer)).into_response());
     }
-    Ok(crate::sse::respond(events, encoder, state.keep_alive))
+    Ok(crate::sse::respond(
+        events,
+        encoder,
+        state.keep_alive,
+        &state.drain,
+    ))
 }

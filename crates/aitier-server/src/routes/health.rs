@@ -10,8 +10,15 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Every configured model is loaded and can take requests.
+/// Every configured model is loaded and can take requests, and the
+/// service is not draining.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.drain.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        );
+    }
     let failures = state.registry.failures();
     if !failures.is_empty() {
         let failed: Vec<Value> = failures

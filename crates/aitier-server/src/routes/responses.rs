@@ -170,7 +170,12 @@ pub async fn create(
         Some(s) => s.follow(events),
         None => events,
     };
-    Ok(crate::sse::respond(events, encoder, state.keep_alive))
+    Ok(crate::sse::respond(
+        events,
+        encoder,
+        state.keep_alive,
+        &state.drain,
+    ))
 }
 
 pub async fn get(
