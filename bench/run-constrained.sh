@@ -17,7 +17,7 @@ if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
 WORK=bench/.work/constrained
 rm -rf "$WORK"
 mkdir -p bench/results "$WORK"
-target/release/aitier serve --port 18080 --threads "$THREADS" --slots 8 --ctx-size 1024 \
+target/release/aitier serve --port 18080 --threads "$THREADS" --slots 8 --ctx-size 1024 --metrics-addr off --metrics-on-api \
   --data-dir "$WORK/data" --model "smollm2-135m-instruct=$MODEL" >"$WORK/aitier.log" 2>&1 </dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT

@@ -29,7 +29,7 @@ trap stop EXIT
 wait_up() { for _ in $(seq 1 120); do curl -sf "$1" >/dev/null && return 0; sleep 1; done; return 1; }
 # aitier on PORT with its defaults, or CONFIG (a file) instead.
 aitier() {
-  target/release/aitier serve --port "$1" --threads "$THREADS" --models-dir models \
+  target/release/aitier serve --port "$1" --threads "$THREADS" --models-dir models --metrics-addr off \
     --data-dir "$WORK/aitier-data-$1" ${2:+--config "$2"} >"$WORK/aitier-embed-$1.log" 2>&1 </dev/null &
   pids+=($!)
   wait_up "http://127.0.0.1:$1/ready"

@@ -41,7 +41,7 @@ name = "stub"
 base_url = "http://127.0.0.1:$stub_port/v1"
 TOML
 rm -rf "$work/gateway-data"
-RUST_LOG=warn target/release/aitier serve --config "$work/gateway-aitier.toml" >"$work/aitier.log" 2>&1 &
+RUST_LOG=warn target/release/aitier serve --config "$work/gateway-aitier.toml" --metrics-addr off >"$work/aitier.log" 2>&1 &
 pids+=($!)
 
 cat >"$work/gateway-litellm.yaml" <<YAML

@@ -38,7 +38,7 @@ for phase in levels prefix noisy; do
   rounds=1
   [[ $phase == levels ]] && rounds=$ROUNDS
   for round in $(seq 1 "$rounds"); do
-    target/release/aitier serve --port 18080 --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" \
+    target/release/aitier serve --port 18080 --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --metrics-addr off \
       --data-dir "$WORK/aitier-data" --model "smollm2-135m-instruct=$MODEL" \
       >"$WORK/aitier-$phase.log" 2>&1 </dev/null &
     pid=$!

@@ -27,7 +27,7 @@ wait_up() { for _ in $(seq 1 120); do curl -sf "$1" >/dev/null && return 0; slee
 
 rows=()
 for t in $TARGETS; do
-  RUST_LOG=info,aitier_engine=trace target/release/aitier serve --port 18080 --threads "$THREADS" \
+  RUST_LOG=info,aitier_engine=trace target/release/aitier serve --port 18080 --threads "$THREADS" --metrics-addr off \
     --slots 20 --ctx-size 2048 --data-dir "$WORK/data-$t" --step-target-ms "$t" \
     --model "smollm2-135m-instruct=$MODEL" >"$WORK/aitier-$t.log" 2>&1 </dev/null &
   pid=$!

@@ -23,6 +23,7 @@ MODEL = "smollm2-135m-instruct"
 READY_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 120
 LISTEN_LINE = re.compile(r"^aitier listening on (http://\S+)$")
+METRICS_LINE = re.compile(r"^aitier metrics on (http://\S+)$")
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -46,9 +47,16 @@ def server_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("aitier") / "server.log"
 
 
-def spawn_server(log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    """Starts aitier with `extra` arguments and waits until it is ready;
-    returns the process and its base URL. The caller stops it."""
+class Started(str):
+    """A server's base URL, with its metrics listener's `/metrics` URL."""
+
+    metrics: str
+
+
+def spawn_server(log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, Started]:
+    """Starts aitier with `extra` arguments (and a metrics listener on a free
+    port) and waits until it is ready; returns the process and its base URL.
+    The caller stops it."""
     binary = Path(os.environ.get("AITIER_BIN", REPO / "target" / "debug" / "aitier"))
     if not binary.is_file():
         pytest.fail(f"aitier binary not found at {binary} (build it or set AITIER_BIN)")
@@ -58,7 +66,19 @@ def spawn_server(log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, st
     env.pop("AITIER_DATABASE_URL", None)
     env.pop("AITIER_ADMIN_TOKEN", None)
     proc = subprocess.Popen(
-        [str(binary), "serve", "--port", "0", "--host", "127.0.0.1", "--models-dir", str(REPO / "models"), *extra],
+        [
+            str(binary),
+            "serve",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--models-dir",
+            str(REPO / "models"),
+            *extra,
+        ],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -73,7 +93,12 @@ def spawn_server(log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, st
         match = LISTEN_LINE.match((line or "").strip())
         if not match:
             pytest.fail(f"server printed {line!r} instead of its address; log tail:\n{_log_tail(log_path)}")
-        url = match.group(1)
+        url = Started(match.group(1))
+        line = _read_first_line(proc, READY_TIMEOUT_S)
+        metrics = METRICS_LINE.match((line or "").strip())
+        if not metrics:
+            pytest.fail(f"server printed {line!r} instead of its metrics address; log tail:\n{_log_tail(log_path)}")
+        url.metrics = metrics.group(1)
         _wait_ready(proc, url, log_path)
     except BaseException:
         proc.kill()
@@ -126,6 +151,11 @@ def _wait_ready(proc: subprocess.Popen, url: str, server_log: Path) -> None:
             last = repr(e)
         time.sleep(0.25)
     pytest.fail(f"server not ready after {READY_TIMEOUT_S}s (last /ready: {last}); log tail:\n{_log_tail(server_log)}")
+
+
+@pytest.fixture(scope="session")
+def metrics_url(base_url: Started) -> str:
+    return base_url.metrics
 
 
 @pytest.fixture(scope="session")

@@ -11,25 +11,25 @@ import httpx
 PROMPT = [{"role": "user", "content": "Tell me a very long story about a dragon."}]
 
 
-def cancellations(http) -> int:
+def cancellations(metrics_url: str) -> int:
     """The engine's count of requests dropped because their client left."""
-    for line in http.get("/metrics").text.splitlines():
+    for line in httpx.get(metrics_url, timeout=30).text.splitlines():
         if line.startswith("aitier_requests_cancelled_total{"):
             return int(line.rsplit(" ", 1)[1])
     raise AssertionError("aitier_requests_cancelled_total missing from /metrics")
 
 
-def wait_for_cancellations(http, count: int, within_s: float = 30) -> int:
+def wait_for_cancellations(metrics_url: str, count: int, within_s: float = 30) -> int:
     """The engine notices a gone client at its next step; wait for that event
     (bounded), not for a duration."""
     deadline = time.monotonic() + within_s
-    while cancellations(http) < count and time.monotonic() < deadline:
+    while cancellations(metrics_url) < count and time.monotonic() < deadline:
         time.sleep(0.05)
-    return cancellations(http)
+    return cancellations(metrics_url)
 
 
-def test_stream_cancellation(client, model, http):
-    before = cancellations(http)
+def test_stream_cancellation(client, model, http, metrics_url):
+    before = cancellations(metrics_url)
     stream = client.chat.completions.create(
         model=model, messages=PROMPT, max_tokens=2000, temperature=0.7, seed=3, stream=True
     )
@@ -41,12 +41,12 @@ def test_stream_cancellation(client, model, http):
     assert r.choices[0].message.content
     assert http.get("/health", timeout=httpx.Timeout(10)).status_code == 200
     # The abandoned 2000-token generation was stopped, not run to the end.
-    assert wait_for_cancellations(http, before + 1) >= before + 1
+    assert wait_for_cancellations(metrics_url, before + 1) >= before + 1
 
 
-def test_raw_disconnect_then_healthy(base_url, model, client, http):
+def test_raw_disconnect_then_healthy(base_url, model, client, http, metrics_url):
     """The same with httpx dropping the connection after the first SSE bytes."""
-    before = cancellations(http)
+    before = cancellations(metrics_url)
     body = {"model": model, "messages": PROMPT, "max_tokens": 2000, "stream": True}
     for _ in range(3):
         with httpx.Client(base_url=base_url, timeout=60) as c:
@@ -56,4 +56,4 @@ def test_raw_disconnect_then_healthy(base_url, model, client, http):
                 next(r.iter_bytes())
     r = client.chat.completions.create(model=model, messages=PROMPT, max_tokens=8, temperature=0)
     assert r.choices[0].finish_reason in ("stop", "length")
-    assert wait_for_cancellations(http, before + 3) >= before + 3
+    assert wait_for_cancellations(metrics_url, before + 3) >= before + 3

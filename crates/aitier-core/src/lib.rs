@@ -22,7 +22,8 @@ pub use embed::{EmbedInput, EmbedRequest, Embeddings};
 pub use error::CoreError;
 pub use event::{EventStream, FinishReason, GenEvent, TokenLogprob};
 pub use provider::{
-    ModelInfo, Prepared, Provider, ProviderStats, RequestCtx, RequestSize, TokenPiece,
+    EngineHistograms, ModelInfo, Prepared, Provider, ProviderStats, RequestCtx, RequestSize,
+    TokenPiece,
 };
 pub use registry::ModelRegistry;
 pub use request::{

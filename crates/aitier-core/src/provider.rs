@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::BoxFuture;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::embed::{EmbedRequest, Embeddings};
 use crate::error::CoreError;
@@ -99,7 +100,7 @@ pub struct TokenPiece {
     pub piece: String,
 }
 
-/// Counters a provider keeps about its own work, for `/metrics`.
+/// Counters a provider keeps about its own work, for the metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderStats {
     pub prompt_tokens: u64,
@@ -117,6 +118,10 @@ pub struct ProviderStats {
     /// on them (beside the decode they overlap).
     pub grammar_masks: u64,
     pub grammar_mask_micros: u64,
+    /// KV cache cells holding tokens (of running sequences, and prefixes
+    /// idle slots keep), and all there are.
+    pub kv_cells_used: u64,
+    pub kv_cells_total: u64,
 }
 
 /// A model backend, in two steps so that the tier can admit a request
@@ -160,5 +165,32 @@ pub trait Provider: Send + Sync {
     }
     fn stats(&self) -> ProviderStats {
         ProviderStats::default()
+    }
+    /// Distributions a local engine measures itself; none for an upstream.
+    fn histograms(&self) -> Option<EngineHistograms> {
+        None
+    }
+}
+
+/// What an engine measures per step and per queued sequence, kept as
+/// Prometheus histograms (shared handles: the engine observes, a scrape
+/// reads).
+#[derive(Debug, Clone)]
+pub struct EngineHistograms {
+    /// From a sequence's arrival at the engine until it has a slot.
+    pub queue_wait_seconds: Histogram,
+    /// Tokens in each decode call (decoding sequences plus prefill chunks).
+    pub step_tokens: Histogram,
+    /// Wall time of each decode call.
+    pub step_seconds: Histogram,
+}
+
+impl Default for EngineHistograms {
+    fn default() -> Self {
+        Self {
+            queue_wait_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            step_tokens: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            step_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+        }
     }
 }

@@ -51,6 +51,12 @@ impl ModelRegistry {
         slots.iter().map(|(n, _)| n.clone()).collect()
     }
 
+    /// Whether `name` is a declared model (or alias).
+    pub fn contains(&self, name: &str) -> bool {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots.iter().any(|(n, _)| n == name)
+    }
+
     /// The first declared model: the default for endpoints without `model`.
     pub fn first(&self) -> Option<String> {
         self.names().into_iter().next()

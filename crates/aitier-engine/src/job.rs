@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use llguidance::Matcher;
 use tokio::sync::mpsc;
 
-use aitier_core::{GenEvent, SamplingParams};
+use aitier_core::{EngineHistograms, GenEvent, SamplingParams};
 
 /// One request as the engine thread sees it: prompts already tokenised and
 /// checked against the context.
@@ -18,6 +18,8 @@ pub(crate) struct Job {
     pub logprobs: Option<u32>,
     pub sampling: SamplingParams,
     pub deadline: Option<Instant>,
+    /// When the request was handed to the engine, for its queue wait.
+    pub submitted: Instant,
     pub tenant: String,
     pub weight: u32,
     pub events: mpsc::UnboundedSender<GenEvent>,
@@ -40,6 +42,8 @@ pub(crate) struct Counters {
     pub in_flight: AtomicU64,
     pub grammar_masks: AtomicU64,
     pub grammar_mask_micros: AtomicU64,
+    pub kv_cells_used: AtomicU64,
+    pub histograms: EngineHistograms,
 }
 
 pub(crate) struct WorkerConfig {

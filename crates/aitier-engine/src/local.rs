@@ -1,6 +1,7 @@
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -10,10 +11,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use aitier_core::{
-    CoreError, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared, PromptInput, Provider,
-    ProviderStats, RequestCtx, RequestSize, TokenPiece, Tools,
+    CoreError, EngineHistograms, EventStream, GenEvent, GenerateRequest, ModelInfo, Prepared,
+    PromptInput, Provider, ProviderStats, RequestCtx, RequestSize, TokenPiece, Tools,
 };
-use std::sync::atomic::Ordering;
 
 use aitier_core::frontend::tools::to_wire_tools;
 use aitier_protocol::tools::Tool;
@@ -104,6 +104,8 @@ pub struct LocalModel {
     template: Option<ChatTemplate>,
     intake: Intake<Job>,
     ctx_per_slot: u32,
+    /// Every slot's context: the KV cache's size.
+    kv_cells: u64,
     n_vocab: u32,
     bos_text: String,
     counters: Arc<Counters>,
@@ -145,6 +147,7 @@ impl LocalModel {
                 capacity: u64::from(cfg.slots) + u64::from(cfg.queue_depth),
             },
             ctx_per_slot,
+            kv_cells: u64::from(cfg.slots) * u64::from(ctx_per_slot),
             bos_text,
             counters,
             special_tokens_in_content: cfg.special_tokens_in_content,
@@ -451,6 +454,7 @@ impl Provider for LocalModel {
                     logprobs: req.logprobs,
                     sampling: req.sampling,
                     deadline: ctx.deadline,
+                    submitted: Instant::now(),
                     tenant: ctx.tenant,
                     weight: ctx.weight,
                     events: tx,
@@ -487,7 +491,13 @@ impl Provider for LocalModel {
             waiting: c.waiting.load(Ordering::Relaxed),
             grammar_masks: c.grammar_masks.load(Ordering::Relaxed),
             grammar_mask_micros: c.grammar_mask_micros.load(Ordering::Relaxed),
+            kv_cells_used: c.kv_cells_used.load(Ordering::Relaxed),
+            kv_cells_total: self.kv_cells,
         }
+    }
+
+    fn histograms(&self) -> Option<EngineHistograms> {
+        Some(self.counters.histograms.clone())
     }
 
     fn detokenize(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<String, CoreError>> {

@@ -51,6 +51,7 @@ struct Pending {
     stop: Vec<String>,
     sampling: SamplingParams,
     matcher: Option<Matcher>,
+    submitted: Instant,
 }
 
 struct Seq {
@@ -158,11 +159,27 @@ impl<'m> Worker<'m> {
             self.counters
                 .waiting
                 .store(self.waiting.len() as u64, Ordering::Relaxed);
+            self.counters
+                .kv_cells_used
+                .store(self.cells_used(), Ordering::Relaxed);
             if self.running.is_empty() {
                 continue;
             }
             self.step(&mut batch);
         }
+    }
+
+    /// Cells holding tokens: running sequences' positions, and the
+    /// prefixes idle slots keep.
+    fn cells_used(&self) -> u64 {
+        let running: usize = self.running.iter().map(|s| s.n_past).sum();
+        let idle: usize = self
+            .slots
+            .iter()
+            .filter(|s| !s.busy)
+            .map(|s| s.tokens.len())
+            .sum();
+        (running + idle) as u64
     }
 
     fn accept(&mut self, job: Job) {
@@ -190,6 +207,7 @@ impl<'m> Worker<'m> {
                         stop: job.stop.clone(),
                         sampling: job.sampling.clone(),
                         matcher: job.matcher.clone(),
+                        submitted: job.submitted,
                     },
                     cost,
                 );
@@ -402,6 +420,10 @@ impl<'m> Worker<'m> {
                     r.cached_tokens += cached as u32;
                 }
             }
+            self.counters
+                .histograms
+                .queue_wait_seconds
+                .observe(p.submitted.elapsed().as_secs_f64());
             let stream = u64::from(p.index);
             self.running.push(Seq {
                 req: p.req,
@@ -533,8 +555,12 @@ impl<'m> Worker<'m> {
     fn decode(&mut self, batch: &mut LlamaBatch, plan: &StepPlan) -> bool {
         let started = Instant::now();
         let decoded = self.ctx.decode(batch);
-        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let secs = started.elapsed().as_secs_f64();
+        let ms = secs * 1e3;
         let tokens = batch.n_tokens();
+        let h = &self.counters.histograms;
+        h.step_seconds.observe(secs);
+        h.step_tokens.observe(f64::from(tokens));
         tracing::trace!(
             tokens,
             sequences = self.running.len(),

@@ -13,7 +13,7 @@ use aitier_core::frontend::messages::Messages;
 
 use crate::error::ApiError;
 use crate::routes::{
-    admin, embeddings, generate, health, messages, metrics, models, responses, tokenize, usage,
+    admin, embeddings, generate, health, messages, models, responses, tokenize, usage,
 };
 use crate::state::AppState;
 
@@ -42,7 +42,9 @@ async fn refuse_declared_oversize(
     next.run(req).await
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The API. `/metrics` is on it only when `metrics_on_api`; it has a
+/// listener of its own otherwise.
+pub fn router(state: AppState, max_body_bytes: usize, metrics_on_api: bool) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(generate::create::<Chat>))
         .route("/v1/completions", post(generate::create::<Completions>))
@@ -71,13 +73,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         state.clone(),
         crate::auth::admin_layer,
     ));
-    Router::new()
+    let mut app = Router::new()
         .merge(api)
         .merge(admin)
         .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
-        .fallback(|| async { ApiError::not_found_route() })
+        .route("/ready", get(health::ready));
+    if metrics_on_api {
+        app = app.merge(state.metrics.router());
+    }
+    app.fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             state.drain.clone(),
@@ -93,6 +97,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             ApiError::internal().into_response()
         }))
         .layer(axum::middleware::from_fn(messages::errors_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::layer,
+        ))
         .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
 }

@@ -40,7 +40,7 @@ pub async fn tenant_layer(State(state): State<AppState>, mut req: Request, next:
         Err(e) => return ApiError::from(e).into_response(),
     };
     if let Principal::Key(k) = &principal {
-        tracing::Span::current().record("tenant", k.tenant.name.as_str());
+        crate::metrics::note_tenant(&k.tenant.name);
     }
     req.extensions_mut().insert(principal.clone());
     let mut resp = next.run(req).await;

@@ -18,6 +18,7 @@ use aitier_protocol::Usage;
 use aitier_tenancy::{Principal, Ticket};
 
 use crate::error::ApiError;
+use crate::metrics::GenTimer;
 use crate::state::AppState;
 
 pub struct Caller<'a> {
@@ -30,6 +31,15 @@ pub struct Caller<'a> {
 }
 
 impl Caller<'_> {
+    /// Measures the request for the metrics, under the tenant of its key.
+    fn timer(&self, state: &AppState, model: &str) -> GenTimer {
+        let tenant = match self.principal {
+            Principal::Key(k) => k.tenant.name.as_str(),
+            Principal::Open => "",
+        };
+        GenTimer::start(&state.metrics, self.endpoint, model, tenant)
+    }
+
     /// The tenant's name for the scheduler and the ledger.
     fn tenant_label(&self) -> String {
         match self.principal {
@@ -219,10 +229,18 @@ pub async fn start(
     model: &str,
     gen: GenerateRequest,
 ) -> Result<EventStream, ApiError> {
-    let (events, mut ticket) = serve(state, &caller, model, &gen).await?;
+    let mut timer = caller.timer(state, model);
+    let (events, mut ticket) = serve(state, &caller, model, &gen)
+        .await
+        .inspect_err(|e| timer.failed(e))?;
     // The ticket lives as long as the stream: dropped early, it bills
     // what was sent.
-    Ok(events.inspect(move |ev| ticket.observe(ev)).boxed())
+    Ok(events
+        .inspect(move |ev| {
+            ticket.observe(ev);
+            timer.observe(ev);
+        })
+        .boxed())
 }
 
 /// Embeds for an authenticated caller, with the same checks, admission,
@@ -233,10 +251,14 @@ pub async fn embed(
     model: &str,
     req: EmbedRequest,
 ) -> Result<Embeddings, ApiError> {
-    let (answer, mut ticket) = serve(state, &caller, model, &req).await?;
+    let mut timer = caller.timer(state, model);
+    let (answer, mut ticket) = serve(state, &caller, model, &req)
+        .await
+        .inspect_err(|e| timer.failed(e))?;
     if let Some(d) = &answer.deployment {
         ticket.served_by(d);
     }
     ticket.completed(&Usage::new(answer.prompt_tokens, 0, 0), answer.estimated);
+    timer.embedded(answer.prompt_tokens);
     Ok(answer)
 }

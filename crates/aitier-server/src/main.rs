@@ -2,7 +2,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use aitier_server::cli::{KeysCmd, TenantsCmd, UsageCmd};
-use aitier_server::config::{ServeArgs, ServeConfig};
+use aitier_server::config::{LogFormat, ServeArgs, ServeConfig};
 
 /// aitier: one OpenAI-compatible AI tier for many apps.
 #[derive(Parser)]
@@ -29,16 +29,19 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The admin commands print results on stdout; keep their log quiet.
-    let default_filter = match cli.command {
-        Command::Serve(_) => "info,llama-cpp-2=warn",
-        _ => "warn",
+    let (default_filter, format) = match &cli.command {
+        Command::Serve(args) => ("info,llama-cpp-2=warn", args.log_format),
+        _ => ("warn", LogFormat::Text),
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

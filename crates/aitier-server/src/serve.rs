@@ -58,15 +58,34 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let registry = Arc::new(ModelRegistry::new());
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
     let addr = listener.local_addr()?;
-    // Tests and scripts read this line to find a port-0 listener.
+    let metrics_listener = match cfg.metrics_addr {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+            anyhow::anyhow!("metrics listener on {a}: {e} (set --metrics-addr, or off)")
+        })?),
+        None => None,
+    };
+    // Tests and scripts read these lines to find port-0 listeners.
     println!("aitier listening on http://{addr}");
+    if let Some(l) = &metrics_listener {
+        println!("aitier metrics on http://{}/metrics", l.local_addr()?);
+    }
     std::io::stdout().flush()?;
     let routers = Routers::default();
     start_models(&registry, &cfg.models, &cfg.routing, &routers);
     tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
+    let metrics = Arc::new(Metrics::new(registry.clone(), routers, tenancy.clone()));
+    if let Some(l) = metrics_listener {
+        // Scraped until the process ends, through the drain.
+        let app = metrics.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let drain = Drain::default();
     let state = AppState {
-        metrics: Arc::new(Metrics::new(registry.clone(), routers)),
+        metrics,
         registry,
         started_at: aitier_core::clock::unix_secs(),
         scheduling: Arc::new(cfg.scheduling.clone()),
@@ -91,9 +110,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let serve = axum::serve(listener, router(state, cfg.max_body_bytes))
-        .with_graceful_shutdown(drain.reached(Phase::Closed))
-        .into_future();
+    let serve = axum::serve(
+        listener,
+        router(state, cfg.max_body_bytes, cfg.metrics_on_api),
+    )
+    .with_graceful_shutdown(drain.reached(Phase::Closed))
+    .into_future();
     // Cut requests end within moments; a connection that still holds on
     // (a client that reads nothing) is not waited for.
     let stragglers = async {

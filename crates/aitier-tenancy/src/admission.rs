@@ -10,6 +10,7 @@ use aitier_core::{CoreError, RequestSize};
 use crate::headers::openai_duration;
 use crate::limiter::{Demand, Limiter, LimiterError};
 use crate::principal::Principal;
+use crate::refusals::{Refusal, Refusals};
 use crate::scope::{BucketKey, Meter, Scope};
 use crate::store::{Reservation, Store, StoreError};
 
@@ -31,26 +32,42 @@ pub(crate) struct Admission {
     pub store: Arc<dyn Store>,
     /// Completion tokens reserved for a request without `max_tokens`.
     pub default_completion_reserve: u32,
+    pub refusals: Arc<Refusals>,
 }
 
-fn limiter_down(e: LimiterError) -> CoreError {
+fn limiter_down(e: LimiterError) -> (Refusal, CoreError) {
     tracing::error!(error = %e, "rate limit store failed; refusing the request");
-    CoreError::Unavailable {
-        message: "Rate limits cannot be checked right now; the request was not run.".into(),
-    }
+    (
+        Refusal::Unavailable,
+        CoreError::Unavailable {
+            message: "Rate limits cannot be checked right now; the request was not run.".into(),
+        },
+    )
 }
 
-fn store_down(e: StoreError) -> CoreError {
+fn store_down(e: StoreError) -> (Refusal, CoreError) {
     tracing::error!(error = %e, "tenancy store failed; refusing the request");
-    CoreError::Unavailable {
-        message: "Usage limits cannot be checked right now; the request was not run.".into(),
-    }
+    (
+        Refusal::Unavailable,
+        CoreError::Unavailable {
+            message: "Usage limits cannot be checked right now; the request was not run.".into(),
+        },
+    )
 }
 
 impl Admission {
     /// Concurrency places, then the request rate. Places taken go into
     /// `holds` as they are taken, so a refusal after some still returns them.
     pub async fn enter(&self, principal: &Principal, holds: &mut Holds) -> Result<(), CoreError> {
+        let result = self.try_enter(principal, holds).await;
+        self.counted(result)
+    }
+
+    async fn try_enter(
+        &self,
+        principal: &Principal,
+        holds: &mut Holds,
+    ) -> Result<(), (Refusal, CoreError)> {
         for (scope, l) in principal.limit_sets() {
             let Some(max) = l.max_concurrent else {
                 continue;
@@ -62,14 +79,17 @@ impl Admission {
                 .await
                 .map_err(limiter_down)?
             {
-                return Err(CoreError::RateLimited {
-                    message: format!(
-                        "Too many concurrent requests: at most {max} may run at once for this {}.",
-                        bucket.scope.kind()
-                    ),
-                    retry_after: Duration::from_secs(1),
-                    never: false,
-                });
+                return Err((
+                    Refusal::Concurrency,
+                    CoreError::RateLimited {
+                        message: format!(
+                            "Too many concurrent requests: at most {max} may run at once for this {}.",
+                            bucket.scope.kind()
+                        ),
+                        retry_after: Duration::from_secs(1),
+                        never: false,
+                    },
+                ));
             }
             holds.places.push(bucket);
         }
@@ -78,17 +98,28 @@ impl Admission {
             return Ok(());
         }
         if let Err(d) = self.limiter.check(&demands).await.map_err(limiter_down)? {
-            return Err(CoreError::RateLimited {
-                message: format!(
-                    "Rate limit reached for requests per minute on this {}. Retry after {}.",
-                    d.bucket.scope.kind(),
-                    openai_duration(d.retry_after)
-                ),
-                retry_after: d.retry_after,
-                never: false,
-            });
+            return Err((
+                Refusal::Rpm,
+                CoreError::RateLimited {
+                    message: format!(
+                        "Rate limit reached for requests per minute on this {}. Retry after {}.",
+                        d.bucket.scope.kind(),
+                        openai_duration(d.retry_after)
+                    ),
+                    retry_after: d.retry_after,
+                    never: false,
+                },
+            ));
         }
         Ok(())
+    }
+
+    /// Counts a refusal by its reason.
+    fn counted(&self, result: Result<(), (Refusal, CoreError)>) -> Result<(), CoreError> {
+        result.map_err(|(why, e)| {
+            self.refusals.count(why);
+            e
+        })
     }
 
     /// Tokens per minute and budgets for a request of `size`: the prompt
@@ -100,6 +131,16 @@ impl Admission {
         size: RequestSize,
         holds: &mut Holds,
     ) -> Result<(), CoreError> {
+        let result = self.try_admit(principal, size, holds).await;
+        self.counted(result)
+    }
+
+    async fn try_admit(
+        &self,
+        principal: &Principal,
+        size: RequestSize,
+        holds: &mut Holds,
+    ) -> Result<(), (Refusal, CoreError)> {
         let per_choice = size.max_tokens.unwrap_or(self.default_completion_reserve);
         let completion = (u64::from(per_choice) * u64::from(size.choices.max(1)))
             .min(u64::from(size.completion_cap));
@@ -129,18 +170,25 @@ impl Admission {
             return Ok(());
         }
         if let Some(scope) = self.hold(budgets.clone()).await.map_err(store_down)? {
-            return Err(CoreError::QuotaExceeded {
-                message: format!(
-                    "This {}'s token budget for the current period is spent.",
-                    scope.kind()
-                ),
-            });
+            return Err((
+                Refusal::Budget,
+                CoreError::QuotaExceeded {
+                    message: format!(
+                        "This {}'s token budget for the current period is spent.",
+                        scope.kind()
+                    ),
+                },
+            ));
         }
         holds.budgets = budgets;
         Ok(())
     }
 
-    async fn charge_tokens(&self, demands: &[Demand], reserve: u64) -> Result<(), CoreError> {
+    async fn charge_tokens(
+        &self,
+        demands: &[Demand],
+        reserve: u64,
+    ) -> Result<(), (Refusal, CoreError)> {
         let Err(d) = self.limiter.check(demands).await.map_err(limiter_down)? else {
             return Ok(());
         };
@@ -155,11 +203,19 @@ impl Admission {
                 openai_duration(d.retry_after)
             )
         };
-        Err(CoreError::RateLimited {
-            message,
-            retry_after: d.retry_after,
-            never: d.never,
-        })
+        let why = if d.never {
+            Refusal::TooLarge
+        } else {
+            Refusal::Tpm
+        };
+        Err((
+            why,
+            CoreError::RateLimited {
+                message,
+                retry_after: d.retry_after,
+                never: d.never,
+            },
+        ))
     }
 
     /// Reserves in a task of its own: if this request is dropped while the

@@ -9,6 +9,7 @@
 //! database falls behind and every slot is taken, new requests are refused
 //! (by the caller) instead of queueing rows in memory without end; rows of
 //! requests already running always have their place.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,14 @@ pub struct Ledger {
     tx: mpsc::UnboundedSender<Cmd>,
     room: Arc<Semaphore>,
     capacity: usize,
+    counts: Arc<Counts>,
+}
+
+/// Rows written, and rows the database refused and the writer dropped.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
 }
 
 /// A place reserved for one row.
@@ -56,12 +65,14 @@ impl Ledger {
     /// rows between a request's start and its row's write.
     pub fn start(store: Arc<dyn Store>, capacity: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(store, rx));
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(write_loop(store, rx, counts.clone()));
         let capacity = capacity.max(1);
         Self {
             tx,
             room: Arc::new(Semaphore::new(capacity)),
             capacity,
+            counts,
         }
     }
 
@@ -79,6 +90,10 @@ impl Ledger {
         self.capacity - self.room.available_permits()
     }
 
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
     /// Returns once every row recorded before this call is in the store.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -88,7 +103,11 @@ impl Ledger {
     }
 }
 
-async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    counts: Arc<Counts>,
+) {
     let mut rows: Vec<UsageRecord> = Vec::new();
     // One per row in `rows`: its slot is free again once it is written.
     let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
@@ -115,7 +134,7 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>)
                 next = rx.try_recv().ok();
             }
         }
-        write(store.as_ref(), &mut rows).await;
+        write(store.as_ref(), &mut rows, &counts).await;
         slots.truncate(rows.len());
         if rows.is_empty() {
             for done in waiting.drain(..) {
@@ -129,26 +148,35 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cmd>)
 /// failing while the database answers is written row by row, so that one
 /// row it refuses (whatever the reason) cannot hold back every other; that
 /// row goes to the log in full instead.
-async fn write(store: &dyn Store, rows: &mut Vec<UsageRecord>) {
+async fn write(store: &dyn Store, rows: &mut Vec<UsageRecord>, counts: &Counts) {
     let mut delay = Duration::from_millis(50);
     let mut failures = 0;
     while !rows.is_empty() {
         match store.record(rows).await {
-            Ok(()) => rows.clear(),
+            Ok(()) => {
+                counts
+                    .written
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                rows.clear();
+            }
             Err(e) => {
                 failures += 1;
                 tracing::error!(error = %e, pending = rows.len(), "writing usage rows failed; retrying");
                 if failures >= 3 && rows.len() > 1 {
                     let mut kept = Vec::new();
                     for row in rows.drain(..) {
-                        if let Err(e) = store.record(std::slice::from_ref(&row)).await {
-                            kept.push((row, e));
+                        match store.record(std::slice::from_ref(&row)).await {
+                            Ok(()) => {
+                                counts.written.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => kept.push((row, e)),
                         }
                     }
                     // All failing alike means the database is down: keep them.
                     if kept.len() > 1 {
                         rows.extend(kept.into_iter().map(|(r, _)| r));
                     } else if let Some((row, e)) = kept.pop() {
+                        counts.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(error = %e, row = ?row, "usage row refused by the database; dropped after logging");
                     }
                     continue;

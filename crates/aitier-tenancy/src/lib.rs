@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod limiter;
 pub mod limits;
 pub mod principal;
+pub mod refusals;
 pub mod scope;
 pub mod service;
 pub mod store;

@@ -14,6 +14,7 @@ use crate::keys;
 use crate::ledger::{Ledger, DEFAULT_CAPACITY};
 use crate::limiter::{Limiter, LimiterError, Snapshot};
 use crate::principal::Principal;
+use crate::refusals::{Refusal, Refusals};
 use crate::scope::{BucketKey, Meter};
 use crate::store::{Store, StoreError};
 use crate::ticket::{Identity, Ticket};
@@ -58,6 +59,7 @@ pub struct Tenancy {
     limiter: Arc<dyn Limiter>,
     ledger: Ledger,
     config: TenancyConfig,
+    refusals: Arc<Refusals>,
     /// Set once a key is known to exist. Keys are never deleted (revoked
     /// ones count), so it never goes back.
     keys_exist: AtomicBool,
@@ -82,6 +84,7 @@ impl Tenancy {
             limiter,
             ledger,
             config,
+            refusals: Arc::default(),
             keys_exist: AtomicBool::new(false),
             checked_empty_at: Mutex::new(None),
         })
@@ -93,6 +96,11 @@ impl Tenancy {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Requests the limits refused, by reason.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     /// Resolves the bearer token. A request without a valid key runs open
@@ -135,6 +143,7 @@ impl Tenancy {
         endpoint: &str,
     ) -> Result<Ticket, CoreError> {
         let Some(slot) = self.ledger.slot() else {
+            self.refusals.count(Refusal::LedgerFull);
             tracing::error!(
                 pending = self.ledger.pending(),
                 "the usage ledger is full (is the database keeping up?); refusing the request"
@@ -147,6 +156,7 @@ impl Tenancy {
             limiter: self.limiter.clone(),
             store: self.store.clone(),
             default_completion_reserve: self.config.default_completion_reserve,
+            refusals: self.refusals.clone(),
         };
         let who = Identity {
             principal: principal.clone(),

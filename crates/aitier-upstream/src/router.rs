@@ -494,6 +494,8 @@ impl Provider for Router {
             s.waiting += p.waiting;
             s.grammar_masks += p.grammar_masks;
             s.grammar_mask_micros += p.grammar_mask_micros;
+            s.kv_cells_used += p.kv_cells_used;
+            s.kv_cells_total += p.kv_cells_total;
         }
         s
     }

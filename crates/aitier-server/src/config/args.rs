@@ -11,6 +11,17 @@ use aitier_core::Secret;
 use super::engine::EngineSettings;
 use super::file::FileTenancy;
 
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object per line, with the request's span fields
+    /// (request id, tenant, model), for log collectors.
+    Json,
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// TOML configuration file.
@@ -61,6 +72,16 @@ pub struct ServeArgs {
     /// they are cut (counted from the signal, so the grace is part of it).
     #[arg(long, env = "AITIER_DRAIN_TIMEOUT", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// `text` or `json` (one object per line).
+    #[arg(long, env = "AITIER_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// Where Prometheus scrapes `/metrics` (`ADDR:PORT`; port 0 picks a
+    /// free one, printed on stdout), or `off`.
+    #[arg(long, env = "AITIER_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Serve `/metrics` on the API listener too.
+    #[arg(long, env = "AITIER_METRICS_ON_API")]
+    pub metrics_on_api: bool,
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// Token that authorises the admin API (`/admin/v1/...`); without one

@@ -9,7 +9,7 @@ mod file;
 mod routing;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use aitier_engine::EngineConfig;
 
 use crate::drain::DrainTimes;
 
-pub use args::{DatabaseArgs, ServeArgs};
+pub use args::{DatabaseArgs, LogFormat, ServeArgs};
 pub use engine::EngineSettings;
 pub use error::ConfigError;
 pub use routing::{DeploymentConfig, Routing};
@@ -34,6 +34,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_QUEUE_TIMEOUT_SECS: u64 = 600;
 pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 15;
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
 
 /// Tenancy settings, validated.
 #[derive(Clone)]
@@ -101,6 +102,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub keep_alive: Duration,
     pub drain: DrainTimes,
+    /// The metrics listener's address; `None` when off.
+    pub metrics_addr: Option<SocketAddr>,
+    pub metrics_on_api: bool,
     pub models: Vec<ModelConfig>,
     pub scheduling: Scheduling,
     pub tenancy: TenancySettings,
@@ -148,6 +152,25 @@ struct Server {
     max_body_bytes: usize,
     keep_alive: Duration,
     drain: DrainTimes,
+    metrics_addr: Option<SocketAddr>,
+    metrics_on_api: bool,
+}
+
+fn metrics_addr(args: &ServeArgs, file: &FileConfig) -> Result<Option<SocketAddr>, ConfigError> {
+    let text = args
+        .metrics_addr
+        .as_deref()
+        .or(file.server.metrics_addr.as_deref())
+        .unwrap_or(DEFAULT_METRICS_ADDR);
+    if text == "off" {
+        return Ok(None);
+    }
+    let text = text.replace("localhost:", "127.0.0.1:");
+    text.parse().map(Some).map_err(|_| {
+        ConfigError::Invalid(format!(
+            "metrics_addr `{text}`: write ADDR:PORT (e.g. 0.0.0.0:9090), or off"
+        ))
+    })
 }
 
 /// A duration from the flag, else the file, else `default`.
@@ -226,6 +249,8 @@ fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, ConfigError> {
         max_body_bytes,
         keep_alive: Duration::from_secs(keep_alive),
         drain: drain_times(args, file)?,
+        metrics_addr: metrics_addr(args, file)?,
+        metrics_on_api: args.metrics_on_api || file.server.metrics_on_api.unwrap_or(false),
     })
 }
 
@@ -521,6 +546,8 @@ impl ServeConfig {
             max_body_bytes: server.max_body_bytes,
             keep_alive: server.keep_alive,
             drain: server.drain,
+            metrics_addr: server.metrics_addr,
+            metrics_on_api: server.metrics_on_api,
             models,
             scheduling: scheduling(args, &mut file)?,
             tenancy: tenancy(args, &file)?,

@@ -25,7 +25,7 @@ pub async fn create(
         user,
         encoder,
     } = decode(req)?;
-    tracing::Span::current().record("model", model.as_str());
+    crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
         request_id: &rid.0,

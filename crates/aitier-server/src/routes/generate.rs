@@ -28,7 +28,7 @@ pub async fn create<F: Frontend>(
         encoder,
     } = F::decode(req)?;
     let choices = request.choices();
-    tracing::Span::current().record("model", model.as_str());
+    crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
         request_id: &rid.0,

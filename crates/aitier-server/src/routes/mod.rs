@@ -3,7 +3,6 @@ pub mod embeddings;
 pub mod generate;
 pub mod health;
 pub mod messages;
-pub mod metrics;
 pub mod models;
 pub mod responses;
 pub mod tokenize;

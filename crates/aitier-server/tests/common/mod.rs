@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The metrics listener's `/metrics` URL.
+    pub metrics: String,
 }
 
 /// A fresh data directory, so that tests never share a tenancy database.
@@ -62,18 +64,26 @@ impl Server {
         if !extra.contains(&"--drain-grace") {
             cmd.args(["--drain-grace", "0s"]);
         }
+        // Tests run side by side: no fixed port.
+        cmd.args(["--metrics-addr", "127.0.0.1:0"]);
         let mut child = cmd.spawn().expect("start aitier");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read address line");
-        let base = line
-            .trim()
-            .strip_prefix("aitier listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        let server = Server { child, base };
+        let mut stdout = BufReader::new(stdout);
+        let mut address = |prefix: &str| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read address line");
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix}..., got {line:?}"))
+                .to_string()
+        };
+        let base = address("aitier listening on ");
+        let metrics = address("aitier metrics on ");
+        let server = Server {
+            child,
+            base,
+            metrics,
+        };
         server.wait_ready();
         server
     }
@@ -135,7 +145,7 @@ pub fn post(server: &Server, path: &str, body: &serde_json::Value) -> (u16, serd
 /// The whole `/metrics` exposition.
 pub fn metrics_text(server: &Server) -> String {
     client()
-        .get(server.url("/metrics"))
+        .get(&server.metrics)
         .send()
         .expect("metrics")
         .text()
