@@ -1,5 +1,6 @@
 //! The admin commands: the same operations as the admin API, run directly
-//! against the database (`aitier tenants|keys|usage ...`).
+//! against the database (`aitier tenants|keys|usage ...`); and `aitier
+//! probe`, a health check for container runtimes.
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -341,5 +342,38 @@ pub async fn usage(cmd: UsageCmd) -> anyhow::Result<()> {
         Format::Csv => print!("{}", to_csv(&q.group_by, &rows)),
         Format::Table => print!("{}", to_table(&q.group_by, &rows)),
     }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeCmd {
+    /// The path to ask.
+    #[arg(long, default_value = "/health")]
+    pub path: String,
+    /// The server's port (the same variable `serve` reads).
+    #[arg(long, env = "AITIER_PORT", default_value_t = crate::config::DEFAULT_PORT)]
+    pub port: u16,
+    /// The server's address, from inside its container.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout: u64,
+}
+
+pub async fn probe(cmd: ProbeCmd) -> anyhow::Result<()> {
+    let url = format!("http://{}:{}{}", cmd.host, cmd.port, cmd.path);
+    let resp = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(cmd.timeout))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "{url} answered {}",
+        resp.status()
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use aitier_server::cli::{KeysCmd, TenantsCmd, UsageCmd};
+use aitier_server::cli::{KeysCmd, ProbeCmd, TenantsCmd, UsageCmd};
 use aitier_server::config::{LogFormat, ServeArgs, ServeConfig};
 
 /// aitier: one OpenAI-compatible AI tier for many apps.
@@ -24,6 +24,9 @@ enum Command {
     Keys(KeysCmd),
     /// Report usage from the ledger.
     Usage(UsageCmd),
+    /// Ask a running server's /health (or another path) and exit 0 if it
+    /// answers 2xx: a container health check without curl in the image.
+    Probe(ProbeCmd),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Command::Tenants(cmd) => rt.block_on(aitier_server::cli::tenants(cmd)),
         Command::Keys(cmd) => rt.block_on(aitier_server::cli::keys(cmd)),
         Command::Usage(cmd) => rt.block_on(aitier_server::cli::usage(cmd)),
+        Command::Probe(cmd) => rt.block_on(aitier_server::cli::probe(cmd)),
     }
 }
