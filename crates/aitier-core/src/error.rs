@@ -17,6 +17,9 @@ pub enum CoreError {
     ModelNotFound { model: String },
     #[error("The model `{model}` is still loading")]
     ModelNotReady { model: String },
+    /// An operator unloaded it; it serves again once loaded.
+    #[error("The model `{model}` is unloaded")]
+    ModelUnloaded { model: String },
     #[error("{message}")]
     Overloaded {
         message: String,
@@ -69,7 +72,7 @@ impl CoreError {
                 ..
             } => Some(*retry_after),
             CoreError::Overloaded { retry_after, .. } => Some(Some(*retry_after)),
-            CoreError::ModelNotReady { .. } => Some(None),
+            CoreError::ModelNotReady { .. } | CoreError::ModelUnloaded { .. } => Some(None),
             _ => None,
         }
     }

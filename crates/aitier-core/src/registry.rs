@@ -8,6 +8,8 @@ enum Slot {
     Loading,
     Ready(Arc<dyn Provider>),
     Failed(String),
+    /// Configured, but unloaded by an operator until loaded again.
+    Unloaded,
 }
 
 /// The models the service offers, by client-facing name, in the order they
@@ -36,6 +38,31 @@ impl ModelRegistry {
 
     pub fn set_failed(&self, name: &str, why: String) {
         self.set(name, Slot::Failed(why));
+    }
+
+    /// Drops the provider: requests already holding it finish on it, and
+    /// it is freed with the last of them.
+    pub fn set_unloaded(&self, name: &str) {
+        self.set(name, Slot::Unloaded);
+    }
+
+    /// Back to loading, keeping its place in the list.
+    pub fn set_loading(&self, name: &str) {
+        self.set(name, Slot::Loading);
+    }
+
+    /// Forgets a name; as with `set_unloaded`, running requests finish.
+    pub fn remove(&self, name: &str) {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|(n, _)| n != name);
+    }
+
+    /// Whether `name` is ready to serve.
+    pub fn is_ready(&self, name: &str) -> bool {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .any(|(n, s)| n == name && matches!(s, Slot::Ready(_)))
     }
 
     fn set(&self, name: &str, slot: Slot) {
@@ -72,6 +99,9 @@ impl ModelRegistry {
             Some(Slot::Failed(why)) => Err(CoreError::Internal(format!(
                 "model `{name}` failed to load: {why}"
             ))),
+            Some(Slot::Unloaded) => Err(CoreError::ModelUnloaded {
+                model: name.to_string(),
+            }),
             None => Err(CoreError::ModelNotFound {
                 model: name.to_string(),
             }),
@@ -89,10 +119,14 @@ impl ModelRegistry {
             .collect()
     }
 
-    /// True when every declared model is ready.
+    /// True when every declared model is ready (or unloaded on purpose),
+    /// and one at least is ready.
     pub fn all_ready(&self) -> bool {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        !slots.is_empty() && slots.iter().all(|(_, s)| matches!(s, Slot::Ready(_)))
+        slots.iter().any(|(_, s)| matches!(s, Slot::Ready(_)))
+            && slots
+                .iter()
+                .all(|(_, s)| matches!(s, Slot::Ready(_) | Slot::Unloaded))
     }
 
     pub fn failures(&self) -> Vec<(String, String)> {
@@ -127,5 +161,32 @@ mod tests {
         reg.set_failed("a", "bad file".into());
         assert!(matches!(reg.resolve("a"), Err(CoreError::Internal(_))));
         assert_eq!(reg.failures().len(), 1);
+    }
+
+    #[test]
+    fn unloaded_and_removed_models_answer_so_and_keep_the_order() {
+        let reg = ModelRegistry::new();
+        for n in ["a", "b", "c"] {
+            reg.declare(n);
+        }
+        reg.set_unloaded("b");
+        assert!(matches!(
+            reg.resolve("b"),
+            Err(CoreError::ModelUnloaded { .. })
+        ));
+        // Unloaded on purpose is not loading, but nothing serves yet.
+        assert!(!reg.all_ready());
+        reg.remove("a");
+        assert!(matches!(
+            reg.resolve("a"),
+            Err(CoreError::ModelNotFound { .. })
+        ));
+        reg.set_loading("b");
+        assert_eq!(reg.names(), vec!["b".to_string(), "c".to_string()]);
+        assert!(matches!(
+            reg.resolve("b"),
+            Err(CoreError::ModelNotReady { .. })
+        ));
+        assert!(reg.contains("c") && !reg.contains("a"));
     }
 }

@@ -18,7 +18,7 @@ pub enum Task {
 /// the same settings its own way: `slots` is the most inputs per batch,
 /// `ctx_per_slot` the longest input (at most the model's trained context),
 /// `batch_size` the tokens per batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     pub path: PathBuf,
     pub task: Task,

@@ -1,12 +1,11 @@
-//! Start-up of the served models: every name is declared at once (so
-//! `/v1/models` lists it while it loads), then each becomes ready as its
-//! deployments come up: a lone local file directly, anything else behind a
-//! router with health checks. Local models load on blocking threads.
+//! Building a served model from its configuration: a lone local file
+//! directly, anything else behind a router with health checks. Local
+//! models load on blocking threads. `catalog` decides when.
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aitier_core::{ModelRegistry, Provider};
+use aitier_core::Provider;
 use aitier_engine::{EmbeddingModel, EngineConfig, LocalModel, Task};
 use aitier_upstream::{Breaker, Deployment, Router, Upstream};
 
@@ -15,56 +14,13 @@ use crate::config::{DeploymentConfig, ModelConfig, Routing};
 /// The routers built so far, by model, for `/metrics`.
 pub type Routers = Arc<std::sync::RwLock<Vec<(String, Arc<Router>)>>>;
 
-/// Declares every model and alias, then makes each ready as its
-/// deployments come up: local models load on blocking threads.
-pub fn start_models(
-    registry: &Arc<ModelRegistry>,
-    models: &[ModelConfig],
-    routing: &Routing,
-    routers: &Routers,
-) {
-    for m in models {
-        registry.declare(&m.name);
-        for a in &m.aliases {
-            registry.declare(a);
-        }
-    }
-    let client = reqwest::Client::builder()
+/// The HTTP client every upstream deployment shares.
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .pool_max_idle_per_host(256)
-        .build();
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            for m in models {
-                registry.set_failed(&m.name, format!("no HTTP client: {e}"));
-            }
-            return;
-        }
-    };
-    for m in models.iter().cloned() {
-        let registry = registry.clone();
-        let client = client.clone();
-        let routing = routing.clone();
-        let routers = routers.clone();
-        tokio::spawn(async move {
-            match build(&m, client, &routing, &routers).await {
-                Ok(p) => {
-                    tracing::info!(model = %m.name, deployments = m.deployments.len(), "model ready");
-                    for name in std::iter::once(&m.name).chain(&m.aliases) {
-                        registry.set_ready(name, p.clone());
-                    }
-                }
-                Err(why) => {
-                    tracing::error!(model = %m.name, error = %why, "model failed to load");
-                    for name in std::iter::once(&m.name).chain(&m.aliases) {
-                        registry.set_failed(name, why.clone());
-                    }
-                }
-            }
-        });
-    }
+        .build()
 }
 
 async fn load_local(engine: EngineConfig) -> Result<Arc<dyn Provider>, String> {
@@ -80,7 +36,10 @@ async fn load_local(engine: EngineConfig) -> Result<Arc<dyn Provider>, String> {
     Ok(model)
 }
 
-async fn build(
+/// A model's provider: a lone local file directly, anything else behind a
+/// router with health checks (listed in `routers` for the metrics, in
+/// place of any router the model had before).
+pub async fn build(
     m: &ModelConfig,
     client: reqwest::Client,
     routing: &Routing,
@@ -113,10 +72,9 @@ async fn build(
     }
     let router = Router::new(deployments, routing.retry.clone());
     router.spawn_health_checks(routing.health_interval);
-    routers
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((m.name.clone(), router.clone()));
+    let mut list = routers.write().unwrap_or_else(|p| p.into_inner());
+    list.retain(|(name, _)| name != &m.name);
+    list.push((m.name.clone(), router.clone()));
     Ok(router)
 }
 

@@ -12,6 +12,8 @@ use aitier_core::CoreError;
 use aitier_protocol::{ErrorBody, ErrorDetail};
 use aitier_tenancy::{AuthError, StoreError};
 
+use crate::catalog::CatalogError;
+
 const INVALID: &str = "invalid_request_error";
 const SERVER: &str = "server_error";
 
@@ -144,6 +146,19 @@ impl ApiError {
     }
 }
 
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Unknown(_) => Self::new(StatusCode::NOT_FOUND, INVALID, e.to_string())
+                .code("model_not_found")
+                .param("model"),
+            CatalogError::Config(_) => {
+                Self::new(StatusCode::BAD_REQUEST, INVALID, e.to_string()).code("invalid_config")
+            }
+        }
+    }
+}
+
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         let unavailable =
@@ -163,6 +178,9 @@ impl From<CoreError> for ApiError {
             }
             e @ CoreError::ModelNotReady { .. } => unavailable(e.to_string())
                 .code("model_loading")
+                .param("model"),
+            e @ CoreError::ModelUnloaded { .. } => unavailable(e.to_string())
+                .code("model_unloaded")
                 .param("model"),
             CoreError::Overloaded {
                 message,

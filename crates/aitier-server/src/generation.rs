@@ -93,18 +93,19 @@ async fn begin(
             caller.endpoint,
         )
         .await?;
+    let scheduling = state.catalog.scheduling();
     let ctx = RequestCtx {
         request_id: caller.request_id.to_string(),
         weight: caller
             .principal
             .weight()
-            .unwrap_or_else(|| state.scheduling.weight_of(&label)),
+            .unwrap_or_else(|| scheduling.weight_of(&label)),
         tenant: caller
             .principal
             .tenant_id()
             .map(str::to_string)
             .unwrap_or(label),
-        deadline: Some(Instant::now() + state.scheduling.queue_timeout),
+        deadline: Some(Instant::now() + scheduling.queue_timeout),
     };
     Ok((ticket, ctx))
 }
@@ -199,7 +200,8 @@ async fn serve<W: Work>(
         .code("model_not_supported"));
     }
     let (mut ticket, ctx) = begin(state, caller, model).await?;
-    let mut fallbacks = state.fallbacks.get(model).into_iter().flatten();
+    let fallbacks = state.catalog.fallbacks();
+    let mut fallbacks = fallbacks.get(model).into_iter().flatten();
     loop {
         let e = match attempt(provider.as_ref(), work, &ctx, &mut ticket).await {
             Ok(out) => return Ok((out, ticket)),

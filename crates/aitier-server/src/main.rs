@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(&args)?;
-            rt.block_on(aitier_server::serve::run(cfg))
+            rt.block_on(aitier_server::serve::run(cfg, *args))
         }
         Command::Tenants(cmd) => rt.block_on(aitier_server::cli::tenants(cmd)),
         Command::Keys(cmd) => rt.block_on(aitier_server::cli::keys(cmd)),

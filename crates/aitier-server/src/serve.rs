@@ -11,8 +11,9 @@ use axum::serve::ListenerExt;
 use std::future::IntoFuture;
 
 use crate::app::router;
-use crate::config::ServeConfig;
-use crate::deployments::{fallbacks, start_models, Routers};
+use crate::catalog::Catalog;
+use crate::config::{ServeArgs, ServeConfig};
+use crate::deployments::Routers;
 use crate::drain::{Drain, Phase, Signals};
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -51,9 +52,13 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
     ))
 }
 
-pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
-    // Before anything else, so that a signal during start-up drains too.
+/// Serves `cfg`, which came from `args` (read again on reload).
+pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything else, so that a signal during start-up drains (or
+    // reloads) instead of ending the process.
     let signals = Signals::listen()?;
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let tenancy = tenancy(&cfg).await?;
     let registry = Arc::new(ModelRegistry::new());
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
@@ -71,7 +76,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     std::io::stdout().flush()?;
     let routers = Routers::default();
-    start_models(&registry, &cfg.models, &cfg.routing, &routers);
+    let catalog = Catalog::start(&cfg, args, registry.clone(), routers.clone())?;
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(catalog.clone(), hangups));
     tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
     let metrics = Arc::new(Metrics::new(registry.clone(), routers, tenancy.clone()));
     if let Some(l) = metrics_listener {
@@ -88,10 +95,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         metrics,
         registry,
         started_at: aitier_core::clock::unix_secs(),
-        scheduling: Arc::new(cfg.scheduling.clone()),
+        catalog,
         tenancy: tenancy.clone(),
         admin_token: cfg.tenancy.admin_token.clone(),
-        fallbacks: Arc::new(fallbacks(&cfg.models)),
         keep_alive: cfg.keep_alive,
         drain: drain.clone(),
     };
@@ -133,4 +139,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP reloads the configuration, as `POST /admin/v1/reload` does.
+#[cfg(unix)]
+async fn reload_on_hangup(catalog: Arc<Catalog>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        // Refusals and results are logged by the reload itself.
+        let _ = catalog.reload();
+    }
 }

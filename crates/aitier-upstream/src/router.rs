@@ -24,7 +24,7 @@ use aitier_core::{
 use crate::breaker::{Breaker, BreakerState};
 use crate::upstream::Upstream;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts per request, over all deployments.
     pub attempts: u32,

@@ -28,7 +28,7 @@ use crate::embed_wire;
 use crate::wire::{estimate_prompt, request_body, Decoder};
 
 /// Where and how to reach one upstream deployment.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamConfig {
     /// The deployment's name in logs and ledger rows.
     pub name: String,

@@ -64,7 +64,7 @@ impl std::fmt::Debug for TenancySettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub name: String,
     pub aliases: Vec<String>,

@@ -42,7 +42,7 @@ pub struct FileDeployment {
     weight: Option<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Routing {
     pub retry: RetryPolicy,
     pub breaker_failures: u32,
@@ -75,7 +75,7 @@ impl Routing {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DeploymentConfig {
     Local {
         name: String,

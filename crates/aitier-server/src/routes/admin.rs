@@ -11,6 +11,7 @@ use serde_json::json;
 
 use aitier_tenancy::{Limits, StoreError, TenantPatch};
 
+use crate::catalog::Changes;
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
 use crate::routes::usage::report;
@@ -32,6 +33,28 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/keys", get(list_keys))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
         .route("/admin/v1/usage", get(usage))
+        .route("/admin/v1/reload", post(reload))
+        .route("/admin/v1/models/{*rest}", post(model_action))
+}
+
+/// Reads the configuration again and applies it; a configuration that
+/// does not resolve is refused, and the running one stays.
+async fn reload(State(state): State<AppState>) -> Result<Json<Changes>, ApiError> {
+    Ok(Json(state.catalog.reload()?))
+}
+
+/// `POST /admin/v1/models/{id}/load|unload` (ids may hold slashes).
+async fn model_action(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (id, done) = match rest.rsplit_once('/') {
+        Some((id, "load")) => (id, state.catalog.load(id)?),
+        Some((id, "unload")) => (id, state.catalog.unload(id)?),
+        _ => return Err(ApiError::not_found_route()),
+    };
+    let (model, status) = done;
+    Ok(Json(json!({"id": id, "model": model, "status": status})))
 }
 
 /// A body of limits plus a name. Serde cannot refuse unknown fields through
