@@ -77,6 +77,13 @@ def ledger(data_dir) -> list[tuple]:
         return db.execute("SELECT status, completion_tokens, finish_reason FROM usage_records").fetchall()
 
 
+def kill_if_running(proc) -> None:
+    """After a failed assertion: no server outlives its test."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def start_streams(url: str, n: int, max_tokens: int) -> list[Stream]:
     streams = [Stream(url, max_tokens) for _ in range(n)]
     for s in streams:
@@ -117,9 +124,7 @@ def test_drain_lets_streams_finish_and_writes_every_row(tmp_path):
         assert proc.wait(timeout=120) == 0
         drained_s = time.monotonic() - signalled
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     for s in streams:
         assert s.failure is None, s.failure
         assert s.error is None, s.error
@@ -144,9 +149,7 @@ def test_drain_timeout_cuts_streams_with_an_error_and_bills_them(tmp_path):
             s.join(180)
         assert proc.wait(timeout=120) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     for s in streams:
         assert s.failure is None, s.failure
         assert s.error is not None and s.error["code"] == "shutting_down", s.error
@@ -176,8 +179,6 @@ def test_second_signal_exits_at_once(tmp_path):
         # A drain would take 300 s; the second signal ends it with 130.
         assert proc.wait(timeout=60) == 130
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     streams[0].join(30)
     assert not streams[0].done

@@ -18,6 +18,7 @@ mod plan;
 mod sampler;
 mod schema;
 mod segments;
+mod sequence;
 mod template;
 mod textout;
 mod tokens;

@@ -13,7 +13,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
-use aitier_core::{CoreError, FinishReason, GenEvent, SamplingParams, TokenLogprob};
+use aitier_core::{CoreError, FinishReason, GenEvent, TokenLogprob};
 use aitier_protocol::Usage;
 
 use crate::fair::FairQueue;
@@ -21,67 +21,9 @@ use crate::grammar;
 use crate::job::{Counters, Job, WorkerConfig};
 use crate::plan::{plan_step, shared_prefill_budget, Demand, Limits, StepPlan, MIN_PREFILL};
 use crate::sampler::Sampler;
+use crate::sequence::{common_prefix, Pending, Request, Seq, SlotCache};
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
-use llguidance::toktrie::SimpleVob;
 use llguidance::Matcher;
-
-struct Request {
-    events: mpsc::UnboundedSender<GenEvent>,
-    unfinished: u32,
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    cached_tokens: u32,
-    logprobs: Option<u32>,
-    deadline: Option<Instant>,
-    n: u32,
-    /// Per prompt: whether its first choice has prefilled it, so the other
-    /// choices can share its cells instead of prefilling again.
-    prefilled: Vec<bool>,
-}
-
-/// A choice waiting for a slot.
-struct Pending {
-    req: u64,
-    tenant: String,
-    index: u32,
-    /// Which prompt of the request; choices of one prompt share its cells.
-    prompt_idx: usize,
-    prompt: Vec<u32>,
-    max_new: u32,
-    stop: Vec<String>,
-    sampling: SamplingParams,
-    matcher: Option<Matcher>,
-    submitted: Instant,
-}
-
-struct Seq {
-    req: u64,
-    tenant: String,
-    index: u32,
-    prompt_idx: usize,
-    prompt_len: usize,
-    slot: i32,
-    /// Prompt then completion.
-    tokens: Vec<u32>,
-    /// How many of `tokens` are in the KV cache.
-    n_past: usize,
-    generated: u32,
-    max_new: u32,
-    sampler: Sampler,
-    utf8: Utf8Buffer,
-    stop: StopMatcher,
-    logprobs: Vec<TokenLogprob>,
-    /// Tokens generated since the last delta sent.
-    unsent: u32,
-    /// Where this sequence's logits sit in the batch just decoded.
-    logits_at: Option<i32>,
-    /// No step has evaluated any of its tokens yet.
-    fresh: bool,
-    /// The grammar this sequence's output follows, and its mask for the
-    /// token the current step samples.
-    matcher: Option<Matcher>,
-    mask: Option<SimpleVob>,
-}
 
 pub(crate) struct Worker<'m> {
     model: &'m LlamaModel,
@@ -98,19 +40,6 @@ pub(crate) struct Worker<'m> {
     /// Moving average of a shared step's milliseconds per batch token.
     ms_per_token: Option<f64>,
     counters: Arc<Counters>,
-}
-
-/// What one sequence id holds in the KV cache while no sequence runs on it.
-#[derive(Default)]
-struct SlotCache {
-    busy: bool,
-    /// Tokens at positions 0.. (only meaningful while idle).
-    tokens: Vec<u32>,
-    last_used: u64,
-}
-
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl<'m> Worker<'m> {

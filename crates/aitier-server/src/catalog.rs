@@ -10,12 +10,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
+use axum::http::StatusCode;
 use serde::Serialize;
 
 use aitier_core::ModelRegistry;
 
 use crate::config::{ModelConfig, Routing, Scheduling, ServeArgs, ServeConfig};
 use crate::deployments::{build, fallbacks, http_client, Routers};
+use crate::error::{ApiError, INVALID};
 
 /// What a reload did.
 #[derive(Debug, Default, Serialize)]
@@ -44,6 +46,22 @@ pub enum CatalogError {
     Unknown(String),
     #[error("the configuration was not applied: {0}")]
     Config(String),
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Unknown(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, INVALID, e.to_string())
+                    .code("model_not_found")
+                    .param("model")
+            }
+            CatalogError::Config(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, INVALID, e.to_string())
+                    .code("invalid_config")
+            }
+        }
+    }
 }
 
 /// The settings a reload cannot change, to say so when they differ.

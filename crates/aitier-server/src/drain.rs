@@ -7,7 +7,6 @@
 //! exits at once.
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -16,25 +15,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::signal::unix::{self, SignalKind};
 use tokio::sync::{mpsc, watch};
 
+use crate::config::DrainTimes;
 use crate::error::ApiError;
-
-/// How long each phase lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DrainTimes {
-    /// From the signal until the listener closes.
-    pub grace: Duration,
-    /// From the signal until what is still running is cut.
-    pub timeout: Duration,
-}
-
-impl Default for DrainTimes {
-    fn default() -> Self {
-        Self {
-            grace: Duration::from_secs(5),
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -157,6 +139,8 @@ impl Signals {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]

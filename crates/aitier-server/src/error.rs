@@ -12,9 +12,7 @@ use aitier_core::CoreError;
 use aitier_protocol::{ErrorBody, ErrorDetail};
 use aitier_tenancy::{AuthError, StoreError};
 
-use crate::catalog::CatalogError;
-
-const INVALID: &str = "invalid_request_error";
+pub(crate) const INVALID: &str = "invalid_request_error";
 const SERVER: &str = "server_error";
 
 #[derive(Debug, Clone)]
@@ -142,19 +140,6 @@ impl ApiError {
     pub fn to_body(&self) -> ErrorBody {
         ErrorBody {
             error: self.body.clone(),
-        }
-    }
-}
-
-impl From<CatalogError> for ApiError {
-    fn from(e: CatalogError) -> Self {
-        match e {
-            CatalogError::Unknown(_) => Self::new(StatusCode::NOT_FOUND, INVALID, e.to_string())
-                .code("model_not_found")
-                .param("model"),
-            CatalogError::Config(_) => {
-                Self::new(StatusCode::BAD_REQUEST, INVALID, e.to_string()).code("invalid_config")
-            }
         }
     }
 }

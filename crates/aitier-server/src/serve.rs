@@ -9,6 +9,7 @@ use aitier_tenancy::store::redact_url;
 use aitier_tenancy::{MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
 use axum::serve::ListenerExt;
 use std::future::IntoFuture;
+use tokio::net::TcpListener;
 
 use crate::app::router;
 use crate::catalog::Catalog;
@@ -52,6 +53,16 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
     ))
 }
 
+async fn bind_metrics(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(a) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(a).await.map_err(|e| {
+        anyhow::anyhow!("metrics listener on {a}: {e} (set --metrics-addr, or off)")
+    })?;
+    Ok(Some(listener))
+}
+
 /// Serves `cfg`, which came from `args` (read again on reload).
 pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
     // Before anything else, so that a signal during start-up drains (or
@@ -61,14 +72,9 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let tenancy = tenancy(&cfg).await?;
     let registry = Arc::new(ModelRegistry::new());
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
+    let listener = TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
     let addr = listener.local_addr()?;
-    let metrics_listener = match cfg.metrics_addr {
-        Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
-            anyhow::anyhow!("metrics listener on {a}: {e} (set --metrics-addr, or off)")
-        })?),
-        None => None,
-    };
+    let metrics_listener = bind_metrics(cfg.metrics_addr).await?;
     // Tests and scripts read these lines to find port-0 listeners.
     println!("aitier listening on http://{addr}");
     if let Some(l) = &metrics_listener {
@@ -83,12 +89,7 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(registry.clone(), routers, tenancy.clone()));
     if let Some(l) = metrics_listener {
         // Scraped until the process ends, through the drain.
-        let app = metrics.router();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!(error = %e, "the metrics listener failed");
-            }
-        });
+        tokio::spawn(axum::serve(l, metrics.router()).into_future());
     }
     let drain = Drain::default();
     let state = AppState {

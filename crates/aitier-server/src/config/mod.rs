@@ -7,24 +7,25 @@ mod engine;
 mod error;
 mod file;
 mod routing;
+mod server;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aitier_core::Secret;
 use aitier_engine::EngineConfig;
 
-use crate::drain::DrainTimes;
-
 pub use args::{DatabaseArgs, LogFormat, ServeArgs};
 pub use engine::EngineSettings;
 pub use error::ConfigError;
 pub use routing::{DeploymentConfig, Routing};
+pub use server::DrainTimes;
 
 use file::{read_file, FileConfig, FileModel, FileModelKind};
 use routing::parse_upstream_flag;
+use server::server;
 
 pub const DEFAULT_MODEL_NAME: &str = "smollm2-135m-instruct";
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -143,115 +144,6 @@ impl Default for Scheduling {
 pub fn database_url(db: &DatabaseArgs, config: Option<&Path>) -> Result<String, ConfigError> {
     let file = read_file(config)?;
     Ok(db.url(&file.tenancy))
-}
-
-/// The listener's settings.
-struct Server {
-    host: IpAddr,
-    port: u16,
-    max_body_bytes: usize,
-    keep_alive: Duration,
-    drain: DrainTimes,
-    metrics_addr: Option<SocketAddr>,
-    metrics_on_api: bool,
-}
-
-fn metrics_addr(args: &ServeArgs, file: &FileConfig) -> Result<Option<SocketAddr>, ConfigError> {
-    let text = args
-        .metrics_addr
-        .as_deref()
-        .or(file.server.metrics_addr.as_deref())
-        .unwrap_or(DEFAULT_METRICS_ADDR);
-    if text == "off" {
-        return Ok(None);
-    }
-    let text = text.replace("localhost:", "127.0.0.1:");
-    text.parse().map(Some).map_err(|_| {
-        ConfigError::Invalid(format!(
-            "metrics_addr `{text}`: write ADDR:PORT (e.g. 0.0.0.0:9090), or off"
-        ))
-    })
-}
-
-/// A duration from the flag, else the file, else `default`.
-fn duration(
-    flag: Option<Duration>,
-    file: Option<&str>,
-    name: &str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match (flag, file) {
-        (Some(d), _) => Ok(d),
-        (None, Some(text)) => {
-            args::parse_duration(text).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))
-        }
-        (None, None) => Ok(default),
-    }
-}
-
-fn drain_times(args: &ServeArgs, file: &FileConfig) -> Result<DrainTimes, ConfigError> {
-    let d = DrainTimes::default();
-    let grace = duration(
-        args.drain_grace,
-        file.server.drain_grace.as_deref(),
-        "drain_grace",
-        d.grace,
-    )?;
-    let timeout = duration(
-        args.drain_timeout,
-        file.server.drain_timeout.as_deref(),
-        "drain_timeout",
-        d.timeout,
-    )?;
-    if timeout < grace {
-        return Err(ConfigError::Invalid(format!(
-            "drain_timeout ({timeout:?}) is shorter than drain_grace ({grace:?}): \
-             the timeout is counted from the signal and includes the grace"
-        )));
-    }
-    Ok(DrainTimes { grace, timeout })
-}
-
-fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, ConfigError> {
-    let host_text = args
-        .host
-        .clone()
-        .or(file.server.host.clone())
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let host = if host_text == "localhost" {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host_text
-            .parse()
-            .map_err(|_| ConfigError::Host(host_text.clone()))?
-    };
-    let max_body_bytes = args
-        .max_body_bytes
-        .or(file.server.max_body_bytes)
-        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    if max_body_bytes < 1024 {
-        return Err(ConfigError::Invalid(
-            "max_body_bytes must be at least 1024".into(),
-        ));
-    }
-    let keep_alive = args
-        .keep_alive_secs
-        .or(file.server.keep_alive_secs)
-        .unwrap_or(DEFAULT_KEEP_ALIVE_SECS);
-    if keep_alive == 0 {
-        return Err(ConfigError::Invalid(
-            "keep_alive_secs must be at least 1".into(),
-        ));
-    }
-    Ok(Server {
-        host,
-        port: args.port.or(file.server.port).unwrap_or(DEFAULT_PORT),
-        max_body_bytes,
-        keep_alive: Duration::from_secs(keep_alive),
-        drain: drain_times(args, file)?,
-        metrics_addr: metrics_addr(args, file)?,
-        metrics_on_api: args.metrics_on_api || file.server.metrics_on_api.unwrap_or(false),
-    })
 }
 
 /// The models of `--model` and `--upstream`; their engines take the
