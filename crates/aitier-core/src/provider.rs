@@ -21,6 +21,9 @@ pub struct RequestCtx {
     pub weight: u32,
     /// A request still queued at this instant fails with `Timeout`.
     pub deadline: Option<Instant>,
+    /// The W3C `traceparent` an upstream call carries, so that its spans
+    /// join the request's trace.
+    pub traceparent: Option<String>,
 }
 
 impl RequestCtx {
@@ -30,6 +33,7 @@ impl RequestCtx {
             tenant: "anonymous".into(),
             weight: 1,
             deadline: None,
+            traceparent: None,
         }
     }
 }

@@ -20,6 +20,10 @@ pub(crate) struct Job {
     pub deadline: Option<Instant>,
     /// When the request was handed to the engine, for its queue wait.
     pub submitted: Instant,
+    /// The request's span, and its `queue_wait` child, open until every
+    /// choice has a slot.
+    pub span: tracing::Span,
+    pub queue_span: tracing::Span,
     pub tenant: String,
     pub weight: u32,
     pub events: mpsc::UnboundedSender<GenEvent>,

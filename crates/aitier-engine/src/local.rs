@@ -444,6 +444,8 @@ impl Provider for LocalModel {
             let tools = req.tools.is_some();
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(GenEvent::started(size.prompt_tokens));
+            // The request's span: the engine's spans for this request are its children.
+            let span = tracing::Span::current();
             self.intake.submit(
                 &self.counters.in_flight,
                 Job {
@@ -455,6 +457,8 @@ impl Provider for LocalModel {
                     sampling: req.sampling,
                     deadline: ctx.deadline,
                     submitted: Instant::now(),
+                    queue_span: tracing::info_span!(parent: &span, "queue_wait"),
+                    span,
                     tenant: ctx.tenant,
                     weight: ctx.weight,
                     events: tx,

@@ -38,6 +38,11 @@ pub(crate) struct Pending {
     pub(crate) sampling: SamplingParams,
     pub(crate) matcher: Option<Matcher>,
     pub(crate) submitted: Instant,
+    pub(crate) span: tracing::Span,
+    /// Held, never read: the span closes when the last choice holding it
+    /// has a slot (or is dropped).
+    #[allow(dead_code)]
+    pub(crate) queue_span: tracing::Span,
 }
 
 pub(crate) struct Seq {
@@ -67,6 +72,10 @@ pub(crate) struct Seq {
     /// token the current step samples.
     pub(crate) matcher: Option<Matcher>,
     pub(crate) mask: Option<SimpleVob>,
+    /// The request's span, and this sequence's phase under it: `prefill`
+    /// until its first token, then `decode`; closed when it ends.
+    pub(crate) span: tracing::Span,
+    pub(crate) phase: tracing::Span,
 }
 
 /// What one sequence id holds in the KV cache while no sequence runs on it.

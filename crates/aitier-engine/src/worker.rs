@@ -137,6 +137,8 @@ impl<'m> Worker<'m> {
                         sampling: job.sampling.clone(),
                         matcher: job.matcher.clone(),
                         submitted: job.submitted,
+                        span: job.span.clone(),
+                        queue_span: job.queue_span.clone(),
                     },
                     cost,
                 );
@@ -354,6 +356,12 @@ impl<'m> Worker<'m> {
                 .queue_wait_seconds
                 .observe(p.submitted.elapsed().as_secs_f64());
             let stream = u64::from(p.index);
+            let phase = tracing::info_span!(
+                parent: &p.span,
+                "prefill",
+                prompt_tokens = p.prompt.len() as i64,
+                cached_tokens = cached as i64
+            );
             self.running.push(Seq {
                 req: p.req,
                 tenant: p.tenant,
@@ -374,6 +382,8 @@ impl<'m> Worker<'m> {
                 fresh: true,
                 matcher: p.matcher,
                 mask: None,
+                phase,
+                span: p.span,
             });
         }
     }
@@ -558,6 +568,9 @@ impl<'m> Worker<'m> {
             },
         };
         seq.generated += 1;
+        if seq.generated == 1 {
+            seq.phase = tracing::info_span!(parent: &seq.span, "decode");
+        }
         self.counters
             .generated_tokens
             .fetch_add(1, Ordering::Relaxed);

@@ -28,6 +28,8 @@ pub struct Caller<'a> {
     pub user: Option<&'a str>,
     /// The API path, for the ledger.
     pub endpoint: &'a str,
+    /// Passed on to upstreams.
+    pub traceparent: Option<&'a str>,
 }
 
 impl Caller<'_> {
@@ -106,6 +108,7 @@ async fn begin(
             .map(str::to_string)
             .unwrap_or(label),
         deadline: Some(Instant::now() + scheduling.queue_timeout),
+        traceparent: caller.traceparent.map(str::to_string),
     };
     Ok((ticket, ctx))
 }
@@ -199,6 +202,7 @@ async fn serve<W: Work>(
         )
         .code("model_not_supported"));
     }
+    tracing::Span::current().record("provider", model);
     let (mut ticket, ctx) = begin(state, caller, model).await?;
     let fallbacks = state.catalog.fallbacks();
     let mut fallbacks = fallbacks.get(model).into_iter().flatten();
@@ -211,6 +215,7 @@ async fn serve<W: Work>(
             fallbacks.find_map(|name| {
                 let next = resolve_for(state, caller.principal, name).ok()?;
                 tracing::warn!(from = %model, to = %name, "falling back");
+                tracing::Span::current().record("provider", name.as_str());
                 ticket.served_by(name);
                 Some(next)
             })

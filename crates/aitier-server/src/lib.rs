@@ -21,4 +21,5 @@ pub mod routes;
 pub mod serve;
 pub mod sse;
 pub mod state;
+pub mod telemetry;
 pub mod usage_report;

@@ -1,8 +1,8 @@
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use aitier_server::cli::{KeysCmd, ProbeCmd, TenantsCmd, UsageCmd};
 use aitier_server::config::{LogFormat, ServeArgs, ServeConfig};
+use aitier_server::telemetry;
 
 /// aitier: one OpenAI-compatible AI tier for many apps.
 #[derive(Parser)]
@@ -31,31 +31,37 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The admin commands print results on stdout; keep their log quiet.
-    let (default_filter, format) = match &cli.command {
-        Command::Serve(args) => ("info,llama-cpp-2=warn", args.log_format),
-        _ => ("warn", LogFormat::Text),
-    };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().with_current_span(true).init(),
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The admin commands print results on stdout; keep their log quiet.
+    let quiet = || telemetry::init("warn", LogFormat::Text, None);
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(&args)?;
+            // Kept until the end: dropping it sends the last spans.
+            let _telemetry = telemetry::init(
+                "info,llama-cpp-2=warn",
+                args.log_format,
+                cfg.otlp_endpoint.as_deref(),
+            )?;
             rt.block_on(aitier_server::serve::run(cfg, *args))
         }
-        Command::Tenants(cmd) => rt.block_on(aitier_server::cli::tenants(cmd)),
-        Command::Keys(cmd) => rt.block_on(aitier_server::cli::keys(cmd)),
-        Command::Usage(cmd) => rt.block_on(aitier_server::cli::usage(cmd)),
-        Command::Probe(cmd) => rt.block_on(aitier_server::cli::probe(cmd)),
+        Command::Tenants(cmd) => {
+            let _t = quiet()?;
+            rt.block_on(aitier_server::cli::tenants(cmd))
+        }
+        Command::Keys(cmd) => {
+            let _t = quiet()?;
+            rt.block_on(aitier_server::cli::keys(cmd))
+        }
+        Command::Usage(cmd) => {
+            let _t = quiet()?;
+            rt.block_on(aitier_server::cli::usage(cmd))
+        }
+        Command::Probe(cmd) => {
+            let _t = quiet()?;
+            rt.block_on(aitier_server::cli::probe(cmd))
+        }
     }
 }

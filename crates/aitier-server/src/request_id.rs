@@ -1,15 +1,23 @@
 //! Every response carries `x-request-id`: the client's own when it sent a
-//! sane one, else a fresh one. The id also names the request's tracing span.
+//! sane one, else a fresh one. The id also names the request's tracing
+//! span, which continues the caller's trace when it sent a `traceparent`.
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use crate::telemetry;
+
 pub const HEADER: &str = "x-request-id";
 
+/// How a request is known: its id, and the `traceparent` its upstream
+/// calls carry (see `telemetry`).
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    pub id: String,
+    pub traceparent: Option<String>,
+}
 
 fn acceptable(v: &str) -> bool {
     !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
@@ -23,8 +31,25 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .filter(|v| acceptable(v))
         .map(str::to_string)
         .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), model = tracing::field::Empty, tenant = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+        otel.kind = "server",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        model = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        // The model that served (a fallback, maybe), and a router's choice.
+        provider = tracing::field::Empty,
+        deployment = tracing::field::Empty,
+    );
+    telemetry::continue_trace(&span, req.headers());
+    let traceparent = telemetry::traceparent_for_upstream(&span, req.headers());
+    req.extensions_mut().insert(RequestId {
+        id: id.clone(),
+        traceparent,
+    });
     let mut resp = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);

@@ -172,9 +172,14 @@ impl Upstream {
         &self,
         url: String,
         body: &B,
+        traceparent: Option<&str>,
     ) -> Result<reqwest::Response, CoreError> {
         let name = &self.cfg.name;
-        let send = self.request(reqwest::Method::POST, url).json(body).send();
+        let mut req = self.request(reqwest::Method::POST, url).json(body);
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
+        }
+        let send = req.send();
         let resp = match tokio::time::timeout(self.cfg.timeout, send).await {
             Err(_) => {
                 return Err(upstream_error(
@@ -219,8 +224,9 @@ impl Upstream {
         &self,
         url: String,
         body: &B,
+        traceparent: Option<&str>,
     ) -> Result<reqwest::Response, CoreError> {
-        let resp = self.send(url, body).await?;
+        let resp = self.send(url, body, traceparent).await?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -246,7 +252,7 @@ impl Upstream {
         path: &str,
         body: &B,
     ) -> Result<R, CoreError> {
-        let resp = self.send(self.root_url(path), body).await?;
+        let resp = self.send(self.root_url(path), body, None).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND
             || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
@@ -274,13 +280,19 @@ impl Upstream {
         })
     }
 
-    async fn start(&self, prepared: Prepared) -> Result<EventStream, CoreError> {
+    async fn start(
+        &self,
+        prepared: Prepared,
+        traceparent: Option<String>,
+    ) -> Result<EventStream, CoreError> {
         // The size this request was admitted by.
         let prompt_estimate = prepared.size.prompt_tokens;
         let req = prepared.request;
         let body = request_body(&req, &self.cfg.model);
         let endpoint = body.endpoint();
-        let resp = self.post(self.url(endpoint.path()), &body).await?;
+        let resp = self
+            .post(self.url(endpoint.path()), &body, traceparent.as_deref())
+            .await?;
         let decoder = Decoder::new(endpoint, req.choices(), prompt_estimate);
         let is_json = resp
             .headers()
@@ -309,10 +321,13 @@ impl Upstream {
     async fn embed_remote(
         &self,
         prepared: Prepared<EmbedRequest>,
+        traceparent: Option<String>,
     ) -> Result<Embeddings, CoreError> {
         let req = &prepared.request;
         let body = embed_wire::request_body(req, &self.cfg.model);
-        let resp = self.post(self.url("embeddings"), &body).await?;
+        let resp = self
+            .post(self.url("embeddings"), &body, traceparent.as_deref())
+            .await?;
         let bytes = self.body(resp).await?;
         embed_wire::read(&bytes, req.input.count(), prepared.size.prompt_tokens)
             .map_err(|e| upstream_error(format!("upstream `{}`: {e}", self.cfg.name), false, None))
@@ -452,9 +467,9 @@ impl Provider for Upstream {
     fn run(
         &self,
         prepared: Prepared,
-        _ctx: RequestCtx,
+        ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
-        Box::pin(self.start(prepared))
+        Box::pin(self.start(prepared, ctx.traceparent))
     }
 
     fn prepare_embed(
@@ -473,9 +488,9 @@ impl Provider for Upstream {
     fn embed(
         &self,
         prepared: Prepared<EmbedRequest>,
-        _ctx: RequestCtx,
+        ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<Embeddings, CoreError>> {
-        Box::pin(self.embed_remote(prepared))
+        Box::pin(self.embed_remote(prepared, ctx.traceparent))
     }
 
     /// Through the upstream's own `/tokenize` (llama.cpp's server, aitier).

@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// they are cut (counted from the signal, so the grace is part of it).
     #[arg(long, env = "AITIER_DRAIN_TIMEOUT", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Export spans over OTLP (HTTP, protobuf) to this URL, e.g.
+    /// `http://collector:4318/v1/traces`; off without it.
+    #[arg(long, env = "AITIER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// `text` or `json` (one object per line).
     #[arg(long, env = "AITIER_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -61,6 +61,8 @@ pub struct FileServer {
     /// `ADDR:PORT` or `off`.
     pub metrics_addr: Option<String>,
     pub metrics_on_api: Option<bool>,
+    /// OTLP/HTTP traces URL; spans are exported only when set.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// What a `[[models]]` entry serves.

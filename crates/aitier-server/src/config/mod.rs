@@ -106,6 +106,8 @@ pub struct ServeConfig {
     /// The metrics listener's address; `None` when off.
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
+    /// Where spans are exported; none when `None`.
+    pub otlp_endpoint: Option<String>,
     pub models: Vec<ModelConfig>,
     pub scheduling: Scheduling,
     pub tenancy: TenancySettings,
@@ -440,6 +442,11 @@ impl ServeConfig {
             drain: server.drain,
             metrics_addr: server.metrics_addr,
             metrics_on_api: server.metrics_on_api,
+            otlp_endpoint: args
+                .otlp_endpoint
+                .clone()
+                .or(file.server.otlp_endpoint.clone())
+                .filter(|e| !e.is_empty()),
             models,
             scheduling: scheduling(args, &mut file)?,
             tenancy: tenancy(args, &file)?,

@@ -57,6 +57,8 @@ pub struct GenTimer {
     last: Option<Instant>,
     output_tokens: u32,
     ended: bool,
+    /// The request's span, for what is learnt while the stream runs.
+    span: tracing::Span,
 }
 
 impl GenTimer {
@@ -73,6 +75,7 @@ impl GenTimer {
             last: None,
             output_tokens: 0,
             ended: false,
+            span: tracing::Span::current(),
         }
     }
 
@@ -87,6 +90,12 @@ impl GenTimer {
                 self.finish(String::new());
             }
             GenEvent::Error(e) => self.failed(&ApiError::from(e.clone())),
+            GenEvent::Started {
+                deployment: Some(d),
+                ..
+            } => {
+                self.span.record("deployment", d.as_str());
+            }
             _ => {}
         }
     }

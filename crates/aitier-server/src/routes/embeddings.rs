@@ -28,7 +28,8 @@ pub async fn create(
     crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
-        request_id: &rid.0,
+        request_id: &rid.id,
+        traceparent: rid.traceparent.as_deref(),
         user: user.as_deref(),
         endpoint: path.as_str(),
     };
