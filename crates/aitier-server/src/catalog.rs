@@ -263,11 +263,10 @@ impl Catalog {
                 [crate::config::DeploymentConfig::Local { .. }]
             );
             let same = prev.deployments == m.deployments && !(routed && routing_changed);
+            self.alias_like_name(m);
             if same || st.unloaded.contains(&m.name) {
-                self.alias_like_name(m);
                 changes.unchanged.push(m.name.clone());
             } else {
-                self.alias_like_name(m);
                 self.spawn_load(&mut st, m.clone(), true);
                 changes.replaced.push(m.name.clone());
             }
