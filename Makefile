@@ -1,5 +1,5 @@
 # The README's two commands, and a few helpers.
-.PHONY: serve test model fmt lint
+.PHONY: serve test model fmt lint openapi
 
 serve: ## run aitier on the embedded default model
 	scripts/serve.sh
@@ -16,3 +16,6 @@ fmt:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+openapi: ## write docs/openapi.json from the code
+	cargo run --quiet -p aitier-server -- openapi > docs/openapi.json

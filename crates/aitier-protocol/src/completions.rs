@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::de::null_default;
 use crate::sampling::Sampling;
 use crate::usage::Usage;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
@@ -28,7 +29,7 @@ pub struct CompletionRequest {
 
 /// `prompt`: a string, a list of strings, a token list, or a list of token
 /// lists. Each element of a list is its own prompt with its own choices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Prompt {
     Text(String),
@@ -37,7 +38,7 @@ pub enum Prompt {
     TokenLists(Vec<Vec<u32>>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Completion {
     #[serde(default)]
     pub id: String,
@@ -55,7 +56,7 @@ pub struct Completion {
     pub usage: Option<Usage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionChoice {
     #[serde(default)]
     pub index: u32,
@@ -69,7 +70,7 @@ pub struct CompletionChoice {
 
 /// Parallel arrays, one entry per token. An entry is `null` where a server
 /// has no value (OpenAI's first echoed prompt token); aitier always has one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionLogprobs {
     #[serde(default, deserialize_with = "null_default")]
     pub tokens: Vec<String>,

@@ -9,6 +9,7 @@ pub mod completions;
 mod de;
 pub mod embeddings;
 pub mod error;
+pub mod list;
 pub mod messages;
 pub mod models;
 pub mod responses;
@@ -19,5 +20,6 @@ pub mod tools;
 pub mod usage;
 
 pub use error::{ErrorBody, ErrorDetail};
+pub use list::List;
 pub use sampling::{Sampling, Stop, StreamOptions};
 pub use usage::{PromptTokensDetails, Usage};

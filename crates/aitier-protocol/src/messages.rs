@@ -1,8 +1,10 @@
 //! Anthropic's Messages API (`/v1/messages`): the request, the message
 //! object, its stream events and the error body.
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::MessagesRequest)]
 pub struct MessagesRequest {
     pub model: String,
     /// Required by Anthropic; optional here so that its absence gets a 400
@@ -36,13 +38,15 @@ pub struct MessagesRequest {
     pub thinking: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::OutputConfig)]
 pub struct OutputConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<OutputFormat>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::OutputFormat)]
 pub struct OutputFormat {
     #[serde(rename = "type")]
     pub kind: String,
@@ -50,20 +54,24 @@ pub struct OutputFormat {
     pub schema: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::Metadata)]
 pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::InputMessage)]
 pub struct InputMessage {
+    #[schema(pattern = "^(user|assistant)$")]
     pub role: String,
     pub content: Content,
 }
 
 /// A string, or content blocks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::Content)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
@@ -72,7 +80,8 @@ pub enum Content {
 
 /// A content block: `text`, `tool_use` or `tool_result` (other types are
 /// kept to be refused by name). Fields of other types are absent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::Block)]
 pub struct Block {
     #[serde(rename = "type")]
     pub kind: String,
@@ -86,7 +95,9 @@ pub struct Block {
     pub input: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use_id: Option<String>,
+    /// A tool result's content: text, or blocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     pub content: Option<Content>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_error: Option<bool>,
@@ -112,7 +123,8 @@ impl Block {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::Tool)]
 pub struct Tool {
     /// Absent or `custom` for a client tool; Anthropic's server tools
     /// (`web_search_...`, `bash_...`) name a type.
@@ -127,7 +139,8 @@ pub struct Tool {
 }
 
 /// `{"type": "auto" | "any" | "tool" | "none", "name": ..., "disable_parallel_tool_use": ...}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::ToolChoice)]
 pub struct ToolChoice {
     #[serde(rename = "type")]
     pub kind: String,
@@ -137,7 +150,8 @@ pub struct ToolChoice {
     pub disable_parallel_tool_use: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::Usage)]
 pub struct Usage {
     /// Prompt tokens that were computed (not read from the prefix cache).
     pub input_tokens: u32,
@@ -158,7 +172,8 @@ impl From<crate::Usage> for Usage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::Message)]
 pub struct Message {
     pub id: String,
     #[serde(rename = "type")]
@@ -172,12 +187,14 @@ pub struct Message {
 }
 
 /// `POST /v1/messages/count_tokens`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::TokenCount)]
 pub struct TokenCount {
     pub input_tokens: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = messages::StreamEvent)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
     MessageStart { message: Message },
@@ -204,28 +221,32 @@ impl StreamEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = messages::BlockDelta)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BlockDelta {
     TextDelta { text: String },
     InputJsonDelta { partial_json: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = messages::StopDelta)]
 pub struct StopDelta {
     pub stop_reason: Option<String>,
     pub stop_sequence: Option<String>,
 }
 
 /// Anthropic's error body: `{"type": "error", "error": {"type", "message"}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::ErrorBody)]
 pub struct ErrorBody {
     #[serde(rename = "type")]
     pub kind: String,
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = messages::ErrorDetail)]
 pub struct ErrorDetail {
     #[serde(rename = "type")]
     pub kind: String,

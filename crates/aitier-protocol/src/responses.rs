@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub const RESPONSE: &str = "response";
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::ResponsesRequest)]
 pub struct ResponsesRequest {
     pub model: String,
     pub input: Input,
@@ -46,7 +48,8 @@ pub struct ResponsesRequest {
 }
 
 /// `input`: one user message as text, or a list of items.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::Input)]
 #[serde(untagged)]
 pub enum Input {
     Text(String),
@@ -62,13 +65,15 @@ impl Default for Input {
 /// One item of a conversation: a message (`type` may be absent on input),
 /// a function call, or a function call's output. Fields that do not belong
 /// to an item's type are absent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::Item)]
 pub struct Item {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(user|system|developer|assistant)$")]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<ItemContent>,
@@ -89,14 +94,16 @@ pub const FUNCTION_CALL: &str = "function_call";
 pub const FUNCTION_CALL_OUTPUT: &str = "function_call_output";
 
 /// Text, or typed parts (`input_text`, `output_text`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::ItemContent)]
 #[serde(untagged)]
 pub enum ItemContent {
     Text(String),
     Parts(Vec<Part>),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::Part)]
 pub struct Part {
     #[serde(rename = "type")]
     pub kind: String,
@@ -122,7 +129,8 @@ impl Part {
 
 /// A tool as the Responses API declares it: flat, not nested under
 /// `function`. Types other than `function` are kept to be refused by name.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::Tool)]
 pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
@@ -137,7 +145,8 @@ pub struct Tool {
 }
 
 /// `"none"`, `"auto"`, `"required"`, or `{"type": "function", "name": ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::ToolChoice)]
 #[serde(untagged)]
 pub enum ToolChoice {
     Mode(String),
@@ -155,7 +164,8 @@ impl Default for ToolChoice {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::TextConfig)]
 pub struct TextConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<TextFormat>,
@@ -163,7 +173,8 @@ pub struct TextConfig {
 
 /// `text.format`: `text`, `json_object`, or `json_schema` with the schema
 /// beside the type (not nested as in chat's `response_format`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::TextFormat)]
 pub struct TextFormat {
     #[serde(rename = "type")]
     pub kind: String,
@@ -177,7 +188,8 @@ pub struct TextFormat {
     pub strict: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::ResponseUsage)]
 pub struct ResponseUsage {
     pub input_tokens: u32,
     pub input_tokens_details: InputTokensDetails,
@@ -186,12 +198,14 @@ pub struct ResponseUsage {
     pub total_tokens: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::InputTokensDetails)]
 pub struct InputTokensDetails {
     pub cached_tokens: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::OutputTokensDetails)]
 pub struct OutputTokensDetails {
     pub reasoning_tokens: u32,
 }
@@ -210,20 +224,23 @@ impl From<crate::Usage> for ResponseUsage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::ResponseError)]
 pub struct ResponseError {
     pub code: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::IncompleteDetails)]
 pub struct IncompleteDetails {
     pub reason: String,
 }
 
 /// The response object, as returned, streamed in lifecycle events, stored
 /// and retrieved.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::ResponseObject)]
 pub struct ResponseObject {
     pub id: String,
     pub object: String,
@@ -264,14 +281,16 @@ pub struct ResponseObject {
 
 /// One event of a streamed response; `type` names it, and is also the SSE
 /// event name.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = responses::StreamEvent)]
 pub struct StreamEvent {
     #[serde(flatten)]
     pub event: Event,
     pub sequence_number: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = responses::Event)]
 #[serde(tag = "type")]
 pub enum Event {
     #[serde(rename = "response.created")]
@@ -362,7 +381,8 @@ impl Event {
 }
 
 /// `GET /v1/responses/{id}/input_items`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::ItemList)]
 pub struct ItemList {
     pub object: String,
     pub data: Vec<Item>,
@@ -372,7 +392,8 @@ pub struct ItemList {
 }
 
 /// `DELETE /v1/responses/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = responses::Deleted)]
 pub struct Deleted {
     pub id: String,
     pub object: String,

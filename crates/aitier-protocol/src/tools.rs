@@ -2,10 +2,11 @@
 //! `response_format`, the calls an assistant makes (whole and streamed), and
 //! the llama.cpp / vLLM constrained-decoding extensions.
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// One entry of `tools`. The type is kept as sent so validation can name a
 /// type aitier does not know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
@@ -13,7 +14,7 @@ pub struct Tool {
     pub function: Option<FunctionDef>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,27 +26,27 @@ pub struct FunctionDef {
 }
 
 /// `tool_choice`: `"none"`, `"auto"`, `"required"`, or one named function.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ToolChoice {
     Mode(String),
     Named(NamedToolChoice),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NamedToolChoice {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionName,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionName {
     pub name: String,
 }
 
 /// A call the assistant made, in a response or sent back in `messages`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCall {
     #[serde(default)]
     pub id: String,
@@ -58,7 +59,7 @@ fn function_type() -> String {
     "function".into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCall {
     pub name: String,
     /// The arguments as a JSON text, as OpenAI sends them.
@@ -68,7 +69,7 @@ pub struct FunctionCall {
 
 /// A streamed piece of a call: the first carries `id`, `type` and the
 /// name, the rest `arguments` fragments, all under one `index`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCallDelta {
     #[serde(default)]
     pub index: u32,
@@ -80,7 +81,7 @@ pub struct ToolCallDelta {
     pub function: Option<FunctionCallDelta>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCallDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -89,7 +90,7 @@ pub struct FunctionCallDelta {
 }
 
 /// `response_format`: `text`, `json_object` or `json_schema`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
@@ -97,7 +98,7 @@ pub struct ResponseFormat {
     pub json_schema: Option<JsonSchemaFormat>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JsonSchemaFormat {
     #[serde(default)]
     pub name: String,
@@ -112,7 +113,7 @@ pub struct JsonSchemaFormat {
 /// Constrained decoding as llama.cpp's server (`grammar`, Lark or GBNF) and
 /// vLLM (`guided_*`) accept it, on chat and legacy completions alike. Not
 /// OpenAI parameters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Guided {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,

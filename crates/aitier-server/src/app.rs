@@ -1,21 +1,67 @@
 //! The axum application: routes and the layers around them.
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use aitier_core::frontend::chat::Chat;
-use aitier_core::frontend::completions::Completions;
-use aitier_core::frontend::messages::Messages;
-
 use crate::error::ApiError;
+use crate::route::Route;
 use crate::routes::{
     admin, embeddings, generate, health, messages, models, responses, tokenize, usage,
 };
 use crate::state::AppState;
+
+/// The API, behind a tenant's key.
+pub fn api_routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        Route::new(M::POST, "/v1/chat/completions", generate::chat),
+        Route::new(M::POST, "/v1/completions", generate::completions),
+        Route::new(M::POST, "/v1/embeddings", embeddings::create),
+        Route::new(M::POST, "/v1/responses", responses::create),
+        Route::new(M::GET, "/v1/responses/{id}", responses::get),
+        Route::new(M::DELETE, "/v1/responses/{id}", responses::delete),
+        Route::new(
+            M::GET,
+            "/v1/responses/{id}/input_items",
+            responses::input_items,
+        ),
+        Route::new(M::POST, messages::PATH, generate::messages),
+        Route::new(M::POST, "/v1/messages/count_tokens", messages::count_tokens),
+        Route::new(M::GET, "/v1/models", models::list),
+        // Model names may hold slashes.
+        Route::new(M::GET, "/v1/models/{*id}", models::get),
+        Route::new(M::GET, "/v1/usage", usage::own),
+        Route::new(M::POST, "/tokenize", tokenize::tokenize),
+        Route::new(M::POST, "/detokenize", tokenize::detokenize),
+    ]
+}
+
+/// Probes and the OpenAPI document, open to anyone.
+pub fn public_routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/health", health::health),
+        Route::new(Method::GET, "/ready", health::ready),
+        Route::new(Method::GET, "/openapi.json", crate::openapi::serve),
+    ]
+}
+
+/// Every route the listener serves (`/metrics` aside: it has a listener of
+/// its own unless `--metrics-on-api`).
+pub fn all_routes() -> Vec<Route> {
+    let mut all = api_routes();
+    all.extend(admin::routes());
+    all.extend(public_routes());
+    all
+}
+
+fn mount(routes: Vec<Route>) -> Router<AppState> {
+    routes
+        .into_iter()
+        .fold(Router::new(), |r, route| r.route(route.path, route.handler))
+}
 
 /// A body whose declared length is over the limit is refused before any of
 /// it is read; bodies without a length are cut off by `DefaultBodyLimit`.
@@ -45,39 +91,18 @@ async fn refuse_declared_oversize(
 /// The API. `/metrics` is on it only when `metrics_on_api`; it has a
 /// listener of its own otherwise.
 pub fn router(state: AppState, max_body_bytes: usize, metrics_on_api: bool) -> Router {
-    let api = Router::new()
-        .route("/v1/chat/completions", post(generate::create::<Chat>))
-        .route("/v1/completions", post(generate::create::<Completions>))
-        .route("/v1/embeddings", post(embeddings::create))
-        .route("/v1/responses", post(responses::create))
-        .route(
-            "/v1/responses/{id}",
-            get(responses::get).delete(responses::delete),
-        )
-        .route(
-            "/v1/responses/{id}/input_items",
-            get(responses::input_items),
-        )
-        .route(messages::PATH, post(generate::create::<Messages>))
-        .route("/v1/messages/count_tokens", post(messages::count_tokens))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{*id}", get(models::get))
-        .route("/v1/usage", get(usage::own))
-        .route("/tokenize", post(tokenize::tokenize))
-        .route("/detokenize", post(tokenize::detokenize))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::tenant_layer,
-        ));
-    let admin = admin::router().route_layer(axum::middleware::from_fn_with_state(
+    let api = mount(api_routes()).route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::tenant_layer,
+    ));
+    let admin = mount(admin::routes()).route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         crate::auth::admin_layer,
     ));
     let mut app = Router::new()
         .merge(api)
         .merge(admin)
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready));
+        .merge(mount(public_routes()));
     if metrics_on_api {
         app = app.merge(state.metrics.router());
     }

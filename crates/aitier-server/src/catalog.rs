@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use aitier_core::ModelRegistry;
 
@@ -20,7 +21,7 @@ use crate::deployments::{build, fallbacks, http_client, Routers};
 use crate::error::{ApiError, INVALID};
 
 /// What a reload did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Changes {
     pub added: Vec<String>,
     pub removed: Vec<String>,
@@ -32,7 +33,7 @@ pub struct Changes {
 }
 
 /// Where a model stands, for the admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Loading,

@@ -27,6 +27,9 @@ enum Command {
     /// Ask a running server's /health (or another path) and exit 0 if it
     /// answers 2xx: a container health check without curl in the image.
     Probe(ProbeCmd),
+    /// Print the OpenAPI 3.1 document of the API (as `/openapi.json`
+    /// serves it).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +65,10 @@ fn main() -> anyhow::Result<()> {
         Command::Probe(cmd) => {
             let _t = quiet()?;
             rt.block_on(aitier_server::cli::probe(cmd))
+        }
+        Command::Openapi => {
+            print!("{}", aitier_server::openapi::json());
+            Ok(())
         }
     }
 }

@@ -2,21 +2,30 @@
 //! the `aitier usage` command: the query's parameters and the JSON, CSV and
 //! table renderings.
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use aitier_core::clock::{parse_date, DAY_MS};
 use aitier_tenancy::{GroupBy, UsageQuery, UsageRow};
 
 /// Query parameters: `group_by=tenant,key,model,provider,day,status`, `from`/`to` as UTC
 /// dates (both inclusive), filters, and `format=json|csv`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
+    /// Comma-separated: `tenant`, `key`, `model`, `provider`, `endpoint`,
+    /// `day`, `status`; `tenant,model,day` by default.
     pub group_by: Option<String>,
+    /// First UTC day, `2026-11-29`, inclusive.
     pub from: Option<String>,
+    /// Last UTC day, inclusive.
     pub to: Option<String>,
+    /// A tenant's id or name.
     pub tenant: Option<String>,
+    /// A key's public id.
     pub key: Option<String>,
     pub model: Option<String>,
+    /// `json` (the default) or `csv`.
     pub format: Option<String>,
 }
 

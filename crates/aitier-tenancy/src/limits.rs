@@ -1,10 +1,11 @@
 //! What a tenant or a key may do. `None` means "no limit of this kind";
 //! when both a tenant and its key set one, both apply.
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use aitier_core::clock;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetPeriod {
     Day,
@@ -42,7 +43,7 @@ impl BudgetPeriod {
 }
 
 /// The limits one tenant or one key carries.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Model names this principal may use; `None` allows every model.

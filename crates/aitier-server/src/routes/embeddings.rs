@@ -12,6 +12,18 @@ use crate::generation::{self, Caller};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
+/// Embeds one input or a batch (strings or token arrays).
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    operation_id = "createEmbedding",
+    tag = "embeddings",
+    request_body(content = EmbeddingRequest, example = json!({
+        "model": "all-minilm-l6-v2",
+        "input": ["The food was delicious.", "The waiter was friendly."]
+    })),
+    responses((status = 200, description = "One vector per input", body = EmbeddingResponse)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,

@@ -22,6 +22,18 @@ pub const PATH: &str = "/v1/messages";
 
 /// The prompt's size as the model counts it (rendered with its chat
 /// template and tools); an upstream's is an estimate. Nothing is billed.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/count_tokens",
+    operation_id = "countMessageTokens",
+    tag = "messages",
+    request_body(content = MessagesRequest, example = json!({
+        "model": "smollm2-135m-instruct",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "Say hello."}]
+    })),
+    responses((status = 200, description = "The prompt's size in tokens", body = TokenCount)),
+)]
 pub async fn count_tokens(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

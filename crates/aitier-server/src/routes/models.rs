@@ -10,6 +10,13 @@ use crate::generation::check_allowed;
 use crate::state::AppState;
 
 /// Only the models the caller's key may use.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "listModels",
+    tag = "models",
+    responses((status = 200, description = "The models this key may use", body = ModelList)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -25,6 +32,15 @@ pub async fn list(
     ))
 }
 
+/// One model, if it is served and this key may use it.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    operation_id = "retrieveModel",
+    tag = "models",
+    params(("id" = String, Path, description = "The model's name (it may hold slashes)")),
+    responses((status = 200, description = "The model", body = Model)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

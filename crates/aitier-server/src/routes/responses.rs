@@ -11,11 +11,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use aitier_core::frontend::responses::{conversation, Responses};
 use aitier_core::frontend::{collect, Collector, Decoded, Frontend};
 use aitier_core::EventStream;
-use aitier_protocol::responses::{Deleted, Item, ItemList, ResponseObject, ResponsesRequest};
+use aitier_protocol::responses::{
+    Deleted, Item, ItemList, ResponseObject, ResponsesRequest, StreamEvent,
+};
 use aitier_tenancy::{Principal, Store, StoredResponse};
 
 use crate::error::ApiError;
@@ -117,6 +120,27 @@ impl Saver {
     }
 }
 
+/// Creates a model response (OpenAI's Responses API); with `stream: true`,
+/// its typed events. `store` keeps it for `previous_response_id`.
+#[utoipa::path(
+    post,
+    path = "/v1/responses",
+    operation_id = "createResponse",
+    tag = "responses",
+    request_body(content = ResponsesRequest, example = json!({
+        "model": "smollm2-135m-instruct",
+        "input": "Say hello.",
+        "max_output_tokens": 16
+    })),
+    responses((status = 200, description = "The response, or its stream of events", content(
+        (ResponseObject = "application/json"),
+        (StreamEvent = "text/event-stream"),
+    ), links(
+        ("getResponse" = (operation_id = "getResponse", parameters(("id" = "$response.body#/id")))),
+        ("listInputItems" = (operation_id = "listInputItems", parameters(("id" = "$response.body#/id")))),
+        ("deleteResponse" = (operation_id = "deleteResponse", parameters(("id" = "$response.body#/id")))),
+    ))),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
@@ -179,6 +203,15 @@ pub async fn create(
     ))
 }
 
+/// A stored response, by id (the caller's own only).
+#[utoipa::path(
+    get,
+    path = "/v1/responses/{id}",
+    operation_id = "getResponse",
+    tag = "responses",
+    params(("id" = String, Path, description = "The response's id")),
+    responses((status = 200, description = "The stored response", body = ResponseObject)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -187,6 +220,15 @@ pub async fn get(
     Ok(Json(load(&state, &id, &owner(&principal)).await?.body))
 }
 
+/// Deletes a stored response.
+#[utoipa::path(
+    delete,
+    path = "/v1/responses/{id}",
+    operation_id = "deleteResponse",
+    tag = "responses",
+    params(("id" = String, Path, description = "The response's id")),
+    responses((status = 200, description = "It is gone", body = Deleted)),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -207,13 +249,28 @@ pub async fn delete(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// 20 by default.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// `desc` by default.
+    #[param(pattern = "^(asc|desc)$")]
     order: Option<String>,
+    /// An item id: list the items after it.
     after: Option<String>,
 }
 
+/// The input items a stored response was made from.
+#[utoipa::path(
+    get,
+    path = "/v1/responses/{id}/input_items",
+    operation_id = "listInputItems",
+    tag = "responses",
+    params(("id" = String, Path, description = "The response's id"), ListParams),
+    responses((status = 200, description = "A page of input items", body = ItemList)),
+)]
 pub async fn input_items(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -33,6 +33,19 @@ fn provider(
     resolve_for(state, principal, &name)
 }
 
+/// The prompt's tokens under the model's tokenizer (llama.cpp's route);
+/// `with_pieces` adds each token's text.
+#[utoipa::path(
+    post,
+    path = "/tokenize",
+    operation_id = "tokenize",
+    tag = "tokens",
+    request_body(content = TokenizeRequest, example = json!({
+        "model": "smollm2-135m-instruct",
+        "content": "Hello world"
+    })),
+    responses((status = 200, description = "The tokens", body = TokenizeResponse)),
+)]
 pub async fn tokenize(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -58,6 +71,18 @@ pub async fn tokenize(
     Ok(Json(TokenizeResponse { tokens }))
 }
 
+/// The text of a list of token ids.
+#[utoipa::path(
+    post,
+    path = "/detokenize",
+    operation_id = "detokenize",
+    tag = "tokens",
+    request_body(content = DetokenizeRequest, example = json!({
+        "model": "smollm2-135m-instruct",
+        "tokens": [19556, 905]
+    })),
+    responses((status = 200, description = "The text", body = DetokenizeResponse)),
+)]
 pub async fn detokenize(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -1,13 +1,12 @@
 //! Usage reports over HTTP: a tenant's own (`/v1/usage`, scoped to the
 //! caller's tenant whatever it asks for) and the admin's (any tenant).
+use aitier_protocol::List;
+use aitier_tenancy::{Principal, UsageRow};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
-
-use aitier_tenancy::Principal;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -30,11 +29,22 @@ pub async fn report(
             to_csv(&q.group_by, &rows),
         )
             .into_response(),
-        _ => Json(json!({"object": "list", "data": rows})).into_response(),
+        _ => Json(List::new(rows)).into_response(),
     })
 }
 
-/// The caller's own tenant only: a `tenant` parameter cannot widen it.
+/// The caller's own tenant's usage: a `tenant` parameter cannot widen it.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    operation_id = "getUsage",
+    tag = "usage",
+    params(UsageParams),
+    responses((status = 200, description = "Usage rows", content(
+        (List<UsageRow> = "application/json"),
+        (String = "text/csv"),
+    ))),
+)]
 pub async fn own(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

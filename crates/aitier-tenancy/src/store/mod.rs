@@ -5,6 +5,7 @@ mod rows;
 mod sql;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use aitier_core::{CoreError, FinishReason};
 
@@ -31,7 +32,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -42,7 +43,7 @@ pub struct Tenant {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiKey {
     /// The public id: the part of the key between `sk-aitier-` and the secret.
     pub id: String,
@@ -64,7 +65,7 @@ pub struct KeyAuth {
 
 /// A change to a tenant: `None` leaves a field alone; for the limits,
 /// `Some(None)` removes the limit.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     #[serde(default)]
@@ -72,18 +73,25 @@ pub struct TenantPatch {
     #[serde(default)]
     pub disabled: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub models: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     pub rpm: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     pub tpm: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     pub max_concurrent: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     pub budget_tokens: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::limits::BudgetPeriod>)]
     pub budget_period: Option<Option<crate::limits::BudgetPeriod>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
     pub weight: Option<Option<u32>>,
 }
 
@@ -287,7 +295,7 @@ pub struct UsageQuery {
 }
 
 /// Usage summed over one group; the grouping columns not asked for are `None`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct UsageRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
