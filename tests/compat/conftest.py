@@ -8,10 +8,12 @@ stdout; its logs (stderr) go to a file whose tail is shown when startup fails.
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -22,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = "smollm2-135m-instruct"
 READY_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 120
-LISTEN_LINE = re.compile(r"^aitier listening on (http://\S+)$")
+PG_ENV = "AITIER_TEST_POSTGRES_URL"
+LISTEN_LINE = re.compile(r"^aitier listening on (https?://\S+)$")
 METRICS_LINE = re.compile(r"^aitier metrics on (http://\S+)$")
 
 
@@ -53,10 +56,11 @@ class Started(str):
     metrics: str
 
 
-def spawn_server(log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, Started]:
+def spawn_server(log_path: Path, extra: list[str], verify: str | bool = True) -> tuple[subprocess.Popen, Started]:
     """Starts aitier with `extra` arguments (and a metrics listener on a free
     port) and waits until it is ready; returns the process and its base URL.
-    The caller stops it."""
+    `verify` is how an HTTPS server's certificate is checked. The caller
+    stops it."""
     binary = Path(os.environ.get("AITIER_BIN", REPO / "target" / "debug" / "aitier"))
     if not binary.is_file():
         pytest.fail(f"aitier binary not found at {binary} (build it or set AITIER_BIN)")
@@ -99,7 +103,7 @@ def spawn_server(log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, St
         if not metrics:
             pytest.fail(f"server printed {line!r} instead of its metrics address; log tail:\n{_log_tail(log_path)}")
         url.metrics = metrics.group(1)
-        _wait_ready(proc, url, log_path)
+        _wait_ready(proc, url, log_path, verify)
     except BaseException:
         proc.kill()
         proc.wait()
@@ -134,14 +138,14 @@ def base_url(server_log: Path, tmp_path_factory):
         yield url
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, server_log: Path) -> None:
+def _wait_ready(proc: subprocess.Popen, url: str, server_log: Path, verify: str | bool = True) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     last = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"server exited with {proc.returncode} while loading; log tail:\n{_log_tail(server_log)}")
         try:
-            r = httpx.get(f"{url}/ready", timeout=5)
+            r = httpx.get(f"{url}/ready", timeout=5, verify=verify)
             last = f"{r.status_code} {r.text}"
             if r.status_code == 200:
                 return
@@ -199,3 +203,16 @@ def usage_rows(admin: httpx.Client, tenant: str, expected: int) -> list:
             break
         time.sleep(0.1)
     return rows
+
+
+def postgres_database() -> str | None:
+    """A fresh database on the test PostgreSQL server, or None without one."""
+    admin_url = os.environ.get(PG_ENV)
+    if not admin_url:
+        print(f"\n!!! SKIPPED: PostgreSQL compat tests need {PG_ENV} (scripts/test.sh starts a server) !!!")
+        return None
+    if shutil.which("psql") is None:
+        pytest.fail("psql is needed to create the test database")
+    name = f"c_{uuid.uuid4().hex}"
+    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+    return admin_url.rsplit("/", 1)[0] + "/" + name

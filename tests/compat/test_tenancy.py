@@ -3,6 +3,7 @@ the SDK's own exception classes for 401, 403 and 429, the rate-limit
 headers it exposes through `with_raw_response`, stored responses that only
 their tenant can read, and the ledger's endpoint column."""
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -13,22 +14,11 @@ import httpx
 import openai
 import pytest
 
-from conftest import MODEL, REQUEST_TIMEOUT_S, key_client, make_key, running_server, usage_rows
+from conftest import PG_ENV, MODEL, REQUEST_TIMEOUT_S, key_client, make_key, postgres_database, running_server, usage_rows
 
 ADMIN = "admin-token-for-compat-tests-0123"
-PG_ENV = "AITIER_TEST_POSTGRES_URL"
-
-
-def _postgres_database() -> str | None:
-    admin_url = os.environ.get(PG_ENV)
-    if not admin_url:
-        print(f"\n!!! SKIPPED: PostgreSQL compat tests need {PG_ENV} (scripts/test.sh starts a server) !!!")
-        return None
-    if shutil.which("psql") is None:
-        pytest.fail("psql is needed to create the test database")
-    name = f"c_{uuid.uuid4().hex}"
-    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-    return admin_url.rsplit("/", 1)[0] + "/" + name
+# Each tier's database URL, by the tier's base URL.
+DATABASES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -37,11 +27,12 @@ def tier(request, tmp_path_factory):
     if request.param == "sqlite":
         db = f"sqlite://{tmp_path_factory.mktemp('tenancy')}/aitier.db"
     else:
-        db = _postgres_database()
+        db = postgres_database()
         if db is None:
             pytest.skip(f"{PG_ENV} not set")
     log = tmp_path_factory.mktemp("tenancy-log") / "server.log"
     with running_server(log, ["--database-url", db, "--admin-token", ADMIN]) as url:
+        DATABASES[url] = db
         admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
         yield url, admin
 
@@ -133,3 +124,52 @@ def test_responses_belong_to_their_tenant_and_the_ledger_names_each_api(tier):
     assert e.value.body["error"]["type"] == "authentication_error"
 
     assert _usage_by_endpoint(admin, a_name, 2) == {"/v1/responses": 1, "/v1/messages": 1}
+
+
+def test_tenant_keys_are_refused_on_the_admin_api(tier):
+    url, admin = tier
+    tenant = f"adm-{uuid.uuid4().hex[:8]}"
+    key = make_key(admin, {"name": tenant})
+    calls = [
+        ("GET", "/admin/v1/tenants", None),
+        ("POST", "/admin/v1/tenants", {"name": f"{tenant}-made-by-a-key"}),
+        ("GET", f"/admin/v1/tenants/{tenant}", None),
+        ("POST", f"/admin/v1/tenants/{tenant}/keys", {}),
+        ("GET", "/admin/v1/keys", None),
+        ("GET", "/admin/v1/usage", None),
+        ("POST", "/admin/v1/reload", None),
+    ]
+    for headers in ({"Authorization": f"Bearer {key}"}, {"x-api-key": key}, {}):
+        for method, path, body in calls:
+            r = httpx.request(method, url + path, headers=headers, json=body, timeout=30)
+            assert r.status_code == 401, (method, path, headers.keys(), r.text)
+            assert r.json()["error"]["code"] == "invalid_api_key", r.text
+    # Nothing the key asked for happened.
+    assert admin.get(f"/admin/v1/tenants/{tenant}-made-by-a-key").status_code == 404
+    keys = admin.get("/admin/v1/keys", params={"tenant": tenant}).json()["data"]
+    assert len(keys) == 1, keys
+
+
+def _stored_bytes(db: str) -> bytes:
+    """Everything the database holds, as bytes: SQLite's files (with its
+    write-ahead log), or a dump of the PostgreSQL database."""
+    if db.startswith("sqlite://"):
+        path = db.removeprefix("sqlite://")
+        return b"".join(
+            open(p, "rb").read() for p in (path, path + "-wal") if os.path.exists(p)
+        )
+    if shutil.which("pg_dump") is None:
+        pytest.fail("pg_dump is needed to read the test database")
+    return subprocess.run(["pg_dump", "--data-only", db], check=True, capture_output=True).stdout
+
+
+def test_keys_are_stored_hashed(tier):
+    url, admin = tier
+    tenant = f"hash-{uuid.uuid4().hex[:8]}"
+    key = make_key(admin, {"name": tenant})
+    secret = key.rsplit("-", 1)[1]
+    # The key works, so the row that checks it is written.
+    _hello(key_client(url, key))
+    stored = _stored_bytes(DATABASES[url])
+    assert hashlib.sha256(secret.encode()).hexdigest().encode() in stored
+    assert secret.encode() not in stored and key.encode() not in stored

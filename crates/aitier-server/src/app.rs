@@ -4,8 +4,11 @@ use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 
+use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::route::Route;
 use crate::routes::{
@@ -88,9 +91,30 @@ async fn refuse_declared_oversize(
     next.run(req).await
 }
 
+/// Lets the pages of the configured web origins call the API from a
+/// browser. Allowed headers mirror the preflight's request, as a `*`
+/// would not cover `Authorization`.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let allow = match origins {
+        [] => return None,
+        [any] if any == "*" => AllowOrigin::any(),
+        // Checked when the configuration was read.
+        _ => AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(AllowMethods::mirror_request())
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(ExposeHeaders::any())
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
 /// The API. `/metrics` is on it only when `metrics_on_api`; it has a
 /// listener of its own otherwise.
-pub fn router(state: AppState, max_body_bytes: usize, metrics_on_api: bool) -> Router {
+pub fn router(state: AppState, cfg: &ServeConfig) -> Router {
+    let max_body_bytes = cfg.max_body_bytes;
     let api = mount(api_routes()).route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         crate::auth::tenant_layer,
@@ -103,10 +127,11 @@ pub fn router(state: AppState, max_body_bytes: usize, metrics_on_api: bool) -> R
         .merge(api)
         .merge(admin)
         .merge(mount(public_routes()));
-    if metrics_on_api {
+    if cfg.metrics_on_api {
         app = app.merge(state.metrics.router());
     }
-    app.fallback(|| async { ApiError::not_found_route() })
+    let app = app
+        .fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             state.drain.clone(),
@@ -125,7 +150,13 @@ pub fn router(state: AppState, max_body_bytes: usize, metrics_on_api: bool) -> R
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::layer,
-        ))
-        .layer(axum::middleware::from_fn(crate::request_id::layer))
+        ));
+    // Preflights are answered here, before authentication; error bodies
+    // get the headers too, so that the page can read them.
+    let app = match cors(&cfg.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
 }

@@ -359,12 +359,23 @@ pub struct ProbeCmd {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 3)]
     pub timeout: u64,
+    /// Set when the server serves HTTPS (the variable `serve` reads): the
+    /// probe then speaks TLS, without checking the certificate, which
+    /// names the service rather than the loopback address asked.
+    #[arg(long, env = "AITIER_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
 }
 
 pub async fn probe(cmd: ProbeCmd) -> anyhow::Result<()> {
-    let url = format!("http://{}:{}{}", cmd.host, cmd.port, cmd.path);
+    let scheme = if cmd.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{}:{}{}", cmd.host, cmd.port, cmd.path);
     let resp = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(cmd.timeout))
+        .danger_accept_invalid_certs(cmd.tls_cert.is_some())
         .build()?
         .get(&url)
         .send()

@@ -24,4 +24,5 @@ pub mod serve;
 pub mod sse;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod usage_report;

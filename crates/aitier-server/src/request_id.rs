@@ -1,5 +1,5 @@
 //! Every response carries `x-request-id`: the client's own when it sent a
-//! sane one, else a fresh one. The id also names the request's tracing
+//! sane one, else a fresh one (never a cleaned copy of theirs). The id also names the request's tracing
 //! span, which continues the caller's trace when it sent a `traceparent`.
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -19,8 +19,14 @@ pub struct RequestId {
     pub traceparent: Option<String>,
 }
 
+/// A client's id is kept only when it is short and made of the characters
+/// ids use (UUIDs, ULIDs, `req_…`, base64): nothing a log reader or a
+/// header could take for markup, quoting or a separator.
 fn acceptable(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+=".contains(&b))
 }
 
 pub async fn layer(mut req: Request, next: Next) -> Response {
@@ -55,4 +61,35 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert(HEADER, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    #[test]
+    fn ids_are_kept_only_when_plain() {
+        for ok in [
+            "abc-123",
+            "req_0f8fad5bd9cb",
+            "01HZX3K9Q7",
+            "trace:42",
+            "a/b+c==",
+        ] {
+            assert!(acceptable(ok), "{ok}");
+        }
+        let long = "x".repeat(129);
+        for bad in [
+            "",
+            "two words",
+            "tab\there",
+            "quote\"d",
+            "<script>",
+            "über",
+            "a\nb",
+            &long,
+        ] {
+            assert!(!acceptable(bad), "{bad}");
+        }
+    }
 }

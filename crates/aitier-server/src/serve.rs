@@ -8,7 +8,8 @@ use aitier_core::ModelRegistry;
 use aitier_tenancy::store::redact_url;
 use aitier_tenancy::{MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
 use axum::serve::ListenerExt;
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use tokio::net::TcpListener;
 
 use crate::app::router;
@@ -18,6 +19,8 @@ use crate::deployments::Routers;
 use crate::drain::{Drain, Phase, Signals};
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::tls::{self, TlsListener};
+use tokio_rustls::TlsAcceptor;
 
 /// How long past the drain timeout the service waits for cut requests'
 /// connections to close.
@@ -74,9 +77,15 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(ModelRegistry::new());
     let listener = TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
     let addr = listener.local_addr()?;
+    // A certificate that cannot be read stops the start, before any load.
+    let tls = match &cfg.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics_listener = bind_metrics(cfg.metrics_addr).await?;
     // Tests and scripts read these lines to find port-0 listeners.
-    println!("aitier listening on http://{addr}");
+    println!("aitier listening on {scheme}://{addr}");
     if let Some(l) = &metrics_listener {
         println!("aitier metrics on http://{}/metrics", l.local_addr()?);
     }
@@ -110,19 +119,8 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         );
         std::process::exit(130);
     }));
-    // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
-    // previous one is acknowledged: ~40 ms added to time-to-first-token.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(
-        listener,
-        router(state, cfg.max_body_bytes, cfg.metrics_on_api),
-    )
-    .with_graceful_shutdown(drain.reached(Phase::Closed))
-    .into_future();
+    let app = router(state, &cfg);
+    let serve = serve_api(listener, tls, app, drain.reached(Phase::Closed))?;
     // Cut requests end within moments; a connection that still holds on
     // (a client that reads nothing) is not waited for.
     let stragglers = async {
@@ -140,6 +138,38 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// The API on `listener`, over TLS when there is an acceptor, until `closed`.
+fn serve_api(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    closed: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Serving> {
+    Ok(match tls {
+        Some(acceptor) => Box::pin(
+            axum::serve(TlsListener::new(listener, acceptor)?, app)
+                .with_graceful_shutdown(closed)
+                .into_future(),
+        ),
+        None => {
+            // Without TCP_NODELAY, Nagle holds each small SSE chunk until
+            // the previous one is acknowledged: ~40 ms added to TTFT.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
+            Box::pin(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(closed)
+                    .into_future(),
+            )
+        }
+    })
 }
 
 /// SIGHUP reloads the configuration, as `POST /admin/v1/reload` does.

@@ -91,7 +91,9 @@ fn operations_have_unique_ids_and_errors_in_their_api_shape() {
 fn resolve<'a>(doc: &'a Value, response: &'a Value) -> &'a Value {
     match response["$ref"].as_str() {
         Some(r) => {
-            let name = r.strip_prefix("#/components/responses/").expect("a response ref");
+            let name = r
+                .strip_prefix("#/components/responses/")
+                .expect("a response ref");
             &doc["components"]["responses"][name]
         }
         None => response,

@@ -86,6 +86,21 @@ pub struct ServeArgs {
     /// Serve `/metrics` on the API listener too.
     #[arg(long, env = "AITIER_METRICS_ON_API")]
     pub metrics_on_api: bool,
+    /// A web origin whose pages may call the API from a browser (CORS),
+    /// e.g. `https://app.example.com`, or `*` for any. Repeatable; none
+    /// by default, so browsers refuse cross-origin calls.
+    #[arg(
+        long = "cors-origin",
+        env = "AITIER_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "AITIER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "AITIER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// Token that authorises the admin API (`/admin/v1/...`); without one

@@ -61,6 +61,11 @@ pub struct FileServer {
     /// `ADDR:PORT` or `off`.
     pub metrics_addr: Option<String>,
     pub metrics_on_api: Option<bool>,
+    /// Web origins allowed to call the API from a browser, or `["*"]`.
+    pub cors_origins: Option<Vec<String>>,
+    /// PEM files; HTTPS when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// OTLP/HTTP traces URL; spans are exported only when set.
     pub otlp_endpoint: Option<String>,
 }

@@ -21,7 +21,7 @@ pub use args::{DatabaseArgs, LogFormat, ServeArgs};
 pub use engine::EngineSettings;
 pub use error::ConfigError;
 pub use routing::{DeploymentConfig, Routing};
-pub use server::DrainTimes;
+pub use server::{DrainTimes, TlsFiles};
 
 use file::{read_file, FileConfig, FileModel, FileModelKind};
 use routing::parse_upstream_flag;
@@ -106,6 +106,10 @@ pub struct ServeConfig {
     /// The metrics listener's address; `None` when off.
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
+    /// Web origins allowed to call the API from a browser; `*` for any.
+    pub cors_origins: Vec<String>,
+    /// HTTPS on the API listener when set.
+    pub tls: Option<TlsFiles>,
     /// Where spans are exported; none when `None`.
     pub otlp_endpoint: Option<String>,
     pub models: Vec<ModelConfig>,
@@ -442,6 +446,8 @@ impl ServeConfig {
             drain: server.drain,
             metrics_addr: server.metrics_addr,
             metrics_on_api: server.metrics_on_api,
+            cors_origins: server.cors_origins,
+            tls: server.tls,
             otlp_endpoint: args
                 .otlp_endpoint
                 .clone()
@@ -459,13 +465,13 @@ impl ServeConfig {
 mod tests {
     use super::*;
 
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    pub(super) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, text).expect("write");
         p
     }
 
-    fn tempdir() -> PathBuf {
+    pub(super) fn tempdir() -> PathBuf {
         let d = std::env::temp_dir().join(format!("aitier-cfg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&d).expect("mkdir");
         d

@@ -1,6 +1,7 @@
 //! The listener's settings: address, body limit, keep-alive, drain, and
 //! the metrics listener.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::args::{self, ServeArgs};
@@ -35,6 +36,60 @@ pub(super) struct Server {
     pub drain: DrainTimes,
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
+    pub cors_origins: Vec<String>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate chain and key HTTPS is served with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn tls(args: &ServeArgs, file: &FileConfig) -> Result<Option<TlsFiles>, ConfigError> {
+    let cert = args.tls_cert.clone().or(file.server.tls_cert.clone());
+    let key = args.tls_key.clone().or(file.server.tls_key.clone());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError::Invalid(
+            "tls_cert and tls_key go together: set both, or neither".into(),
+        )),
+    }
+}
+
+/// `*`, or origins as browsers send them: scheme, host and port, no path.
+fn cors_origins(args: &ServeArgs, file: &FileConfig) -> Result<Vec<String>, ConfigError> {
+    let origins = if args.cors_origins.is_empty() {
+        file.server.cors_origins.clone().unwrap_or_default()
+    } else {
+        args.cors_origins.clone()
+    };
+    let origins: Vec<String> = origins
+        .iter()
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    for o in &origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let sane = rest.is_some_and(|r| {
+            !r.is_empty() && !r.contains('/') && r.bytes().all(|b| b.is_ascii_graphic())
+        });
+        if o != "*" && !sane {
+            return Err(ConfigError::Invalid(format!(
+                "cors origin `{o}`: write scheme://host[:port] (e.g. https://app.example.com), or *"
+            )));
+        }
+    }
+    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+        return Err(ConfigError::Invalid(
+            "cors origin `*` allows every origin: list no other".into(),
+        ));
+    }
+    Ok(origins)
 }
 
 fn metrics_addr(args: &ServeArgs, file: &FileConfig) -> Result<Option<SocketAddr>, ConfigError> {
@@ -132,5 +187,61 @@ pub(super) fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, Conf
         drain: drain_times(args, file)?,
         metrics_addr: metrics_addr(args, file)?,
         metrics_on_api: args.metrics_on_api || file.server.metrics_on_api.unwrap_or(false),
+        cors_origins: cors_origins(args, file)?,
+        tls: tls(args, file)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{tempdir, write};
+    use super::super::{ServeArgs, ServeConfig};
+
+    #[test]
+    fn cors_origins_and_tls_files_are_checked() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[server]\ncors_origins = [\"https://app.example.com\"]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[[models]]\nname = \"a\"\npath = \"{}\"\n", gguf.display()),
+        );
+        let mut args = ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        assert_eq!(c.cors_origins, ["https://app.example.com"]);
+        let tls = c.tls.expect("both files set");
+        assert_eq!((tls.cert, tls.key), ("c.pem".into(), "k.pem".into()));
+        // Flags replace the file's list.
+        args.cors_origins = vec!["http://localhost:5173".into(), "https://b.example".into()];
+        let c = ServeConfig::resolve(&args).expect("valid");
+        assert_eq!(c.cors_origins.len(), 2);
+        args.cors_origins = vec!["*".into()];
+        assert_eq!(
+            ServeConfig::resolve(&args).expect("valid").cors_origins,
+            ["*"]
+        );
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://",
+            "ftp://x",
+        ] {
+            args.cors_origins = vec![bad.into()];
+            let e = ServeConfig::resolve(&args).expect_err(bad).to_string();
+            assert!(e.contains("cors origin"), "{bad}: {e}");
+        }
+        args.cors_origins = vec!["*".into(), "https://a.example".into()];
+        assert!(ServeConfig::resolve(&args).is_err());
+        args.cors_origins.clear();
+        args.tls_key = Some("other.pem".into());
+        args.config = None;
+        args.models = vec![format!("a={}", gguf.display())];
+        let e = ServeConfig::resolve(&args)
+            .expect_err("a key alone")
+            .to_string();
+        assert!(e.contains("tls_cert and tls_key go together"), "{e}");
+    }
 }
