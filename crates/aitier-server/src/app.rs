@@ -137,6 +137,10 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> Router {
             state.drain.clone(),
             crate::drain::layer,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            cfg.read_timeout,
+            crate::connections::body_deadline,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             max_body_bytes,

@@ -83,6 +83,10 @@ impl ApiError {
         .code("method_not_allowed")
     }
 
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, INVALID, message).code("request_timeout")
+    }
+
     pub fn body_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, INVALID, message).code("request_too_large")
     }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::app::router;
 use crate::catalog::Catalog;
 use crate::config::{ServeArgs, ServeConfig};
+use crate::connections;
 use crate::deployments::Routers;
 use crate::drain::{Drain, Phase, Signals};
 use crate::metrics::Metrics;
@@ -120,7 +121,13 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         std::process::exit(130);
     }));
     let app = router(state, &cfg);
-    let serve = serve_api(listener, tls, app, drain.reached(Phase::Closed))?;
+    let serve = serve_api(
+        listener,
+        tls,
+        app,
+        cfg.read_timeout,
+        drain.reached(Phase::Closed),
+    )?;
     // Cut requests end within moments; a connection that still holds on
     // (a client that reads nothing) is not waited for.
     let stragglers = async {
@@ -128,7 +135,7 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         tokio::time::sleep(CUT_WAIT).await;
     };
     tokio::select! {
-        served = serve => served?,
+        () = serve => {}
         () = stragglers => tracing::warn!("connections still open {CUT_WAIT:?} after the drain timeout; stopping without them"),
     }
     // Every request has ended; their ledger rows are queued. Write them all.
@@ -140,21 +147,23 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The API on `listener`, over TLS when there is an acceptor, until `closed`.
 fn serve_api(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
+    read_timeout: Duration,
     closed: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Serving> {
     Ok(match tls {
-        Some(acceptor) => Box::pin(
-            axum::serve(TlsListener::new(listener, acceptor)?, app)
-                .with_graceful_shutdown(closed)
-                .into_future(),
-        ),
+        Some(acceptor) => Box::pin(connections::serve(
+            TlsListener::new(listener, acceptor)?,
+            app,
+            read_timeout,
+            closed,
+        )),
         None => {
             // Without TCP_NODELAY, Nagle holds each small SSE chunk until
             // the previous one is acknowledged: ~40 ms added to TTFT.
@@ -163,11 +172,7 @@ fn serve_api(
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
-            Box::pin(
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(closed)
-                    .into_future(),
-            )
+            Box::pin(connections::serve(listener, app, read_timeout, closed))
         }
     })
 }

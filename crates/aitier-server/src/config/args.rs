@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// they are cut (counted from the signal, so the grace is part of it).
     #[arg(long, env = "AITIER_DRAIN_TIMEOUT", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// How long a client has to send a request's headers, and then its
+    /// body; past it the connection is closed (a body gets 408 first). An
+    /// idle keep-alive connection is closed after it too.
+    #[arg(long, env = "AITIER_READ_TIMEOUT", value_parser = parse_duration)]
+    pub read_timeout: Option<Duration>,
     /// Export spans over OTLP (HTTP, protobuf) to this URL, e.g.
     /// `http://collector:4318/v1/traces`; off without it.
     #[arg(long, env = "AITIER_OTLP_ENDPOINT")]

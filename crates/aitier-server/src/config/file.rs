@@ -58,6 +58,7 @@ pub struct FileServer {
     /// Durations as on the command line (`5s`, `500ms`).
     pub drain_grace: Option<String>,
     pub drain_timeout: Option<String>,
+    pub read_timeout: Option<String>,
     /// `ADDR:PORT` or `off`.
     pub metrics_addr: Option<String>,
     pub metrics_on_api: Option<bool>,

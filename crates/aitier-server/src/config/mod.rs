@@ -103,6 +103,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub keep_alive: Duration,
     pub drain: DrainTimes,
+    /// How long a client has to send a request's headers, then its body.
+    pub read_timeout: Duration,
     /// The metrics listener's address; `None` when off.
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
@@ -444,6 +446,7 @@ impl ServeConfig {
             max_body_bytes: server.max_body_bytes,
             keep_alive: server.keep_alive,
             drain: server.drain,
+            read_timeout: server.read_timeout,
             metrics_addr: server.metrics_addr,
             metrics_on_api: server.metrics_on_api,
             cors_origins: server.cors_origins,
