@@ -292,7 +292,10 @@ const ADMIN_ERRORS: &[(&str, &str)] = &[
     ("400", "The request is invalid; `param` names the field"),
     ("401", "No admin token, or the admin API is off"),
     ("404", "No such tenant, key or model"),
-    ("408", "The request's body did not arrive within the read timeout"),
+    (
+        "408",
+        "The request's body did not arrive within the read timeout",
+    ),
     ("409", "A tenant of that name exists"),
     ("413", "The body is over the server's size limit"),
     ("500", "A fault in the server"),
