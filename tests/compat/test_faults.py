@@ -1,7 +1,10 @@
 """Faults a client can cause: headers or a body trickled a byte at a time
-(slowloris) are cut after `--read-timeout`, while other clients are served."""
+(slowloris) are cut after `--read-timeout`, while other clients are served;
+a thousand idle connections cost little and are closed."""
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -9,7 +12,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from conftest import MODEL, running_server
+from conftest import MODEL, running_server, spawn_server
 
 READ_TIMEOUT_S = 2
 # Far past the read timeout: a connection still open then was never cut.
@@ -81,3 +84,49 @@ def test_trickled_headers_and_bodies_are_cut_and_others_are_served(tmp_path):
     head, _, payload = rest.partition(b"\r\n\r\n")
     assert b"connection: close" in head.lower()
     assert json.loads(payload)["error"]["code"] == "request_timeout"
+
+
+def _rss_and_fds(pid: int) -> tuple[int, int]:
+    status = open(f"/proc/{pid}/status").read()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return rss_kib * 1024, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_thousand_idle_connections_cost_little_and_are_closed(tmp_path):
+    """Half the connections never send a byte, half sent one request and
+    keep the connection alive: together they take a bounded amount of
+    memory, the server answers meanwhile, and the read timeout closes them."""
+    n = 1000
+    args = ["--data-dir", str(tmp_path / "data"), "--read-timeout", f"{READ_TIMEOUT_S}s", "--drain-grace", "0s"]
+    proc, url = spawn_server(tmp_path / "server.log", args)
+    where = urlsplit(url)
+    address = (where.hostname, where.port)
+    sockets = []
+    try:
+        rss_before, fds_before = _rss_and_fds(proc.pid)
+        for i in range(n):
+            s = socket.create_connection(address, timeout=10)
+            if i % 2:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            sockets.append(s)
+        rss_during, fds_during = _rss_and_fds(proc.pid)
+        assert fds_during >= fds_before + n * 0.9, (fds_before, fds_during)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        assert client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+        # Within 64 KiB a connection.
+        grown = rss_during - rss_before
+        print(f"{n} idle connections: RSS +{grown / 2**20:.1f} MiB, fds {fds_before} -> {fds_during}")
+        assert grown < n * 64 * 1024, grown
+        # Every one is closed by the server: each socket reads end-of-file.
+        deadline = time.monotonic() + GIVE_UP_S
+        for s in sockets:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            assert s.recv(1) == b"", "an idle connection was not closed"
+        _, fds_after = _rss_and_fds(proc.pid)
+        assert fds_after < fds_before + 20, (fds_before, fds_after)
+    finally:
+        for s in sockets:
+            s.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
