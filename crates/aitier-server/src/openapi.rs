@@ -95,34 +95,42 @@ pub fn json() -> String {
 /// (`contentSchema`) that utoipa's types do not carry, so it is written
 /// into the serialised document.
 fn frame_streams(doc: &mut Value) {
+    each_response(doc, |path, response| {
+        let Some(schema) = response.pointer_mut("/content/text~1event-stream/schema") else {
+            return;
+        };
+        let error = json!({"$ref": format!("#/components/schemas/{}", error_schema(path))});
+        let mut data = json!({
+            "contentMediaType": "application/json",
+            "contentSchema": {"anyOf": [schema.take(), error]},
+        });
+        if matches!(path, "/v1/chat/completions" | "/v1/completions") {
+            data = json!({"anyOf": [{"const": "[DONE]"}, data]});
+        }
+        data["type"] = json!("string");
+        *schema = json!({
+            "type": "object",
+            "required": ["data"],
+            "properties": {"event": {"type": "string"}, "data": data},
+        });
+    });
+}
+
+/// Calls `f` on every response of every operation of the serialised
+/// document, with the operation's path.
+fn each_response(doc: &mut Value, mut f: impl FnMut(&str, &mut Value)) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
     for (path, item) in paths.iter_mut() {
-        let error = error_schema(path);
-        let done = matches!(path.as_str(), "/v1/chat/completions" | "/v1/completions");
-        let streams = item
+        let responses = item
             .as_object_mut()
             .into_iter()
             .flat_map(|ops| ops.values_mut())
             .filter_map(|op| op.get_mut("responses")?.as_object_mut())
-            .flat_map(|responses| responses.values_mut())
-            .filter_map(|r| r.pointer_mut("/content/text~1event-stream/schema"));
-        for schema in streams {
-            let error = json!({"$ref": format!("#/components/schemas/{error}")});
-            let mut data = json!({
-                "contentMediaType": "application/json",
-                "contentSchema": {"anyOf": [schema.take(), error]},
-            });
-            if done {
-                data = json!({"anyOf": [{"const": "[DONE]"}, data]});
-            }
-            data["type"] = json!("string");
-            *schema = json!({
-                "type": "object",
-                "required": ["data"],
-                "properties": {"event": {"type": "string"}, "data": data},
-            });
+            .flat_map(|responses| responses.values_mut());
+        for response in responses {
+            f(path, response);
         }
     }
 }
@@ -196,28 +204,25 @@ fn merge(parts: &Value, schemas: &Value) -> Option<Value> {
 /// utoipa 5 writes a link's fields in snake case (`operation_id`); the
 /// specification spells them in camel case.
 fn name_link_fields(doc: &mut Value) {
-    let links = doc["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(Value::as_object_mut)
-        .flat_map(|ops| ops.values_mut())
-        .filter_map(|op| op.get_mut("responses")?.as_object_mut())
-        .flat_map(|responses| responses.values_mut())
-        .filter_map(|r| r.get_mut("links")?.as_object_mut())
-        .flat_map(|links| links.values_mut())
-        .filter_map(Value::as_object_mut);
-    for link in links {
-        for (from, to) in [
-            ("operation_id", "operationId"),
-            ("operation_ref", "operationRef"),
-            ("request_body", "requestBody"),
-        ] {
-            if let Some(v) = link.remove(from) {
-                link.insert(to.into(), v);
+    each_response(doc, |_, response| {
+        let links = response
+            .get_mut("links")
+            .and_then(Value::as_object_mut)
+            .into_iter()
+            .flat_map(|links| links.values_mut())
+            .filter_map(Value::as_object_mut);
+        for link in links {
+            for (from, to) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(from) {
+                    link.insert(to.into(), v);
+                }
             }
         }
-    }
+    });
 }
 
 /// The error body a path answers with: Anthropic's under `/v1/messages`.

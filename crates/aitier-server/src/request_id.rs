@@ -1,6 +1,7 @@
 //! Every response carries `x-request-id`: the client's own when it sent a
-//! sane one, else a fresh one (never a cleaned copy of theirs). The id also names the request's tracing
-//! span, which continues the caller's trace when it sent a `traceparent`.
+//! sane one, else a fresh one (never a cleaned copy of theirs). The id also
+//! names the request's tracing span, which continues the caller's trace
+//! when it sent a `traceparent`.
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;

@@ -157,6 +157,13 @@ fn serve_api(
     read_timeout: Duration,
     closed: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Serving> {
+    // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
+    // previous one is acknowledged: ~40 ms added to TTFT.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     Ok(match tls {
         Some(acceptor) => Box::pin(connections::serve(
             TlsListener::new(listener, acceptor)?,
@@ -164,16 +171,7 @@ fn serve_api(
             read_timeout,
             closed,
         )),
-        None => {
-            // Without TCP_NODELAY, Nagle holds each small SSE chunk until
-            // the previous one is acknowledged: ~40 ms added to TTFT.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            Box::pin(connections::serve(listener, app, read_timeout, closed))
-        }
+        None => Box::pin(connections::serve(listener, app, read_timeout, closed)),
     })
 }
 

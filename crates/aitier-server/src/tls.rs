@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use axum::serve::Listener;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -50,7 +51,11 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
+    /// Wraps a TCP listener (axum's, which already retries failed accepts).
+    pub fn new<L>(tcp: L, acceptor: TlsAcceptor) -> io::Result<Self>
+    where
+        L: Listener<Io = TcpStream, Addr = SocketAddr>,
+    {
         let addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
         tokio::spawn(accept_loop(tcp, acceptor, tx));
@@ -58,26 +63,18 @@ impl TlsListener {
     }
 }
 
-async fn accept_loop(
-    tcp: TcpListener,
+async fn accept_loop<L>(
+    mut tcp: L,
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
+) where
+    L: Listener<Io = TcpStream, Addr = SocketAddr>,
+{
     loop {
         let (stream, peer) = tokio::select! {
             () = tx.closed() => return,
-            accepted = tcp.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors, mostly: pause, as axum does.
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = tcp.accept() => accepted,
         };
-        // See `serve`: Nagle would hold each small SSE chunk back.
-        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -92,7 +89,7 @@ async fn accept_loop(
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
 

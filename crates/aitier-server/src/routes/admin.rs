@@ -140,6 +140,14 @@ pub struct NewKey {
     pub limits: Limits,
 }
 
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for NewKey {
+    type Error = String;
+    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let (name, limits) = name_and_limits(map)?;
+        Ok(Self { name, limits })
+    }
+}
+
 /// A new key: the only time its secret is shown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedKey {
@@ -147,14 +155,6 @@ pub struct IssuedKey {
     info: ApiKey,
     /// The whole key, `sk-aitier-...`, to send as a bearer token.
     key: String,
-}
-
-impl TryFrom<serde_json::Map<String, serde_json::Value>> for NewKey {
-    type Error = String;
-    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let (name, limits) = name_and_limits(map)?;
-        Ok(Self { name, limits })
-    }
 }
 
 #[utoipa::path(
