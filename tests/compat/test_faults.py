@@ -1,15 +1,19 @@
 """Faults a client can cause: headers or a body trickled a byte at a time
 (slowloris) are cut after `--read-timeout`, while other clients are served;
-a thousand idle connections cost little and are closed."""
+a thousand idle connections cost little and are closed; a client that
+stops reading a stream is cut after `--write-timeout` and its sequence
+freed."""
 
 import json
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from urllib.parse import urlsplit
 
+import httpx
 import openai
 
 from conftest import MODEL, running_server, spawn_server
@@ -128,5 +132,82 @@ def test_a_thousand_idle_connections_cost_little_and_are_closed(tmp_path):
     finally:
         for s in sockets:
             s.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+# SmolLM2's end-of-text and end-of-turn tokens, banned so that a stream runs to max_tokens.
+NO_EOS = {"0": -100, "2": -100}
+WRITE_TIMEOUT_S = 2
+
+
+def _gauge(metrics_url: str, name: str) -> float:
+    text = httpx.get(metrics_url, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def test_a_client_that_stops_reading_is_cut_and_its_sequences_freed(tmp_path):
+    """A client asks for four long streams on one connection and never reads
+    a byte: once the socket's buffers are full (the kernel's send buffer
+    grows to 4 MiB, so each chunk carries 20 log-probabilities to fill it
+    within seconds rather than minutes) the server can send nothing,
+    and after `--write-timeout` it closes the connection, which stops the
+    sequences (their cache cells come back) and bills what was generated.
+    Without the write timeout the answer waited in the socket for ever,
+    holding the request's ledger row and its tenant's concurrency."""
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "--write-timeout", f"{WRITE_TIMEOUT_S}s", "--drain-grace", "0s"]
+    proc, url = spawn_server(tmp_path / "server.log", args)
+    where = urlsplit(url)
+    max_tokens = 2000
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Count from one to a thousand, in words."}],
+            "max_tokens": max_tokens,
+            "n": 4,
+            "logprobs": True,
+            "top_logprobs": 20,
+            "logit_bias": NO_EOS,
+            "stream": True,
+        }
+    ).encode()
+    s = socket.socket()
+    # The smallest receive window the kernel allows: the server's sends stall soon.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        s.connect((where.hostname, where.port))
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        # The usage row appears once the request has ended, i.e. once it was cut.
+        deadline = time.monotonic() + 120
+        rows = []
+        while not rows and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with sqlite3.connect(data / "aitier.db") as db:
+                rows = db.execute("SELECT status, completion_tokens FROM usage_records").fetchall()
+        assert rows, "the stream that nobody read never ended"
+        [(status, completion)] = rows
+        print(f"cut after {completion} of {4 * max_tokens} tokens, status {status}")
+        assert status == "cancelled"
+        assert 0 < completion < 4 * max_tokens
+        # Its sequences are gone (their slots keep only a reusable prefix).
+        assert _gauge(url.metrics, "aitier_sequences_running") == 0
+        # The server closed the connection: what was buffered, then the end.
+        s.settimeout(10)
+        try:
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        # Others are served, four sequences at once.
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2, n=4)
+        assert len(answer.choices) == 4
+    finally:
+        s.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

@@ -76,13 +76,14 @@ impl Fixed {
     fn of(cfg: &ServeConfig) -> Self {
         Self {
             server: format!(
-                "{} {} {} {:?} {:?} {:?} {:?} {} {:?} {:?}",
+                "{} {} {} {:?} {:?} {:?} {:?} {:?} {} {:?} {:?}",
                 cfg.host,
                 cfg.port,
                 cfg.max_body_bytes,
                 cfg.keep_alive,
                 cfg.drain,
                 cfg.read_timeout,
+                cfg.write_timeout,
                 cfg.metrics_addr,
                 cfg.metrics_on_api,
                 cfg.cors_origins,

@@ -2,8 +2,10 @@
 //! not set: a client has `read_timeout` to send a request's headers
 //! (hyper's header timer, which needs a timer `axum::serve` never gives it:
 //! headers trickled a byte at a time held a connection for ever), and as
-//! long again to send its body (`body_deadline`). Closing is graceful, as
-//! `axum::serve` does it: stop accepting, let each connection finish.
+//! long again to send its body (`body_deadline`), and a client that stops
+//! reading the answer fails its connection after `write_timeout`
+//! (`WriteTimeout`). Closing is graceful, as `axum::serve` does it: stop
+//! accepting, let each connection finish.
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,18 +27,28 @@ use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 
 use crate::error::ApiError;
+use crate::write_timeout::WriteTimeout;
+
+/// How long a client may take to send, and to take what it is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientTimeouts {
+    /// For a request's headers, then as long again for its body.
+    pub read: Duration,
+    /// For taking any byte of the answer while the server has some to send.
+    pub write: Duration,
+}
 
 /// Serves `app` on `listener` until `closed`, then waits for the
 /// connections' requests in flight to end.
 pub async fn serve<L: Listener>(
     mut listener: L,
     app: Router,
-    read_timeout: Duration,
+    timeouts: ClientTimeouts,
     closed: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
+        .header_read_timeout(timeouts.read);
     let graceful = GracefulShutdown::new();
     tokio::pin!(closed);
     loop {
@@ -47,7 +59,10 @@ pub async fn serve<L: Listener>(
         let service = app
             .clone()
             .map_request(|req: Request<Incoming>| req.map(Body::new));
-        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+        let conn = http.serve_connection(
+            TokioIo::new(WriteTimeout::new(io, timeouts.write)),
+            TowerToHyperService::new(service),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

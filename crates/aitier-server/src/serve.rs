@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::app::router;
 use crate::catalog::Catalog;
 use crate::config::{ServeArgs, ServeConfig};
-use crate::connections;
+use crate::connections::{self, ClientTimeouts};
 use crate::deployments::Routers;
 use crate::drain::{Drain, Phase, Signals};
 use crate::metrics::Metrics;
@@ -125,7 +125,10 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         listener,
         tls,
         app,
-        cfg.read_timeout,
+        ClientTimeouts {
+            read: cfg.read_timeout,
+            write: cfg.write_timeout,
+        },
         drain.reached(Phase::Closed),
     )?;
     // Cut requests end within moments; a connection that still holds on
@@ -154,7 +157,7 @@ fn serve_api(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
-    read_timeout: Duration,
+    timeouts: ClientTimeouts,
     closed: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Serving> {
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
@@ -168,10 +171,10 @@ fn serve_api(
         Some(acceptor) => Box::pin(connections::serve(
             TlsListener::new(listener, acceptor)?,
             app,
-            read_timeout,
+            timeouts,
             closed,
         )),
-        None => Box::pin(connections::serve(listener, app, read_timeout, closed)),
+        None => Box::pin(connections::serve(listener, app, timeouts, closed)),
     })
 }
 

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// idle keep-alive connection is closed after it too.
     #[arg(long, env = "AITIER_READ_TIMEOUT", value_parser = parse_duration)]
     pub read_timeout: Option<Duration>,
+    /// How long a client may take no byte of an answer the server is
+    /// sending; past it the connection is closed and its request cancelled
+    /// (a stream's sequence stops and frees its cache).
+    #[arg(long, env = "AITIER_WRITE_TIMEOUT", value_parser = parse_duration)]
+    pub write_timeout: Option<Duration>,
     /// Export spans over OTLP (HTTP, protobuf) to this URL, e.g.
     /// `http://collector:4318/v1/traces`; off without it.
     #[arg(long, env = "AITIER_OTLP_ENDPOINT")]

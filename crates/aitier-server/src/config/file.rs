@@ -59,6 +59,7 @@ pub struct FileServer {
     pub drain_grace: Option<String>,
     pub drain_timeout: Option<String>,
     pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
     /// `ADDR:PORT` or `off`.
     pub metrics_addr: Option<String>,
     pub metrics_on_api: Option<bool>,

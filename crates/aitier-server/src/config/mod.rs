@@ -105,6 +105,8 @@ pub struct ServeConfig {
     pub drain: DrainTimes,
     /// How long a client has to send a request's headers, then its body.
     pub read_timeout: Duration,
+    /// How long a client may take no byte of an answer being sent.
+    pub write_timeout: Duration,
     /// The metrics listener's address; `None` when off.
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
@@ -447,6 +449,7 @@ impl ServeConfig {
             keep_alive: server.keep_alive,
             drain: server.drain,
             read_timeout: server.read_timeout,
+            write_timeout: server.write_timeout,
             metrics_addr: server.metrics_addr,
             metrics_on_api: server.metrics_on_api,
             cors_origins: server.cors_origins,

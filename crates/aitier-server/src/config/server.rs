@@ -35,6 +35,7 @@ pub(super) struct Server {
     pub keep_alive: Duration,
     pub drain: DrainTimes,
     pub read_timeout: Duration,
+    pub write_timeout: Duration,
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
     pub cors_origins: Vec<String>,
@@ -126,24 +127,22 @@ fn duration(
     }
 }
 
-fn read_timeout(args: &ServeArgs, file: &FileConfig) -> Result<Duration, ConfigError> {
-    let d = duration(
-        args.read_timeout,
-        file.server.read_timeout.as_deref(),
-        "read_timeout",
-        DEFAULT_READ_TIMEOUT,
-    )?;
+fn client_timeout(
+    flag: Option<Duration>,
+    file: Option<&str>,
+    name: &str,
+) -> Result<Duration, ConfigError> {
+    let d = duration(flag, file, name, DEFAULT_CLIENT_TIMEOUT)?;
     if d.is_zero() {
-        return Err(ConfigError::Invalid(
-            "read_timeout must be more than 0".into(),
-        ));
+        return Err(ConfigError::Invalid(format!("{name} must be more than 0")));
     }
     Ok(d)
 }
 
-/// Long enough for a body of the largest size on a slow link; short
-/// enough that a trickling client does not hold a connection for long.
-const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Long enough for a body of the largest size, or a pause in reading a
+/// stream, on a slow link; short enough that a trickling or stalled client
+/// does not hold a connection (and its request) for long.
+const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn drain_times(args: &ServeArgs, file: &FileConfig) -> Result<DrainTimes, ConfigError> {
     let d = DrainTimes::default();
@@ -205,7 +204,16 @@ pub(super) fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, Conf
         max_body_bytes,
         keep_alive: Duration::from_secs(keep_alive),
         drain: drain_times(args, file)?,
-        read_timeout: read_timeout(args, file)?,
+        read_timeout: client_timeout(
+            args.read_timeout,
+            file.server.read_timeout.as_deref(),
+            "read_timeout",
+        )?,
+        write_timeout: client_timeout(
+            args.write_timeout,
+            file.server.write_timeout.as_deref(),
+            "write_timeout",
+        )?,
         metrics_addr: metrics_addr(args, file)?,
         metrics_on_api: args.metrics_on_api || file.server.metrics_on_api.unwrap_or(false),
         cors_origins: cors_origins(args, file)?,
