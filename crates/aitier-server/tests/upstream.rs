@@ -173,6 +173,37 @@ fn streams_that_fail_midway_trip_the_breaker() {
 }
 
 #[test]
+fn a_stream_that_stalls_midway_ends_with_an_error_and_trips_the_breaker() {
+    let f = FaultServer::start();
+    f.script.always(Act::StallMidway(vec!["Hel", "lo"]));
+    let s = tier(
+        "attempts = 3\ntimeout_secs = 1\nbreaker_failures = 2\nbreaker_cooldown_secs = 3600",
+        &deployment("f1", &f, 1),
+        "",
+    );
+    for _ in 0..2 {
+        // What was relayed stays, the idle timeout ends the stream with an
+        // error event instead of [DONE], and nothing is retried.
+        let (chunks, done) = stream(&s, "/v1/chat/completions", &stream_body());
+        assert_eq!(streamed_text(&chunks), "Hello");
+        assert!(!done);
+        let last = chunks.last().expect("chunks");
+        assert_eq!(last["error"]["code"], "upstream_error", "{last}");
+        let message = last["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("stalled"), "{last}");
+    }
+    assert_eq!(f.script.hits(), 2);
+    let text = metrics_text(&s);
+    assert!(
+        text.contains("aitier_deployment_breaker{model=\"m\",deployment=\"f1\"} 2"),
+        "{text}"
+    );
+    let (status, v) = post(&s, "/v1/chat/completions", &hello());
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(f.script.hits(), 2, "the open breaker kept the request away");
+}
+
+#[test]
 fn a_stream_broken_midway_is_not_retried_and_repeats_nothing() {
     let f = FaultServer::start();
     let s = tier("attempts = 3", &deployment("f1", &f, 1), "");

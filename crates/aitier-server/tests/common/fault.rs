@@ -28,6 +28,8 @@ pub enum Act {
     Stall,
     /// Sends these pieces, then breaks the connection.
     Reset(Vec<&'static str>),
+    /// Sends these pieces, then nothing more, keeping the connection open.
+    StallMidway(Vec<&'static str>),
     /// Sends a chunk that is not JSON.
     Malformed,
     /// A piece every 50 ms, forever.
@@ -159,6 +161,12 @@ async fn complete(State(script): State<Arc<Script>>, Json(req): Json<Value>) -> 
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 item
             });
+            sse(Body::from_stream(body))
+        }
+        Act::StallMidway(pieces) => {
+            let sent: Vec<Result<Bytes, Infallible>> =
+                pieces.iter().map(|p| Ok(chunk(&model, p, None))).collect();
+            let body = futures::stream::iter(sent).chain(futures::stream::pending());
             sse(Body::from_stream(body))
         }
         Act::Malformed => sse(Body::from("data: {this is not json\n\n")),
