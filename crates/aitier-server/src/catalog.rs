@@ -90,7 +90,7 @@ impl Fixed {
                 cfg.tls,
             ),
             tenancy: format!(
-                "{} {} {} {} {}",
+                "{} {} {} {} {} {}",
                 cfg.tenancy.database_url,
                 cfg.tenancy
                     .admin_token
@@ -98,7 +98,8 @@ impl Fixed {
                     .map_or("", |s| s.0.as_str()),
                 cfg.tenancy.allow_open,
                 cfg.tenancy.default_completion_reserve,
-                cfg.tenancy.ledger_queue
+                cfg.tenancy.ledger_queue,
+                cfg.tenancy.ledger_sync
             ),
         }
     }

@@ -237,17 +237,25 @@ pub async fn start(
     gen: GenerateRequest,
 ) -> Result<EventStream, ApiError> {
     let mut timer = caller.timer(state, model);
-    let (events, mut ticket) = serve(state, &caller, model, &gen)
+    let (events, ticket) = serve(state, &caller, model, &gen)
         .await
         .inspect_err(|e| timer.failed(e))?;
     // The ticket lives as long as the stream: dropped early, it bills
-    // what was sent.
-    Ok(events
-        .inspect(move |ev| {
-            ticket.observe(ev);
-            timer.observe(ev);
-        })
-        .boxed())
+    // what was sent. In the ledger's sync mode the final event waits
+    // until its row is written.
+    Ok(futures::stream::unfold(
+        (events, ticket, timer),
+        |(mut events, mut ticket, mut timer)| async move {
+            let ev = events.next().await?;
+            ticket.observe(&ev);
+            timer.observe(&ev);
+            if let Some(written) = ticket.written() {
+                written.wait().await;
+            }
+            Some((ev, (events, ticket, timer)))
+        },
+    )
+    .boxed())
 }
 
 /// Embeds for an authenticated caller, with the same checks, admission,
@@ -266,6 +274,9 @@ pub async fn embed(
         ticket.served_by(d);
     }
     ticket.completed(&Usage::new(answer.prompt_tokens, 0, 0), answer.estimated);
+    if let Some(written) = ticket.written() {
+        written.wait().await;
+    }
     timer.embedded(answer.prompt_tokens);
     Ok(answer)
 }

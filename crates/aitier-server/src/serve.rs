@@ -31,10 +31,28 @@ const CUT_WAIT: Duration = Duration::from_secs(5);
 /// without keys: only on loopback, or when told `--allow-open`.
 async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
     let t = &cfg.tenancy;
-    let store = SqlStore::open(&t.database_url).await?;
-    tracing::info!(backend = store.backend(), url = %redact_url(&t.database_url), "tenancy database ready");
+    let store = SqlStore::lazy(&t.database_url)?;
+    let url = redact_url(&t.database_url);
     let allow_open = cfg.host.is_loopback() || t.allow_open;
-    if !store.has_keys().await? {
+    let reachable = match store.ready().await {
+        Ok(()) => {
+            tracing::info!(backend = store.backend(), %url, "tenancy database ready");
+            true
+        }
+        // A shared database may come up after the service: serve, and
+        // refuse what needs it until it answers. A SQLite file that cannot
+        // be opened will not open by waiting.
+        Err(e) if store.backend() == "postgres" => {
+            tracing::error!(
+                %url, error = %e,
+                "the tenancy database is unavailable; serving anyway: requests that need it \
+                 get 503 until it answers"
+            );
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if reachable && !store.has_keys().await? {
         if !allow_open {
             anyhow::bail!(
                 "no API key exists and {} is not a loopback address: create a key \
@@ -53,6 +71,7 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
             allow_open,
             default_completion_reserve: t.default_completion_reserve,
             ledger_capacity: t.ledger_queue,
+            ledger_sync: t.ledger_sync,
         },
     ))
 }

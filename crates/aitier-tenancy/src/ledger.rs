@@ -9,6 +9,11 @@
 //! database falls behind and every slot is taken, new requests are refused
 //! (by the caller) instead of queueing rows in memory without end; rows of
 //! requests already running always have their place.
+//!
+//! A process killed without a graceful stop loses the rows still queued.
+//! In sync mode a row's writer is told when it is in the database, so the
+//! server can hold the end of the answer until then: a client that got a
+//! whole answer always has its row.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +29,11 @@ const LINGER: Duration = Duration::from_millis(20);
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 enum Cmd {
-    Row(Box<UsageRecord>, OwnedSemaphorePermit),
+    Row(
+        Box<UsageRecord>,
+        OwnedSemaphorePermit,
+        Option<oneshot::Sender<()>>,
+    ),
     Flush(oneshot::Sender<()>),
 }
 
@@ -34,6 +43,18 @@ pub struct Ledger {
     room: Arc<Semaphore>,
     capacity: usize,
     counts: Arc<Counts>,
+    sync: bool,
+}
+
+/// Resolves once a row is in the database (or was refused and logged).
+pub struct Written(oneshot::Receiver<()>);
+
+impl Written {
+    pub async fn wait(self) {
+        // An error means the writer dropped the row's sender: it is done
+        // with the row either way.
+        let _ = self.0.await;
+    }
 }
 
 /// Rows written, and rows the database refused and the writer dropped.
@@ -47,32 +68,43 @@ pub struct Counts {
 pub struct LedgerSlot {
     tx: mpsc::UnboundedSender<Cmd>,
     permit: OwnedSemaphorePermit,
+    sync: bool,
 }
 
 impl LedgerSlot {
-    pub fn record(self, row: UsageRecord) {
-        if let Err(e) = self.tx.send(Cmd::Row(Box::new(row), self.permit)) {
+    /// Queues the row; in sync mode, with a way to wait until it is written.
+    pub fn record(self, row: UsageRecord) -> Option<Written> {
+        let (done, written) = if self.sync {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(Written(rx)))
+        } else {
+            (None, None)
+        };
+        if let Err(e) = self.tx.send(Cmd::Row(Box::new(row), self.permit, done)) {
             // Only after the writer is gone, i.e. the runtime is shutting down.
-            if let Cmd::Row(row, _) = e.0 {
+            if let Cmd::Row(row, ..) = e.0 {
                 tracing::error!(row = ?row, "usage row after the ledger stopped");
             }
         }
+        written
     }
 }
 
 impl Ledger {
     /// Starts the writer on the current runtime, with room for `capacity`
-    /// rows between a request's start and its row's write.
-    pub fn start(store: Arc<dyn Store>, capacity: usize) -> Self {
+    /// rows between a request's start and its row's write; in `sync` mode
+    /// each row can be waited for.
+    pub fn start(store: Arc<dyn Store>, capacity: usize, sync: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
-        tokio::spawn(write_loop(store, rx, counts.clone()));
+        tokio::spawn(write_loop(store, rx, counts.clone(), sync));
         let capacity = capacity.max(1);
         Self {
             tx,
             room: Arc::new(Semaphore::new(capacity)),
             capacity,
             counts,
+            sync,
         }
     }
 
@@ -82,6 +114,7 @@ impl Ledger {
         Some(LedgerSlot {
             tx: self.tx.clone(),
             permit,
+            sync: self.sync,
         })
     }
 
@@ -107,17 +140,23 @@ async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     counts: Arc<Counts>,
+    sync: bool,
 ) {
     let mut rows: Vec<UsageRecord> = Vec::new();
     // One per row in `rows`: its slot is free again once it is written.
     let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    // Sync mode: whom to tell when a row (by id) is written.
+    let mut writers: Vec<(String, oneshot::Sender<()>)> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         for round in 0..2 {
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Cmd::Row(r, slot) => {
+                    Cmd::Row(r, slot, done) => {
+                        if let Some(done) = done {
+                            writers.push((r.row_id.clone(), done));
+                        }
                         rows.push(*r);
                         slots.push(slot);
                     }
@@ -129,13 +168,17 @@ async fn write_loop(
             }
             // A short linger gathers the rows of concurrent requests into one
             // transaction, so writes take the database's lock less often.
-            if round == 0 && waiting.is_empty() && rows.len() < BATCH {
+            // In sync mode answers wait for their rows: no lingering then
+            // (rows still gather while a write is under way).
+            if round == 0 && !sync && waiting.is_empty() && rows.len() < BATCH {
                 tokio::time::sleep(LINGER).await;
                 next = rx.try_recv().ok();
             }
         }
         write(store.as_ref(), &mut rows, &counts).await;
         slots.truncate(rows.len());
+        // Dropping a sender tells its waiter the row is done with.
+        writers.retain(|(id, _)| rows.iter().any(|r| &r.row_id == id));
         if rows.is_empty() {
             for done in waiting.drain(..) {
                 let _ = done.send(());

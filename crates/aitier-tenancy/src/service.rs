@@ -28,6 +28,8 @@ pub struct TenancyConfig {
     /// Requests running plus usage rows not yet written, beyond which new
     /// requests are refused (503 `limits_unavailable`).
     pub ledger_capacity: usize,
+    /// Hold the end of each answer until its ledger row is written.
+    pub ledger_sync: bool,
 }
 
 impl Default for TenancyConfig {
@@ -36,6 +38,7 @@ impl Default for TenancyConfig {
             allow_open: true,
             default_completion_reserve: 1024,
             ledger_capacity: DEFAULT_CAPACITY,
+            ledger_sync: false,
         }
     }
 }
@@ -78,7 +81,7 @@ impl Tenancy {
         limiter: Arc<dyn Limiter>,
         config: TenancyConfig,
     ) -> Arc<Self> {
-        let ledger = Ledger::start(store.clone(), config.ledger_capacity);
+        let ledger = Ledger::start(store.clone(), config.ledger_capacity, config.ledger_sync);
         Arc::new(Self {
             store,
             limiter,

@@ -9,7 +9,7 @@ use aitier_core::{CoreError, FinishReason, GenEvent, RequestSize};
 use aitier_protocol::Usage;
 
 use crate::admission::{Admission, Holds};
-use crate::ledger::LedgerSlot;
+use crate::ledger::{LedgerSlot, Written};
 use crate::principal::Principal;
 use crate::store::{Outcome, UsageRecord};
 
@@ -26,6 +26,8 @@ pub struct Ticket {
     admission: Admission,
     /// Taken when the row is written.
     slot: Option<LedgerSlot>,
+    /// In sync mode, once the row is queued: resolves when it is written.
+    written: Option<Written>,
     who: Identity,
     started: Instant,
     ts: i64,
@@ -45,6 +47,7 @@ impl Ticket {
         Self {
             admission,
             slot: Some(slot),
+            written: None,
             who,
             started: Instant::now(),
             ts: aitier_core::clock::now_ms(),
@@ -127,6 +130,12 @@ impl Ticket {
         }
     }
 
+    /// In the ledger's sync mode, once the row is queued: what to wait on
+    /// before the end of the answer goes out.
+    pub fn written(&mut self) -> Option<Written> {
+        self.written.take()
+    }
+
     /// A request answered whole (an embedding): its usage writes the row.
     pub fn completed(&mut self, usage: &Usage, estimated: bool) {
         self.estimated = estimated;
@@ -157,7 +166,8 @@ impl Ticket {
         let used = u64::from(prompt) + u64::from(completion);
         self.admission.settle(holds.places, holds.tokens, used);
         let who = &self.who;
-        slot.record(UsageRecord {
+        self.written = slot.record(UsageRecord {
+            row_id: uuid::Uuid::new_v4().simple().to_string(),
             ts: self.ts,
             request_id: who.request_id.clone(),
             tenant_id: who

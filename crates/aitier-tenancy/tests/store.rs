@@ -466,3 +466,72 @@ async fn a_full_ledger_refuses_new_requests_and_loses_no_row() {
             .is_ok());
     }
 }
+
+#[tokio::test]
+async fn a_batch_written_again_adds_no_row_and_settles_nothing_twice() {
+    use aitier_tenancy::store::Reservation;
+    for (backend, url) in database_urls().await {
+        let store = SqlStore::open(&url).await.expect("open store");
+        let limits = Limits {
+            budget_tokens: Some(1_000),
+            budget_period: Some(BudgetPeriod::Day),
+            ..Default::default()
+        };
+        let tenant = store.create_tenant("again", &limits).await.expect("tenant");
+        let scope = Scope::Tenant(tenant.id.clone());
+        let period = BudgetPeriod::Day.window(aitier_core::clock::now_ms()).0;
+        let hold = |tokens| Reservation {
+            scope: scope.clone(),
+            period: period.clone(),
+            tokens,
+            limit: 1_000,
+        };
+        for _ in 0..2 {
+            assert_eq!(store.reserve(&[hold(100)]).await.expect("reserve"), None);
+        }
+        let row = |row_id: &str, completion| aitier_tenancy::UsageRecord {
+            row_id: row_id.into(),
+            ts: aitier_core::clock::now_ms(),
+            request_id: format!("req_{row_id}"),
+            tenant_id: tenant.id.clone(),
+            key_id: None,
+            model: "m".into(),
+            provider: "m".into(),
+            endpoint: "/v1/chat/completions".into(),
+            prompt_tokens: 10,
+            cached_tokens: 0,
+            completion_tokens: completion,
+            ttft_ms: Some(1),
+            duration_ms: 2,
+            status: aitier_tenancy::Outcome::Ok,
+            finish_reason: None,
+            estimated: false,
+            reservations: vec![hold(100)],
+        };
+        let first = [row("a", 20)];
+        store.record(&first).await.expect("write");
+        // The first row again (its commit's answer lost), with one new row.
+        store
+            .record(&[row("a", 20), row("b", 30)])
+            .await
+            .expect("write again");
+        let rows = store
+            .usage(&UsageQuery {
+                group_by: vec![GroupBy::Tenant],
+                ..Default::default()
+            })
+            .await
+            .expect("usage");
+        assert_eq!(rows.len(), 1, "{backend}");
+        assert_eq!(
+            (rows[0].requests, rows[0].total_tokens),
+            (2, 30 + 40),
+            "{backend}"
+        );
+        assert_eq!(
+            store.budget_state(&scope, &period).await.expect("state"),
+            (70, 0),
+            "{backend}"
+        );
+    }
+}

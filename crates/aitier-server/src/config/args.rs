@@ -128,6 +128,11 @@ pub struct ServeArgs {
     /// requests get 503 (the database is not keeping up).
     #[arg(long, env = "AITIER_LEDGER_QUEUE")]
     pub ledger_queue: Option<usize>,
+    /// Send the end of each answer only once its usage row is written, so
+    /// that a crash loses no row of an answer a client received (the
+    /// default writes rows a moment later, in batches).
+    #[arg(long, env = "AITIER_LEDGER_SYNC")]
+    pub ledger_sync: bool,
 }
 
 /// `30s`, `1m 30s`, `500ms`, or a bare number of seconds.

@@ -35,6 +35,7 @@ pub struct FileTenancy {
     pub allow_open: Option<bool>,
     pub default_completion_reserve: Option<u32>,
     pub ledger_queue: Option<usize>,
+    pub ledger_sync: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

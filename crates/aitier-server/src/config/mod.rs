@@ -45,6 +45,7 @@ pub struct TenancySettings {
     pub allow_open: bool,
     pub default_completion_reserve: u32,
     pub ledger_queue: usize,
+    pub ledger_sync: bool,
 }
 
 impl std::fmt::Debug for TenancySettings {
@@ -61,6 +62,7 @@ impl std::fmt::Debug for TenancySettings {
                 &self.default_completion_reserve,
             )
             .field("ledger_queue", &self.ledger_queue)
+            .field("ledger_sync", &self.ledger_sync)
             .finish()
     }
 }
@@ -430,6 +432,7 @@ fn tenancy(args: &ServeArgs, file: &FileConfig) -> Result<TenancySettings, Confi
             .or(t.default_completion_reserve)
             .unwrap_or(1024),
         ledger_queue,
+        ledger_sync: args.ledger_sync || t.ledger_sync.unwrap_or(false),
     })
 }
 

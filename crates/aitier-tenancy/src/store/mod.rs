@@ -196,6 +196,8 @@ impl Outcome {
 /// One ledger row: what a request used and how it ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageRecord {
+    /// Unique, so that writing the row again adds nothing.
+    pub row_id: String,
     pub ts: i64,
     pub request_id: String,
     pub tenant_id: String,

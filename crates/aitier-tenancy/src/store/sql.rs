@@ -1,8 +1,9 @@
 //! The store on SQLite or PostgreSQL through sqlx's `Any` driver. Queries
 //! are written once in the dialect both accept (`$n` parameters, BIGINT
 //! columns, `ON CONFLICT`); only the migrations differ.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
@@ -18,8 +19,14 @@ use crate::limits::Limits;
 use crate::scope::Scope;
 use aitier_core::clock::now_ms;
 
-/// Ledger rows per INSERT: 14 parameters each, well under both databases' limits.
+/// Ledger rows per INSERT: 16 parameters each, well under both databases' limits.
 const INSERT_CHUNK: usize = 100;
+
+/// How long a query waits for a connection. sqlx keeps trying to connect
+/// until then (it takes a refused connection for a database starting up),
+/// so this is also how long a request waits before it is told the
+/// database is down.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -31,6 +38,9 @@ pub struct SqlStore {
     /// (1 ms and up per retry); on PostgreSQL it is the same pool.
     writer: AnyPool,
     postgres: bool,
+    /// Set once the migrations have run: the first query that reaches the
+    /// database runs them, so the service can start while it is down.
+    migrated: tokio::sync::OnceCell<()>,
 }
 
 const TENANT_COLS: &str =
@@ -91,6 +101,15 @@ fn new_id(prefix: &str) -> String {
 impl SqlStore {
     /// Opens (creating a SQLite file if needed) and migrates.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::lazy(url)?;
+        store.ready().await?;
+        Ok(store)
+    }
+
+    /// A store that connects and migrates on first use, and again after
+    /// each failure: while the database is down every call fails with
+    /// `StoreError::Db`, and the first after it returns succeeds.
+    pub fn lazy(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let url = if postgres {
@@ -98,8 +117,10 @@ impl SqlStore {
         } else {
             sqlite_url(url)?
         };
-        let connect = |max: u32| {
-            let mut opts = AnyPoolOptions::new().max_connections(max);
+        let pool = |max: u32| {
+            let mut opts = AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(ACQUIRE_TIMEOUT);
             if !postgres {
                 opts = opts.after_connect(|conn, _| {
                     Box::pin(async move {
@@ -111,33 +132,45 @@ impl SqlStore {
                     })
                 });
             }
-            let url = url.clone();
-            async move {
-                opts.connect(&url)
-                    .await
-                    .map_err(|e| StoreError::Db(format!("connecting to {}: {e}", redact_url(&url))))
-            }
+            opts.connect_lazy(&url)
+                .map_err(|e| StoreError::Invalid(format!("database {}: {e}", redact_url(&url))))
         };
-        let pool = connect(if postgres { 16 } else { 8 }).await?;
-        let writer = if postgres {
-            pool.clone()
-        } else {
-            connect(1).await?
-        };
-        let migrator = if postgres {
+        let reader = pool(if postgres { 16 } else { 8 })?;
+        let writer = if postgres { reader.clone() } else { pool(1)? };
+        Ok(Self {
+            pool: reader,
+            writer,
+            postgres,
+            migrated: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// Migrates once the database answers.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let migrator = if self.postgres {
             &POSTGRES_MIGRATIONS
         } else {
             &SQLITE_MIGRATIONS
         };
-        migrator
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Db(format!("migrating: {e}")))?;
-        Ok(Self {
-            pool,
-            writer,
-            postgres,
-        })
+        self.migrated
+            .get_or_try_init(|| async {
+                migrator
+                    .run(&self.writer)
+                    .await
+                    .map_err(|e| StoreError::Db(format!("migrating: {e}")))
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn pool(&self) -> Result<&AnyPool, StoreError> {
+        self.ready().await?;
+        Ok(&self.pool)
+    }
+
+    async fn writer(&self) -> Result<&AnyPool, StoreError> {
+        self.ready().await?;
+        Ok(&self.writer)
     }
 
     async fn fetch_tenant(&self, id_or_name: &str) -> Result<Option<Tenant>, StoreError> {
@@ -145,7 +178,7 @@ impl SqlStore {
             "SELECT {TENANT_COLS} FROM tenants WHERE id = $1 OR name = $1"
         ))
         .bind(id_or_name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool().await?)
         .await?;
         Ok(row.as_ref().map(tenant_from).transpose()?)
     }
@@ -212,7 +245,7 @@ impl Store for SqlStore {
             .bind(&t.id)
             .bind(&t.name)
             .bind(t.created_at);
-        let res = bind_limits(q, limits).execute(&self.writer).await;
+        let res = bind_limits(q, limits).execute(self.writer().await?).await;
         match res {
             Ok(_) => Ok(t),
             Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -226,7 +259,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(&format!(
             "SELECT {TENANT_COLS} FROM tenants ORDER BY created_at, id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool().await?)
         .await?;
         Ok(rows.iter().map(tenant_from).collect::<Result<_, _>>()?)
     }
@@ -255,7 +288,9 @@ impl Store for SqlStore {
         .bind(&t.id)
         .bind(&t.name)
         .bind(i64::from(t.disabled));
-        let res = bind_limits(q, &t.limits).execute(&self.writer).await;
+        let res = bind_limits(q, &t.limits)
+            .execute(self.writer().await?)
+            .await;
         match res {
             Ok(_) => Ok(t),
             Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -293,7 +328,7 @@ impl Store for SqlStore {
         .bind(key.name.clone())
         .bind(&minted.secret_hash)
         .bind(key.created_at);
-        bind_limits(q, limits).execute(&self.writer).await?;
+        bind_limits(q, limits).execute(self.writer().await?).await?;
         Ok((key, minted.full))
     }
 
@@ -305,14 +340,14 @@ impl Store for SqlStore {
                     "SELECT {KEY_COLS} FROM api_keys k WHERE k.tenant_id = $1 ORDER BY k.created_at, k.id"
                 ))
                 .bind(t.id)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool().await?)
                 .await?
             }
             None => {
                 sqlx::query(&format!(
                     "SELECT {KEY_COLS} FROM api_keys k ORDER BY k.created_at, k.id"
                 ))
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool().await?)
                 .await?
             }
         };
@@ -323,13 +358,13 @@ impl Store for SqlStore {
         sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)
             .bind(now_ms())
-            .execute(&self.writer)
+            .execute(self.writer().await?)
             .await?;
         let row = sqlx::query(&format!(
             "SELECT {KEY_COLS} FROM api_keys k WHERE k.id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool().await?)
         .await?;
         row.as_ref()
             .map(key_from)
@@ -347,7 +382,7 @@ impl Store for SqlStore {
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let tenant = Tenant {
@@ -366,7 +401,7 @@ impl Store for SqlStore {
 
     async fn has_keys(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool().await?)
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
@@ -411,7 +446,7 @@ impl Store for SqlStore {
                 .bind(i(Some(h.limit)));
         }
         let held: Vec<String> = q
-            .fetch_all(&self.writer)
+            .fetch_all(self.writer().await?)
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>("scope"))
@@ -431,7 +466,7 @@ impl Store for SqlStore {
         if holds.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer().await?.begin().await?;
         for h in holds {
             sqlx::query(
                 "UPDATE budget_usage SET reserved = reserved - $3 WHERE scope = $1 AND period = $2",
@@ -450,32 +485,25 @@ impl Store for SqlStore {
         if rows.is_empty() {
             return Ok(());
         }
-        // Each counter is settled once per batch, last, so that its row lock
-        // (PostgreSQL) is held for as short a time as possible.
-        let mut settle: BTreeMap<(&Scope, &str), (i64, i64)> = BTreeMap::new();
-        for r in rows {
-            let used = i(Some(r.prompt_tokens + r.completion_tokens)).unwrap_or(0);
-            for h in &r.reservations {
-                let e = settle.entry((&h.scope, h.period.as_str())).or_default();
-                e.0 += used;
-                e.1 += i(Some(h.tokens)).unwrap_or(0);
-            }
-        }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer().await?.begin().await?;
+        // A batch is retried when its commit's answer was lost, so a row
+        // already written is skipped (by its id), and settles nothing again.
+        let mut inserted = HashSet::new();
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = String::from(
                 "INSERT INTO usage_records (ts, request_id, tenant_id, key_id, model, provider, \
                  prompt_tokens, cached_tokens, completion_tokens, ttft_ms, duration_ms, status, \
-                 finish_reason, estimated, endpoint) VALUES ",
+                 finish_reason, estimated, endpoint, row_id) VALUES ",
             );
             for k in 0..chunk.len() {
                 if k > 0 {
                     sql.push_str(", ");
                 }
-                let b = k * 15;
-                let params: Vec<String> = (1..=15).map(|j| format!("${}", b + j)).collect();
+                let b = k * 16;
+                let params: Vec<String> = (1..=16).map(|j| format!("${}", b + j)).collect();
                 sql.push_str(&format!("({})", params.join(", ")));
             }
+            sql.push_str(" ON CONFLICT (row_id) DO NOTHING RETURNING row_id");
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q
@@ -493,9 +521,23 @@ impl Store for SqlStore {
                     .bind(r.status.as_str())
                     .bind(r.finish_reason.map(|f| f.as_str()))
                     .bind(i64::from(r.estimated))
-                    .bind(&r.endpoint);
+                    .bind(&r.endpoint)
+                    .bind(&r.row_id);
             }
-            q.execute(&mut *tx).await?;
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        // Each counter is settled once per batch, last, so that its row lock
+        // (PostgreSQL) is held for as short a time as possible.
+        let mut settle: BTreeMap<(&Scope, &str), (i64, i64)> = BTreeMap::new();
+        for r in rows.iter().filter(|r| inserted.contains(&r.row_id)) {
+            let used = i(Some(r.prompt_tokens + r.completion_tokens)).unwrap_or(0);
+            for h in &r.reservations {
+                let e = settle.entry((&h.scope, h.period.as_str())).or_default();
+                e.0 += used;
+                e.1 += i(Some(h.tokens)).unwrap_or(0);
+            }
         }
         for ((scope, period), (used, held)) in settle {
             sqlx::query(
@@ -522,7 +564,7 @@ impl Store for SqlStore {
                 Bind::Int(n) => query.bind(n),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(self.pool().await?).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             if let Some(r) = usage_row(&row, &q.group_by)? {
@@ -537,7 +579,7 @@ impl Store for SqlStore {
             sqlx::query("SELECT used, reserved FROM budget_usage WHERE scope = $1 AND period = $2")
                 .bind(scope.to_string())
                 .bind(period)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool().await?)
                 .await?;
         Ok(match row {
             Some(r) => (
@@ -559,7 +601,7 @@ impl Store for SqlStore {
         .bind(&r.model)
         .bind(&r.body)
         .bind(&r.input_items)
-        .execute(&self.writer)
+        .execute(self.writer().await?)
         .await?;
         Ok(())
     }
@@ -575,7 +617,7 @@ impl Store for SqlStore {
         )
         .bind(id)
         .bind(owner)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool().await?)
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -594,7 +636,7 @@ impl Store for SqlStore {
         let done = sqlx::query("DELETE FROM responses WHERE id = $1 AND owner = $2")
             .bind(id)
             .bind(owner)
-            .execute(&self.writer)
+            .execute(self.writer().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
