@@ -1,10 +1,13 @@
 """The tenancy database failing: PostgreSQL down when the service starts,
-then killed while streams run. Requests that need it get 503 with a clear
-error, the service recovers without a restart when it returns, and no
-ledger row is lost or written twice."""
+then killed while streams run; SQLite on a disk that fills up. Requests
+that need the database get 503 with a clear error, the service recovers
+without a restart when it returns, and no ledger row is lost or written
+twice."""
 
+import errno
 import os
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -14,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import MODEL, PG_ENV, REPO, key_client, spawn_server
+from conftest import MODEL, PG_ENV, REPO, key_client, running_server, spawn_server
 
 ADMIN = "admin-token-for-database-fault-tests"
 PG_TEMP = REPO / "scripts" / "pg-temp.sh"
@@ -132,3 +135,68 @@ def test_the_database_down_at_start_and_killed_mid_run(postgres, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+@pytest.fixture
+def small_disk():
+    """A 4 MiB tmpfs, so that the test can fill it."""
+    where = tempfile.mkdtemp()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", where], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs (the test needs root): {mounted.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", "-l", where], check=False)
+    os.rmdir(where)
+
+
+def _fill(path: str) -> None:
+    """Adds to `path` until not one more byte fits. SQLite gives back what
+    a failed write took, so a test keeps the disk full by calling it again."""
+    with open(path, "ab", buffering=0) as f:
+        for size in (1 << 16, 1 << 12, 1 << 9, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+
+
+def test_a_full_disk_refuses_writes_loudly_and_loses_no_row(small_disk, tmp_path):
+    """SQLite's disk fills up: answers go on (their rows wait in memory,
+    bounded by the ledger queue), a write that does not fit gets 503
+    `store_unavailable`, the log says why; once there is room every row is
+    written once and the file is intact."""
+    data = os.path.join(small_disk, "data")
+    log = tmp_path / "server.log"
+    with running_server(log, ["--data-dir", data, "--admin-token", ADMIN]) as url:
+        admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        hi = lambda: client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+        for _ in range(3):
+            hi()
+        _until("rows written", lambda: _gauge(url.metrics, "aitier_ledger_pending") == 0)
+        # SQLite writes into its write-ahead log, which keeps its size after
+        # a checkpoint: empty it first, so that a write needs new room.
+        with sqlite3.connect(os.path.join(data, "aitier.db")) as db:
+            assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        filler = os.path.join(small_disk, "filler")
+        for _ in range(6):
+            _fill(filler)
+            hi()
+        _fill(filler)
+        # A failed write leaves its room in the log, where a smaller one may
+        # fit later; this one is larger than any batch of six rows.
+        big = {"name": "full", "models": [f"model-{i:05}-{'x' * 30}" for i in range(2000)]}
+        r = admin.post("/admin/v1/tenants", json=big)
+        assert r.status_code == 503, r.text[:300]
+        assert r.json()["error"]["code"] == "store_unavailable"
+        assert _gauge(url.metrics, "aitier_ledger_pending") >= 1
+        assert "database or disk is full" in log.read_text()
+        assert _gauge(url.metrics, "aitier_ledger_write_failures_total") >= 1
+        os.remove(filler)
+        _until("rows written after the disk has room", lambda: _gauge(url.metrics, "aitier_ledger_pending") == 0, 30)
+        r = admin.post("/admin/v1/tenants", json=big)
+        assert r.status_code == 201, r.text[:300]
+    with sqlite3.connect(os.path.join(data, "aitier.db")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*), count(DISTINCT row_id) FROM usage_records").fetchone() == (9, 9)

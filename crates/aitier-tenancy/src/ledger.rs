@@ -24,6 +24,7 @@ use crate::store::{Store, UsageRecord};
 
 const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(20);
+const RETRY_KEPT: Duration = Duration::from_secs(1);
 
 /// Slots when nothing else is configured: rows in flight plus rows waiting.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -57,11 +58,13 @@ impl Written {
     }
 }
 
-/// Rows written, and rows the database refused and the writer dropped.
+/// Rows written, rows the database refused and the writer dropped, and
+/// writes that failed (their rows kept and retried).
 #[derive(Debug, Default)]
 pub struct Counts {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
+    pub failed_writes: AtomicU64,
 }
 
 /// A place reserved for one row.
@@ -148,8 +151,21 @@ async fn write_loop(
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     // Sync mode: whom to tell when a row (by id) is written.
     let mut writers: Vec<(String, oneshot::Sender<()>)> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
+    loop {
+        let mut next = if rows.is_empty() {
+            match rx.recv().await {
+                Some(cmd) => Some(cmd),
+                None => break,
+            }
+        } else {
+            // A row kept back by a failing database is tried again even
+            // when nothing new comes.
+            match tokio::time::timeout(RETRY_KEPT, rx.recv()).await {
+                Ok(Some(cmd)) => Some(cmd),
+                Ok(None) => break,
+                Err(_) => None,
+            }
+        };
         for round in 0..2 {
             while let Some(cmd) = next.take() {
                 match cmd {
@@ -204,6 +220,7 @@ async fn write(store: &dyn Store, rows: &mut Vec<UsageRecord>, counts: &Counts) 
             }
             Err(e) => {
                 failures += 1;
+                counts.failed_writes.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, pending = rows.len(), "writing usage rows failed; retrying");
                 if failures >= 3 && rows.len() > 1 {
                     let mut kept = Vec::new();

@@ -260,6 +260,11 @@ impl Live {
                 "Usage rows the database refused alone (logged in full, then dropped).",
                 counts.dropped.load(Ordering::Relaxed),
             ),
+            (
+                "aitier_ledger_write_failures",
+                "Writes of usage rows the database refused (down, disk full); the rows are kept and retried.",
+                counts.failed_writes.load(Ordering::Relaxed),
+            ),
         ] {
             let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(n).encode(family)?;

@@ -117,10 +117,13 @@ impl SqlStore {
         } else {
             sqlite_url(url)?
         };
-        let pool = |max: u32| {
+        let pool = |max: u32, writes: bool| {
             let mut opts = AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(ACQUIRE_TIMEOUT);
+            if !postgres && writes {
+                opts = opts.before_acquire(|conn, _| Box::pin(outside_transaction(conn)));
+            }
             if !postgres {
                 opts = opts.after_connect(|conn, _| {
                     Box::pin(async move {
@@ -135,8 +138,12 @@ impl SqlStore {
             opts.connect_lazy(&url)
                 .map_err(|e| StoreError::Invalid(format!("database {}: {e}", redact_url(&url))))
         };
-        let reader = pool(if postgres { 16 } else { 8 })?;
-        let writer = if postgres { reader.clone() } else { pool(1)? };
+        let reader = pool(if postgres { 16 } else { 8 }, postgres)?;
+        let writer = if postgres {
+            reader.clone()
+        } else {
+            pool(1, true)?
+        };
         Ok(Self {
             pool: reader,
             writer,
@@ -182,6 +189,20 @@ impl SqlStore {
         .await?;
         Ok(row.as_ref().map(tenant_from).transpose()?)
     }
+}
+
+/// Whether a SQLite connection may be used for a write: a write that
+/// failed with the disk full can leave SQLite inside a transaction that
+/// sqlx no longer knows of (its rollback failed), and every later write on
+/// that connection would then "succeed" and never be committed. Such a
+/// connection is closed instead of used.
+async fn outside_transaction(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    if let Err(e) = conn.execute("BEGIN").await {
+        tracing::warn!(error = %e, "a SQLite connection was left inside a transaction; replacing it");
+        return Ok(false);
+    }
+    conn.execute("ROLLBACK").await?;
+    Ok(true)
 }
 
 /// `sqlite://path`, `sqlite:path` or a bare path; created when missing.
