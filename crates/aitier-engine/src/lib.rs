@@ -4,15 +4,26 @@
 //! an engine thread of their own (see `embed_worker`). This is the only crate that touches
 //! llama.cpp; the rest of aitier sees it through `aitier_core::Provider`.
 
+// Without the engine, much of what it uses goes unused.
+#![cfg_attr(not(feature = "llama"), allow(dead_code, unused_imports))]
+
 mod config;
+#[cfg(feature = "llama")]
 mod embed_input;
+#[cfg(feature = "llama")]
 mod embed_worker;
+#[cfg(feature = "llama")]
 mod embedder;
+#[cfg(feature = "llama")]
 mod engine_thread;
 mod fair;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gbnf;
+#[cfg(feature = "llama")]
 mod grammar;
 mod job;
+#[cfg(feature = "llama")]
 mod local;
 mod plan;
 mod sampler;
@@ -21,12 +32,17 @@ mod segments;
 mod sequence;
 mod template;
 mod textout;
+#[cfg(feature = "llama")]
 mod tokens;
 mod toolcall;
+#[cfg(feature = "llama")]
 mod worker;
 
 pub use config::{EngineConfig, Task};
+#[cfg(feature = "llama")]
 pub use embedder::EmbeddingModel;
+#[cfg(feature = "llama")]
 pub use engine_thread::EngineError;
+#[cfg(feature = "llama")]
 pub use local::LocalModel;
 pub use template::{ChatTemplate, TemplateError};
