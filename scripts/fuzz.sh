@@ -17,7 +17,7 @@ secs=${1:-30}
 shift || true
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(api_requests upstream_sse chat_template tool_calls api_keys)
+  targets=(api_requests upstream_sse chat_template tool_calls api_keys config)
 fi
 host=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -36,7 +36,7 @@ for t in "${targets[@]}"; do
   grep -E "^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "$scratch/$t.log" >&2 || true
   if [[ "${FUZZ_KEEP:-0}" == 1 ]]; then
     mkdir -p "$scratch/$t.min"
-    "target/fuzz/$host/release/$t" -merge=1 "$scratch/$t.min" "fuzz/corpus/$t" "$scratch/$t" 2>/dev/null
+    "target/fuzz/$host/release/$t" -set_cover_merge=1 "$scratch/$t.min" "fuzz/corpus/$t" "$scratch/$t" 2>/dev/null
     rm -rf "fuzz/corpus/$t" && mv "$scratch/$t.min" "fuzz/corpus/$t"
   fi
 done

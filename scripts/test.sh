@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit and integration tests
-# (against the real default model, SQLite and a throwaway PostgreSQL), and
-# the OpenAI SDK compatibility suite.
+# (against the real default model, SQLite and a throwaway PostgreSQL), the
+# OpenAI SDK compatibility suite, and a bounded run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-build-deps.sh
@@ -23,6 +23,7 @@ fi
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
@@ -34,3 +35,6 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
 AITIER_BIN="$PWD/target/debug/aitier" .venv/bin/python -m pytest -q tests/compat
+
+echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each" >&2
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

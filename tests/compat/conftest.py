@@ -27,6 +27,8 @@ REQUEST_TIMEOUT_S = 120
 PG_ENV = "AITIER_TEST_POSTGRES_URL"
 LISTEN_LINE = re.compile(r"^aitier listening on (https?://\S+)$")
 METRICS_LINE = re.compile(r"^aitier metrics on (http://\S+)$")
+# SmolLM2's end-of-text and end-of-turn tokens, banned so that a stream runs to max_tokens.
+NO_EOS = {"0": -100, "2": -100}
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -216,3 +218,12 @@ def postgres_database() -> str | None:
     name = f"c_{uuid.uuid4().hex}"
     subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {name}"], check=True)
     return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def gauge(metrics_url: str, name: str) -> float:
+    """The sum of a metric's samples (every label set) in a scrape."""
+    total = 0.0
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+        if not line.startswith("#") and line.split("{", 1)[0].split(" ", 1)[0] == name:
+            total += float(line.rsplit(" ", 1)[1])
+    return total

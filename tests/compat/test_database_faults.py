@@ -17,12 +17,10 @@ import httpx
 import openai
 import pytest
 
-from conftest import MODEL, PG_ENV, REPO, key_client, running_server, spawn_server
+from conftest import MODEL, NO_EOS, PG_ENV, REPO, gauge, key_client, running_server, spawn_server
 
 ADMIN = "admin-token-for-database-fault-tests"
 PG_TEMP = REPO / "scripts" / "pg-temp.sh"
-# SmolLM2's end-of-text and end-of-turn tokens, banned so that a stream runs to max_tokens.
-NO_EOS = {"0": -100, "2": -100}
 
 
 def _pg(cmd: str, where: str) -> str:
@@ -32,11 +30,6 @@ def _pg(cmd: str, where: str) -> str:
 def _psql(url: str, sql: str) -> list[list[str]]:
     out = subprocess.run(["psql", url, "-AtF", "|", "-c", sql], check=True, capture_output=True, text=True).stdout
     return [line.split("|") for line in out.splitlines() if line]
-
-
-def _gauge(metrics_url: str, name: str) -> float:
-    text = httpx.get(metrics_url, timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def _until(what: str, check, seconds: float = 60):
@@ -104,12 +97,12 @@ def test_the_database_down_at_start_and_killed_mid_run(postgres, tmp_path):
         threads = [threading.Thread(target=_stream, args=(client, streams)) for _ in range(4)]
         for t in threads:
             t.start()
-        _until("streams running", lambda: _gauge(url.metrics, "aitier_sequences_running{") >= 4)
+        _until("streams running", lambda: gauge(url.metrics, "aitier_sequences_running") >= 4)
         _pg("pause", where)
         for t in threads:
             t.join(120)
         assert len(streams) == 4, "a stream failed while the database was down"
-        assert _gauge(url.metrics, "aitier_ledger_pending") >= 4
+        assert gauge(url.metrics, "aitier_ledger_pending") >= 4
         # Meanwhile a new request cannot be checked, and is not run.
         with pytest.raises(openai.InternalServerError) as e:
             client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
@@ -117,11 +110,11 @@ def test_the_database_down_at_start_and_killed_mid_run(postgres, tmp_path):
 
         # Back: the waiting rows are written, each once, and settle the budget once.
         _pg("resume", where)
-        _until("ledger written", lambda: _gauge(url.metrics, "aitier_ledger_pending") == 0, 90)
+        _until("ledger written", lambda: gauge(url.metrics, "aitier_ledger_pending") == 0, 90)
         a = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0)
         served.append(a.usage)
         served += streams
-        _until("last row written", lambda: _gauge(url.metrics, "aitier_ledger_pending") == 0)
+        _until("last row written", lambda: gauge(url.metrics, "aitier_ledger_pending") == 0)
         rows = _psql(db, "SELECT row_id, status, prompt_tokens, completion_tokens FROM usage_records")
         assert len(rows) == len(served) == 8, rows
         assert len({r[0] for r in rows}) == 8
@@ -174,7 +167,7 @@ def test_a_full_disk_refuses_writes_loudly_and_loses_no_row(small_disk, tmp_path
         hi = lambda: client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
         for _ in range(3):
             hi()
-        _until("rows written", lambda: _gauge(url.metrics, "aitier_ledger_pending") == 0)
+        _until("rows written", lambda: gauge(url.metrics, "aitier_ledger_pending") == 0)
         # SQLite writes into its write-ahead log, which keeps its size after
         # a checkpoint: empty it first, so that a write needs new room.
         with sqlite3.connect(os.path.join(data, "aitier.db")) as db:
@@ -190,11 +183,11 @@ def test_a_full_disk_refuses_writes_loudly_and_loses_no_row(small_disk, tmp_path
         r = admin.post("/admin/v1/tenants", json=big)
         assert r.status_code == 503, r.text[:300]
         assert r.json()["error"]["code"] == "store_unavailable"
-        assert _gauge(url.metrics, "aitier_ledger_pending") >= 1
+        assert gauge(url.metrics, "aitier_ledger_pending") >= 1
         assert "database or disk is full" in log.read_text()
-        assert _gauge(url.metrics, "aitier_ledger_write_failures_total") >= 1
+        assert gauge(url.metrics, "aitier_ledger_write_failures_total") >= 1
         os.remove(filler)
-        _until("rows written after the disk has room", lambda: _gauge(url.metrics, "aitier_ledger_pending") == 0, 30)
+        _until("rows written after the disk has room", lambda: gauge(url.metrics, "aitier_ledger_pending") == 0, 30)
         r = admin.post("/admin/v1/tenants", json=big)
         assert r.status_code == 201, r.text[:300]
     with sqlite3.connect(os.path.join(data, "aitier.db")) as db:

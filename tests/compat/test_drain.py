@@ -12,11 +12,7 @@ import time
 import httpx
 import pytest
 
-from conftest import MODEL, spawn_server
-
-# SmolLM2's end-of-text and end-of-turn tokens, banned so that every stream
-# runs to max_tokens.
-NO_EOS = {"0": -100, "2": -100}
+from conftest import MODEL, NO_EOS, spawn_server
 
 
 class Stream(threading.Thread):

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from conftest import MODEL, running_server, spawn_server
+from conftest import MODEL, NO_EOS, gauge, running_server, spawn_server
 
 READ_TIMEOUT_S = 2
 # Far past the read timeout: a connection still open then was never cut.
@@ -137,14 +137,7 @@ def test_a_thousand_idle_connections_cost_little_and_are_closed(tmp_path):
         assert proc.wait(timeout=60) == 0
 
 
-# SmolLM2's end-of-text and end-of-turn tokens, banned so that a stream runs to max_tokens.
-NO_EOS = {"0": -100, "2": -100}
 WRITE_TIMEOUT_S = 2
-
-
-def _gauge(metrics_url: str, name: str) -> float:
-    text = httpx.get(metrics_url, timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
 
 
 def test_a_client_that_stops_reading_is_cut_and_its_sequences_freed(tmp_path):
@@ -196,7 +189,7 @@ def test_a_client_that_stops_reading_is_cut_and_its_sequences_freed(tmp_path):
         assert status == "cancelled"
         assert 0 < completion < 4 * max_tokens
         # Its sequences are gone (their slots keep only a reusable prefix).
-        assert _gauge(url.metrics, "aitier_sequences_running") == 0
+        assert gauge(url.metrics, "aitier_sequences_running") == 0
         # The server closed the connection: what was buffered, then the end.
         s.settimeout(10)
         try:

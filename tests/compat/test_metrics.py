@@ -13,12 +13,10 @@ import openai
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import MODEL, REPO, key_client, make_key, running_server
+from conftest import MODEL, NO_EOS, REPO, key_client, make_key, running_server
 
 ADMIN = "admin-token-for-metrics-tests-01"
 EMBED = "all-minilm-l6-v2"
-# End-of-text and end-of-turn banned: every completion runs to max_tokens.
-NO_EOS = {"0": -100, "2": -100}
 
 
 def scrape(url: str) -> dict:

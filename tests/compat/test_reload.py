@@ -11,11 +11,10 @@ import time
 import httpx
 import pytest
 
-from conftest import REPO, spawn_server
+from conftest import NO_EOS, REPO, spawn_server
 
 ADMIN = "admin-token-for-reload-tests-0001"
 GGUF = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-NO_EOS = {"0": -100, "2": -100}
 
 
 def config(*, slots: int, extra_model: bool, alias: bool, fallback: bool = False) -> str:

@@ -9,7 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
-pub mod config;
+pub use aitier_config as config;
 pub mod connections;
 pub mod deployments;
 pub mod drain;

@@ -1,0 +1,696 @@
+//! Configuration: defaults, then a TOML file, then `AITIER_*` environment,
+//! then command-line flags (clap folds the last two together). Raw structs
+//! reject unknown keys; `ServeConfig` is the validated result, resolved in
+//! steps: the server, the models, scheduling, tenancy.
+mod args;
+mod engine;
+mod error;
+mod file;
+mod routing;
+mod server;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aitier_core::Secret;
+use aitier_engine::EngineConfig;
+
+pub use args::{DatabaseArgs, LogFormat, ServeArgs};
+pub use engine::EngineSettings;
+pub use error::ConfigError;
+pub use routing::{DeploymentConfig, Routing};
+pub use server::{DrainTimes, TlsFiles};
+
+use file::{read_file, FileConfig, FileModel, FileModelKind};
+use routing::parse_upstream_flag;
+use server::server;
+
+pub const DEFAULT_MODEL_NAME: &str = "smollm2-135m-instruct";
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_EMBEDDING_MODEL_NAME: &str = "all-minilm-l6-v2";
+pub const DEFAULT_EMBEDDING_MODEL_FILE: &str = "all-MiniLM-L6-v2.F32.gguf";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_QUEUE_TIMEOUT_SECS: u64 = 600;
+pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 15;
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
+
+/// Tenancy settings, validated.
+#[derive(Clone)]
+pub struct TenancySettings {
+    pub database_url: String,
+    pub admin_token: Option<Secret>,
+    pub allow_open: bool,
+    pub default_completion_reserve: u32,
+    pub ledger_queue: usize,
+    pub ledger_sync: bool,
+}
+
+impl std::fmt::Debug for TenancySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancySettings")
+            .field(
+                "database_url",
+                &aitier_tenancy::store::redact_url(&self.database_url),
+            )
+            .field("admin_token", &self.admin_token)
+            .field("allow_open", &self.allow_open)
+            .field(
+                "default_completion_reserve",
+                &self.default_completion_reserve,
+            )
+            .field("ledger_queue", &self.ledger_queue)
+            .field("ledger_sync", &self.ledger_sync)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub fallbacks: Vec<String>,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+impl ModelConfig {
+    fn local(name: &str, engine: EngineConfig) -> Self {
+        Self {
+            name: name.to_string(),
+            aliases: vec![],
+            fallbacks: vec![],
+            deployments: vec![DeploymentConfig::Local {
+                name: name.to_string(),
+                engine,
+                weight: 1,
+            }],
+        }
+    }
+
+    /// The local engines among the deployments.
+    pub fn engines(&self) -> impl Iterator<Item = &EngineConfig> {
+        self.deployments.iter().filter_map(|d| match d {
+            DeploymentConfig::Local { engine, .. } => Some(engine),
+            DeploymentConfig::Upstream { .. } => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub max_body_bytes: usize,
+    pub keep_alive: Duration,
+    pub drain: DrainTimes,
+    /// How long a client has to send a request's headers, then its body.
+    pub read_timeout: Duration,
+    /// How long a client may take no byte of an answer being sent.
+    pub write_timeout: Duration,
+    /// The metrics listener's address; `None` when off.
+    pub metrics_addr: Option<SocketAddr>,
+    pub metrics_on_api: bool,
+    /// Web origins allowed to call the API from a browser; `*` for any.
+    pub cors_origins: Vec<String>,
+    /// HTTPS on the API listener when set.
+    pub tls: Option<TlsFiles>,
+    /// Where spans are exported; none when `None`.
+    pub otlp_endpoint: Option<String>,
+    pub models: Vec<ModelConfig>,
+    pub scheduling: Scheduling,
+    pub tenancy: TenancySettings,
+    pub routing: Routing,
+}
+
+/// How requests share a model's capacity.
+#[derive(Debug, Clone)]
+pub struct Scheduling {
+    pub queue_timeout: Duration,
+    pub default_weight: u32,
+    pub weights: HashMap<String, u32>,
+}
+
+impl Scheduling {
+    pub fn weight_of(&self, tenant: &str) -> u32 {
+        self.weights
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.default_weight)
+    }
+}
+
+impl Default for Scheduling {
+    fn default() -> Self {
+        Self {
+            queue_timeout: Duration::from_secs(DEFAULT_QUEUE_TIMEOUT_SECS),
+            default_weight: 1,
+            weights: HashMap::new(),
+        }
+    }
+}
+
+/// The database URL the admin commands use: flags and environment, then
+/// the `[tenancy]` table of the config file.
+pub fn database_url(db: &DatabaseArgs, config: Option<&Path>) -> Result<String, ConfigError> {
+    let file = read_file(config)?;
+    Ok(db.url(&file.tenancy))
+}
+
+/// The models of `--model` and `--upstream`; their engines take the
+/// flags' settings over the file's `[engine]`.
+/// A `NAME=PATH` flag's two halves, neither empty.
+fn name_and_path(spec: &str) -> Option<(&str, &str)> {
+    spec.split_once('=')
+        .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+}
+
+fn models_from_flags(
+    args: &ServeArgs,
+    file: &FileConfig,
+    routing: &Routing,
+) -> Result<Vec<ModelConfig>, ConfigError> {
+    let settings = args.engine.or(&file.engine);
+    let mut models = Vec::new();
+    for spec in &args.models {
+        let (name, path) =
+            name_and_path(spec).ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
+        models.push(ModelConfig::local(name, settings.engine(Path::new(path))));
+    }
+    for spec in &args.embedding_models {
+        let (name, path) =
+            name_and_path(spec).ok_or_else(|| ConfigError::ModelSpec(spec.clone()))?;
+        let engine = settings.embedding_engine(Path::new(path), false);
+        models.push(ModelConfig::local(name, engine));
+    }
+    for spec in &args.upstreams {
+        let (name, d) = parse_upstream_flag(spec)?;
+        let dep = DeploymentConfig::upstream(&name, 0, &d, routing)?;
+        models.push(ModelConfig {
+            name,
+            aliases: vec![],
+            fallbacks: vec![],
+            deployments: vec![dep],
+        });
+    }
+    Ok(models)
+}
+
+/// One `[[models]]` entry; its engines take the flags' settings, then its
+/// own, then `[engine]`'s.
+fn model_from_file(
+    m: &FileModel,
+    args: &ServeArgs,
+    file: &FileConfig,
+    routing: &Routing,
+) -> Result<ModelConfig, ConfigError> {
+    let settings = args.engine.or(&m.engine).or(&file.engine);
+    let engine = |path: &Path| {
+        let mut e = match m.kind {
+            FileModelKind::Chat => settings.engine(path),
+            FileModelKind::Embedding => settings.embedding_engine(path, m.matryoshka),
+        };
+        e.background = m.background.unwrap_or(e.background);
+        e
+    };
+    if m.matryoshka && m.kind != FileModelKind::Embedding {
+        return Err(ConfigError::Invalid(format!(
+            "model `{}`: `matryoshka` is for embedding models (kind = \"embedding\")",
+            m.name
+        )));
+    }
+    let mut deployments = Vec::new();
+    if let Some(path) = &m.path {
+        deployments.push(DeploymentConfig::Local {
+            name: m.name.clone(),
+            engine: engine(path),
+            weight: 1,
+        });
+    }
+    for (i, d) in m.deployments.iter().enumerate() {
+        deployments.push(match DeploymentConfig::local_parts(d) {
+            Some((name, path, weight)) => DeploymentConfig::Local {
+                name: name.unwrap_or_else(|| format!("{}#{i}", m.name)),
+                engine: engine(&path),
+                weight,
+            },
+            None => DeploymentConfig::upstream(&m.name, i, d, routing)?,
+        });
+    }
+    if deployments.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "model `{}` needs a `path` or `deployments`",
+            m.name
+        )));
+    }
+    if let Some(file) = &m.chat_template_file {
+        for d in &mut deployments {
+            if let DeploymentConfig::Local { engine, .. } = d {
+                engine.chat_template_file = Some(file.clone());
+            }
+        }
+    }
+    Ok(ModelConfig {
+        name: m.name.clone(),
+        aliases: m.aliases.clone(),
+        fallbacks: m.fallbacks.clone(),
+        deployments,
+    })
+}
+
+/// Whether the command line names models (which replace the file's).
+fn flags_name_models(args: &ServeArgs) -> bool {
+    !args.models.is_empty() || !args.embedding_models.is_empty() || !args.upstreams.is_empty()
+}
+
+/// The flags' models, else the file's, else the embedded defaults (a chat
+/// model and an embedding model).
+fn models(
+    args: &ServeArgs,
+    file: &FileConfig,
+    routing: &Routing,
+) -> Result<Vec<ModelConfig>, ConfigError> {
+    if flags_name_models(args) {
+        return models_from_flags(args, file, routing);
+    }
+    if !file.models.is_empty() {
+        return file
+            .models
+            .iter()
+            .map(|m| model_from_file(m, args, file, routing))
+            .collect();
+    }
+    let dir = args
+        .models_dir
+        .clone()
+        .or(file.server.models_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("models"));
+    let settings = args.engine.or(&file.engine);
+    Ok(vec![
+        ModelConfig::local(
+            DEFAULT_MODEL_NAME,
+            settings.engine(&dir.join(DEFAULT_MODEL_FILE)),
+        ),
+        ModelConfig::local(
+            DEFAULT_EMBEDDING_MODEL_NAME,
+            settings.embedding_engine(&dir.join(DEFAULT_EMBEDDING_MODEL_FILE), false),
+        ),
+    ])
+}
+
+/// `--chat-template-file NAME=PATH` onto the local engines of model NAME.
+fn template_files(args: &ServeArgs, models: &mut [ModelConfig]) -> Result<(), ConfigError> {
+    for spec in &args.chat_template_files {
+        let (name, path) = name_and_path(spec).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "--chat-template-file takes NAME=PATH, got `{spec}`"
+            ))
+        })?;
+        let model = models.iter_mut().find(|m| m.name == name).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "--chat-template-file names `{name}`, which is not served"
+            ))
+        })?;
+        let mut local = false;
+        for d in &mut model.deployments {
+            if let DeploymentConfig::Local { engine, .. } = d {
+                engine.chat_template_file = Some(PathBuf::from(path));
+                local = true;
+            }
+        }
+        if !local {
+            return Err(ConfigError::Invalid(format!(
+                "--chat-template-file names `{name}`, which has no local engine"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Names are unique, fallbacks name other served models, engines are
+/// sane and their files exist. `default_model` says the models are the
+/// embedded default, whose missing file has a remedy to suggest.
+fn check_models(models: &[ModelConfig], default_model: bool) -> Result<(), ConfigError> {
+    let names: Vec<&String> = models
+        .iter()
+        .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases))
+        .collect();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(ConfigError::DuplicateModel(n.to_string()));
+        }
+    }
+    for m in models {
+        if let Some(f) = m
+            .fallbacks
+            .iter()
+            .find(|f| !names.contains(f) || **f == m.name)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "model `{}`: fallback `{f}` is not another served model",
+                m.name
+            )));
+        }
+    }
+    for (m, e) in models.iter().flat_map(|m| m.engines().map(move |e| (m, e))) {
+        e.validate()
+            .map_err(|why| ConfigError::Invalid(format!("model `{}`: {why}", m.name)))?;
+        if let Some(t) = e.chat_template_file.as_ref().filter(|t| !t.is_file()) {
+            return Err(ConfigError::Invalid(format!(
+                "model `{}`: chat template file {} not found",
+                m.name,
+                t.display()
+            )));
+        }
+        if !e.path.is_file() {
+            let hint = match m.name.as_str() {
+                DEFAULT_MODEL_NAME if default_model => {
+                    "; run `make model` (or scripts/fetch-model.sh) to fetch the default model"
+                }
+                DEFAULT_EMBEDDING_MODEL_NAME if default_model => {
+                    "; run `make model` (or scripts/fetch-model.sh minilm) to fetch the default embedding model"
+                }
+                _ => "",
+            };
+            return Err(ConfigError::MissingModel {
+                name: m.name.clone(),
+                path: e.path.display().to_string(),
+                hint: hint.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn scheduling(args: &ServeArgs, file: &mut FileConfig) -> Result<Scheduling, ConfigError> {
+    let weights = std::mem::take(&mut file.scheduler.weights);
+    if let Some((t, _)) = weights.iter().find(|(_, w)| **w == 0) {
+        return Err(ConfigError::Invalid(format!(
+            "scheduler weight of `{t}` must be at least 1"
+        )));
+    }
+    Ok(Scheduling {
+        queue_timeout: Duration::from_secs(
+            args.queue_timeout
+                .or(file.scheduler.queue_timeout)
+                .unwrap_or(DEFAULT_QUEUE_TIMEOUT_SECS),
+        ),
+        default_weight: file.scheduler.default_weight.unwrap_or(1).max(1),
+        weights,
+    })
+}
+
+fn tenancy(args: &ServeArgs, file: &FileConfig) -> Result<TenancySettings, ConfigError> {
+    let t = &file.tenancy;
+    let admin_token = args
+        .admin_token
+        .clone()
+        .map(|s| s.0)
+        .or(t.admin_token.clone())
+        .filter(|s| !s.is_empty());
+    if admin_token.as_ref().is_some_and(|s| s.len() < 16) {
+        return Err(ConfigError::Invalid(
+            "the admin token must be at least 16 characters".into(),
+        ));
+    }
+    let ledger_queue = args
+        .ledger_queue
+        .or(t.ledger_queue)
+        .unwrap_or(aitier_tenancy::ledger::DEFAULT_CAPACITY);
+    if ledger_queue == 0 {
+        return Err(ConfigError::Invalid(
+            "ledger_queue must be at least 1".into(),
+        ));
+    }
+    Ok(TenancySettings {
+        database_url: args.db.url(t),
+        admin_token: admin_token.map(Secret),
+        allow_open: args.allow_open || t.allow_open.unwrap_or(false),
+        default_completion_reserve: args
+            .default_completion_reserve
+            .or(t.default_completion_reserve)
+            .unwrap_or(1024),
+        ledger_queue,
+        ledger_sync: args.ledger_sync || t.ledger_sync.unwrap_or(false),
+    })
+}
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        Self::resolve_file(args, read_file(args.config.as_deref())?)
+    }
+
+    /// Resolves `args` with `text` as the configuration file's contents.
+    pub fn from_toml(args: &ServeArgs, text: &str) -> Result<Self, ConfigError> {
+        Self::resolve_file(args, file::parse(text, "the configuration")?)
+    }
+
+    fn resolve_file(args: &ServeArgs, mut file: FileConfig) -> Result<Self, ConfigError> {
+        let server = server(args, &file)?;
+        let routing = Routing::from_file(&file.routing);
+        let mut models = models(args, &file, &routing)?;
+        template_files(args, &mut models)?;
+        let default_model = !flags_name_models(args) && file.models.is_empty();
+        check_models(&models, default_model)?;
+        Ok(Self {
+            host: server.host,
+            port: server.port,
+            max_body_bytes: server.max_body_bytes,
+            keep_alive: server.keep_alive,
+            drain: server.drain,
+            read_timeout: server.read_timeout,
+            write_timeout: server.write_timeout,
+            metrics_addr: server.metrics_addr,
+            metrics_on_api: server.metrics_on_api,
+            cors_origins: server.cors_origins,
+            tls: server.tls,
+            otlp_endpoint: args
+                .otlp_endpoint
+                .clone()
+                .or(file.server.otlp_endpoint.clone())
+                .filter(|e| !e.is_empty()),
+            models,
+            scheduling: scheduling(args, &mut file)?,
+            tenancy: tenancy(args, &file)?,
+            routing,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    pub(super) fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aitier-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn file_then_flags_win_in_order() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\nstep_target_ms = 80\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\nstep_target_ms = 30\n", gguf.display()),
+        );
+        let args = ServeArgs {
+            config: Some(cfg),
+            port: Some(9100),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.models[0].name, "a");
+        let engine = c.models[0].engines().next().expect("local");
+        assert_eq!(engine.slots, 2);
+        assert_eq!(engine.ctx_per_slot, 1024);
+        // The model's own setting wins over [engine].
+        assert_eq!(engine.step_target_ms, 30);
+    }
+
+    #[test]
+    fn drain_times_come_from_file_then_flags_and_must_be_ordered() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[server]\ndrain_grace = \"1500ms\"\ndrain_timeout = \"2m\"\n[[models]]\nname = \"a\"\npath = \"{}\"\n", gguf.display()),
+        );
+        let mut args = ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        assert_eq!(c.drain.grace, Duration::from_millis(1500));
+        assert_eq!(c.drain.timeout, Duration::from_secs(120));
+        args.drain_grace = Some(args::parse_duration("3").expect("seconds"));
+        assert_eq!(
+            ServeConfig::resolve(&args).expect("valid").drain.grace,
+            Duration::from_secs(3)
+        );
+        args.drain_timeout = Some(Duration::from_secs(2));
+        let err = ServeConfig::resolve(&args).expect_err("timeout before grace");
+        assert!(err.to_string().contains("includes the grace"), "{err}");
+        assert!(args::parse_duration("soon").is_err());
+        let bad = write(&d, "bad.toml", "[server]\ndrain_grace = \"5 parsecs\"\n");
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(bad),
+            ..Default::default()
+        })
+        .expect_err("bad duration");
+        assert!(err.to_string().contains("drain_grace"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let d = tempdir();
+        let cfg = write(&d, "c.toml", "[server]\nprot = 1\n");
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .expect_err("typo");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_model_spec_and_missing_file_are_clear() {
+        let args = ServeArgs {
+            models: vec!["nopath".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeConfig::resolve(&args),
+            Err(ConfigError::ModelSpec(_))
+        ));
+        let args = ServeArgs {
+            models_dir: Some(tempdir()),
+            ..Default::default()
+        };
+        let err = ServeConfig::resolve(&args).expect_err("missing");
+        assert!(err.to_string().contains("make model"), "{err}");
+    }
+
+    #[test]
+    fn embedding_models_come_from_flags_files_and_defaults() {
+        use aitier_engine::Task;
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let task = |m: &ModelConfig| m.engines().next().expect("local").task;
+        let flags = ServeArgs {
+            embedding_models: vec![format!("e={}", gguf.display())],
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&flags).expect("valid");
+        assert_eq!(c.models.len(), 1);
+        assert_eq!(task(&c.models[0]), Task::Embed { matryoshka: false });
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[[models]]\nname = \"e\"\nkind = \"embedding\"\nmatryoshka = true\npath = \"{0}\"\nslots = 8\n[[models]]\nname = \"c\"\npath = \"{0}\"\n[[models]]\nname = \"quiet\"\nkind = \"embedding\"\nbackground = false\npath = \"{0}\"\n", gguf.display()),
+        );
+        let c = ServeConfig::resolve(&ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(task(&c.models[0]), Task::Embed { matryoshka: true });
+        assert_eq!(c.models[0].engines().next().expect("local").slots, 8);
+        assert_eq!(task(&c.models[1]), Task::Generate);
+        let background = |i: usize| c.models[i].engines().next().expect("local").background;
+        assert_eq!(
+            (background(0), background(1), background(2)),
+            (true, false, false)
+        );
+        let bad = write(
+            &d,
+            "bad.toml",
+            &format!(
+                "[[models]]\nname = \"c\"\nmatryoshka = true\npath = \"{}\"\n",
+                gguf.display()
+            ),
+        );
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(bad),
+            ..Default::default()
+        })
+        .expect_err("matryoshka on a chat model");
+        assert!(err.to_string().contains("embedding"), "{err}");
+        // The defaults: both models, the missing embedding file with its remedy.
+        write(&d, DEFAULT_MODEL_FILE, "x");
+        let err = ServeConfig::resolve(&ServeArgs {
+            models_dir: Some(d.clone()),
+            ..Default::default()
+        })
+        .expect_err("no embedding model file");
+        assert!(err.to_string().contains("fetch-model.sh minilm"), "{err}");
+        write(&d, DEFAULT_EMBEDDING_MODEL_FILE, "x");
+        let c = ServeConfig::resolve(&ServeArgs {
+            models_dir: Some(d),
+            ..Default::default()
+        })
+        .expect("valid");
+        let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, [DEFAULT_MODEL_NAME, DEFAULT_EMBEDDING_MODEL_NAME]);
+    }
+
+    #[test]
+    fn template_files_reach_the_named_models_engines() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let tmpl = write(&d, "t.jinja", "{{ messages }}");
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!("[[models]]\nname = \"a\"\npath = \"{}\"\nchat_template_file = \"{}\"\n[[models]]\nname = \"b\"\npath = \"{0}\"\n", gguf.display(), tmpl.display()),
+        );
+        let args = ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).expect("valid");
+        let template = |i: usize| {
+            c.models[i]
+                .engines()
+                .next()
+                .expect("local")
+                .chat_template_file
+                .clone()
+        };
+        assert_eq!(template(0), Some(tmpl.clone()));
+        assert_eq!(template(1), None);
+        let flag = |spec: &str| ServeArgs {
+            config: Some(cfg.clone()),
+            chat_template_files: vec![spec.to_string()],
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&flag(&format!("b={}", tmpl.display()))).expect("valid");
+        assert_eq!(
+            c.models[1]
+                .engines()
+                .next()
+                .expect("local")
+                .chat_template_file,
+            Some(tmpl.clone())
+        );
+        for bad in [
+            "nobody=x".to_string(),
+            "b".to_string(),
+            format!("b={}", d.join("none").display()),
+        ] {
+            assert!(ServeConfig::resolve(&flag(&bad)).is_err(), "{bad}");
+        }
+    }
+}
