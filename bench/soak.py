@@ -168,7 +168,7 @@ async def sampler(stop, pid, metrics_url, samples, start):
         while True:
             s = proc_sample(pid)
             text = (await http.get(metrics_url)).text
-            for name in ("aitier_sequences_running", "aitier_ledger_pending"):
+            for name in ("aitier_runtime_tasks", "aitier_sequences_running", "aitier_ledger_pending"):
                 s[name] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
             s["minute"] = (time.monotonic() - start) / 60
             samples.append(s)
@@ -228,14 +228,15 @@ def report(args, samples, tally, ledger, seconds):
     lines = [f"# Soak: {args.minutes} minutes of mixed load", "",
              f"`bench/soak.py --minutes {args.minutes}` on this machine, debug build (dependencies optimised), SQLite ledger, "
              f"{len(tally.sent)} requests in {seconds / 60:.1f} minutes.", "",
-             "| minute | RSS MiB | fds | threads | sequences running | ledger pending |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| minute | RSS MiB | fds | threads | runtime tasks | sequences running | ledger pending |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in samples:
-        lines.append(f"| {s['minute']:.1f} | {s['rss_mib']:.1f} | {s['fds']} | {s['threads']} | {s['aitier_sequences_running']:.0f} | {s['aitier_ledger_pending']:.0f} |")
+        lines.append(f"| {s['minute']:.1f} | {s['rss_mib']:.1f} | {s['fds']} | {s['threads']} | {s['aitier_runtime_tasks']:.0f} | {s['aitier_sequences_running']:.0f} | {s['aitier_ledger_pending']:.0f} |")
     warm = [s for s in samples if s["minute"] >= min(5, args.minutes / 3)]
     if warm:
         rss = [s["rss_mib"] for s in warm]
         lines += ["", f"After warm-up: RSS {min(rss):.1f}–{max(rss):.1f} MiB (first {warm[0]['rss_mib']:.1f}, last {warm[-1]['rss_mib']:.1f}); "
-                  f"fds {min(s['fds'] for s in warm)}–{max(s['fds'] for s in warm)}; threads {min(s['threads'] for s in warm)}–{max(s['threads'] for s in warm)}."]
+                  f"fds {min(s['fds'] for s in warm)}–{max(s['fds'] for s in warm)}; threads {min(s['threads'] for s in warm)}–{max(s['threads'] for s in warm)}; "
+                  f"runtime tasks {min(s['aitier_runtime_tasks'] for s in warm):.0f}–{max(s['aitier_runtime_tasks'] for s in warm):.0f}."]
     kinds = Counter(s[2] for s in tally.sent)
     lines += ["", "## Requests", "", "| kind | sent |", "| --- | ---: |"] + [f"| {k} | {n} |" for k, n in sorted(kinds.items())]
     lines += ["", "## Answers other than 200", "", "| kind | status | code | count | intended |", "| --- | ---: | --- | ---: | --- |"]
@@ -275,7 +276,9 @@ async def main():
                 if "aitier_ledger_pending 0" in text:
                     break
                 await asyncio.sleep(0.1)
-            samples.append(dict(proc_sample(proc.pid), minute=seconds / 60, aitier_sequences_running=0, aitier_ledger_pending=0))
+            final = (await http.get(metrics)).text
+            tasks = next(float(line.split()[-1]) for line in final.splitlines() if line.startswith("aitier_runtime_tasks "))
+            samples.append(dict(proc_sample(proc.pid), minute=seconds / 60, aitier_runtime_tasks=tasks, aitier_sequences_running=0, aitier_ledger_pending=0))
     finally:
         proc.terminate()
         proc.wait(timeout=120)

@@ -36,5 +36,5 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
 AITIER_BIN="$PWD/target/debug/aitier" .venv/bin/python -m pytest -q tests/compat
 
-echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each" >&2
-scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+echo "== fuzz targets, ${FUZZ_SECONDS:-10} s each" >&2
+scripts/fuzz.sh "${FUZZ_SECONDS:-10}"

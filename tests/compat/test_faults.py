@@ -100,7 +100,8 @@ def _rss_and_fds(pid: int) -> tuple[int, int]:
 def test_a_thousand_idle_connections_cost_little_and_are_closed(tmp_path):
     """Half the connections never send a byte, half sent one request and
     keep the connection alive: together they take a bounded amount of
-    memory, the server answers meanwhile, and the read timeout closes them."""
+    memory, the server answers meanwhile, and the read timeout closes them
+    (their descriptors and runtime tasks are given back)."""
     n = 1000
     args = ["--data-dir", str(tmp_path / "data"), "--read-timeout", f"{READ_TIMEOUT_S}s", "--drain-grace", "0s"]
     proc, url = spawn_server(tmp_path / "server.log", args)
@@ -109,6 +110,7 @@ def test_a_thousand_idle_connections_cost_little_and_are_closed(tmp_path):
     sockets = []
     try:
         rss_before, fds_before = _rss_and_fds(proc.pid)
+        tasks_before = gauge(url.metrics, "aitier_runtime_tasks")
         for i in range(n):
             s = socket.create_connection(address, timeout=10)
             if i % 2:
@@ -117,6 +119,8 @@ def test_a_thousand_idle_connections_cost_little_and_are_closed(tmp_path):
             sockets.append(s)
         rss_during, fds_during = _rss_and_fds(proc.pid)
         assert fds_during >= fds_before + n * 0.9, (fds_before, fds_during)
+        tasks_during = gauge(url.metrics, "aitier_runtime_tasks")
+        assert tasks_during >= tasks_before + n * 0.9, (tasks_before, tasks_during)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
         assert client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
         # Within 64 KiB a connection.
@@ -130,6 +134,10 @@ def test_a_thousand_idle_connections_cost_little_and_are_closed(tmp_path):
             assert s.recv(1) == b"", "an idle connection was not closed"
         _, fds_after = _rss_and_fds(proc.pid)
         assert fds_after < fds_before + 20, (fds_before, fds_after)
+        # Their tasks are gone too.
+        tasks_after = gauge(url.metrics, "aitier_runtime_tasks")
+        print(f"runtime tasks {tasks_before:.0f} -> {tasks_during:.0f} -> {tasks_after:.0f}")
+        assert tasks_after < tasks_before + 20, (tasks_before, tasks_after)
     finally:
         for s in sockets:
             s.close()

@@ -140,16 +140,7 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         std::process::exit(130);
     }));
     let app = router(state, &cfg);
-    let serve = serve_api(
-        listener,
-        tls,
-        app,
-        ClientTimeouts {
-            read: cfg.read_timeout,
-            write: cfg.write_timeout,
-        },
-        drain.reached(Phase::Closed),
-    )?;
+    let serve = serve_api(listener, tls, app, &cfg, drain.reached(Phase::Closed))?;
     // Cut requests end within moments; a connection that still holds on
     // (a client that reads nothing) is not waited for.
     let stragglers = async {
@@ -171,14 +162,19 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
 
 type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The API on `listener`, over TLS when there is an acceptor, until `closed`.
+/// The API on `listener`, over TLS when there is an acceptor, with the
+/// client timeouts of `cfg`, until `closed`.
 fn serve_api(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
-    timeouts: ClientTimeouts,
+    cfg: &ServeConfig,
     closed: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Serving> {
+    let timeouts = ClientTimeouts {
+        read: cfg.read_timeout,
+        write: cfg.write_timeout,
+    };
     // Without TCP_NODELAY, Nagle holds each small SSE chunk until the
     // previous one is acknowledged: ~40 ms added to TTFT.
     let listener = listener.tap_io(|tcp| {

@@ -279,11 +279,26 @@ impl Live {
     }
 }
 
+/// Tasks alive on the async runtime the scrape runs on (the server's).
+fn runtime(encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let tasks = tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_alive_tasks())
+        .unwrap_or(0);
+    let family = encoder.encode_descriptor(
+        "aitier_runtime_tasks",
+        "Tasks alive on the async runtime: connections, requests, stream relays, background work.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(tasks as i64).encode(family)
+}
+
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.providers(&mut encoder)?;
         self.engines(&mut encoder)?;
         self.deployments(&mut encoder)?;
-        self.tenancy(&mut encoder)
+        self.tenancy(&mut encoder)?;
+        runtime(&mut encoder)
     }
 }
