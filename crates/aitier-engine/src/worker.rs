@@ -71,6 +71,9 @@ impl<'m> Worker<'m> {
         let mut batch = LlamaBatch::new(self.cfg.batch_size as usize, self.cfg.slots as i32);
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
+                // The last step's ends are told before sleeping, or the
+                // gauges would show them running until the next request.
+                self.publish();
                 match jobs.blocking_recv() {
                     Some(job) => self.accept(job),
                     None => return,
@@ -82,20 +85,25 @@ impl<'m> Worker<'m> {
             self.drop_cancelled();
             self.expire_waiting();
             self.admit();
-            self.counters
-                .running
-                .store(self.running.len() as u64, Ordering::Relaxed);
-            self.counters
-                .waiting
-                .store(self.waiting.len() as u64, Ordering::Relaxed);
-            self.counters
-                .kv_cells_used
-                .store(self.cells_used(), Ordering::Relaxed);
+            self.publish();
             if self.running.is_empty() {
                 continue;
             }
             self.step(&mut batch);
         }
+    }
+
+    /// The gauges the metrics read.
+    fn publish(&self) {
+        self.counters
+            .running
+            .store(self.running.len() as u64, Ordering::Relaxed);
+        self.counters
+            .waiting
+            .store(self.waiting.len() as u64, Ordering::Relaxed);
+        self.counters
+            .kv_cells_used
+            .store(self.cells_used(), Ordering::Relaxed);
     }
 
     /// Cells holding tokens: running sequences' positions, and the
