@@ -139,7 +139,7 @@ pub enum KeysCmd {
 
 #[derive(Debug, Args)]
 pub struct UsageCmd {
-    /// Group by any of tenant, key, model, provider, day, status.
+    /// Group by any of tenant, key, model, provider, endpoint, day, hour, status.
     #[arg(long, default_value = crate::usage_report::DEFAULT_GROUP_BY)]
     pub group_by: String,
     /// First UTC day, YYYY-MM-DD.
@@ -155,6 +155,9 @@ pub struct UsageCmd {
     pub key: Option<String>,
     #[arg(long)]
     pub model: Option<String>,
+    /// Add time-to-first-token and latency percentiles (p50, p90, p99).
+    #[arg(long)]
+    pub latency: bool,
     /// table, json or csv.
     #[arg(long, default_value = "table")]
     pub format: String,
@@ -331,6 +334,7 @@ pub async fn usage(cmd: UsageCmd) -> anyhow::Result<()> {
         tenant: None,
         key: cmd.key.clone(),
         model: cmd.model.clone(),
+        latency: Some(cmd.latency),
         format: None,
     };
     let q = params
@@ -339,8 +343,8 @@ pub async fn usage(cmd: UsageCmd) -> anyhow::Result<()> {
     let rows = store.usage(&q).await?;
     match Format::parse(Some(&cmd.format), Format::Table).map_err(anyhow::Error::msg)? {
         Format::Json => println!("{}", json(&rows)?),
-        Format::Csv => print!("{}", to_csv(&q.group_by, &rows)),
-        Format::Table => print!("{}", to_table(&q.group_by, &rows)),
+        Format::Csv => print!("{}", to_csv(&q, &rows)),
+        Format::Table => print!("{}", to_table(&q, &rows)),
     }
     Ok(())
 }

@@ -7,14 +7,16 @@ use utoipa::IntoParams;
 use aitier_core::clock::{parse_date, DAY_MS};
 use aitier_tenancy::{GroupBy, UsageQuery, UsageRow};
 
-/// Query parameters: `group_by=tenant,key,model,provider,day,status`, `from`/`to` as UTC
-/// dates (both inclusive), filters, and `format=json|csv`.
+/// Query parameters: `group_by=tenant,key,model,provider,endpoint,day,hour,status`,
+/// `from`/`to` as UTC dates (both inclusive), filters, `latency=true` for
+/// percentiles, and `format=json|csv`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
     /// Comma-separated: `tenant`, `key`, `model`, `provider`, `endpoint`,
-    /// `day`, `status`; `tenant,model,day` by default.
+    /// `day`, `hour` (UTC, `2026-12-04T17`), `status`; `tenant,model,day`
+    /// by default.
     pub group_by: Option<String>,
     /// First UTC day, `2026-11-29`, inclusive.
     pub from: Option<String>,
@@ -25,6 +27,9 @@ pub struct UsageParams {
     /// A key's public id.
     pub key: Option<String>,
     pub model: Option<String>,
+    /// Add each group's time to first token and latency percentiles
+    /// (p50, p90, p99, in ms): `ttft_ms_p50`, ..., `latency_ms_p99`.
+    pub latency: Option<bool>,
     /// `json` (the default) or `csv`.
     pub format: Option<String>,
 }
@@ -74,6 +79,7 @@ impl UsageParams {
             model: self.model.clone(),
             from: date("from", &self.from)?,
             to: date("to", &self.to)?.map(|d| d + DAY_MS),
+            latency: self.latency.unwrap_or(false),
         })
     }
 }
@@ -86,14 +92,27 @@ const COLUMNS: [&str; 5] = [
     "total_tokens",
 ];
 
-fn header(group_by: &[GroupBy]) -> Vec<&'static str> {
-    let mut h: Vec<&str> = group_by.iter().map(|g| g.column()).collect();
+const LATENCY_COLUMNS: [&str; 6] = [
+    "ttft_ms_p50",
+    "ttft_ms_p90",
+    "ttft_ms_p99",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p99",
+];
+
+fn header(q: &UsageQuery) -> Vec<&'static str> {
+    let mut h: Vec<&str> = q.group_by.iter().map(|g| g.column()).collect();
     h.extend(COLUMNS);
+    if q.latency {
+        h.extend(LATENCY_COLUMNS);
+    }
     h
 }
 
-fn cells(group_by: &[GroupBy], r: &UsageRow) -> Vec<String> {
-    let mut c: Vec<String> = group_by
+fn cells(q: &UsageQuery, r: &UsageRow) -> Vec<String> {
+    let mut c: Vec<String> = q
+        .group_by
         .iter()
         .map(|g| r.group(*g).unwrap_or_default().to_string())
         .collect();
@@ -107,6 +126,20 @@ fn cells(group_by: &[GroupBy], r: &UsageRow) -> Vec<String> {
         ]
         .map(|n| n.to_string()),
     );
+    if q.latency {
+        let l = r.latency.clone().unwrap_or_default();
+        c.extend(
+            [
+                l.ttft_ms_p50,
+                l.ttft_ms_p90,
+                l.ttft_ms_p99,
+                l.latency_ms_p50,
+                l.latency_ms_p90,
+                l.latency_ms_p99,
+            ]
+            .map(|n| n.map(|n| n.to_string()).unwrap_or_default()),
+        );
+    }
     c
 }
 
@@ -118,20 +151,20 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-pub fn to_csv(group_by: &[GroupBy], rows: &[UsageRow]) -> String {
-    let mut out = header(group_by).join(",");
+pub fn to_csv(q: &UsageQuery, rows: &[UsageRow]) -> String {
+    let mut out = header(q).join(",");
     out.push('\n');
     for r in rows {
-        let line: Vec<String> = cells(group_by, r).iter().map(|c| csv_field(c)).collect();
+        let line: Vec<String> = cells(q, r).iter().map(|c| csv_field(c)).collect();
         out.push_str(&line.join(","));
         out.push('\n');
     }
     out
 }
 
-pub fn to_table(group_by: &[GroupBy], rows: &[UsageRow]) -> String {
-    let head: Vec<String> = header(group_by).into_iter().map(String::from).collect();
-    let body: Vec<Vec<String>> = rows.iter().map(|r| cells(group_by, r)).collect();
+pub fn to_table(q: &UsageQuery, rows: &[UsageRow]) -> String {
+    let head: Vec<String> = header(q).into_iter().map(String::from).collect();
+    let body: Vec<Vec<String>> = rows.iter().map(|r| cells(q, r)).collect();
     render_table(&head, &body)
 }
 
@@ -174,10 +207,21 @@ mod tests {
             total_tokens: 7,
             ..Default::default()
         }];
+        let mut q = UsageQuery {
+            group_by: vec![GroupBy::Model, GroupBy::Day],
+            ..Default::default()
+        };
         assert_eq!(
-            to_csv(&[GroupBy::Model, GroupBy::Day], &rows),
+            to_csv(&q, &rows),
             "model,day,requests,prompt_tokens,cached_tokens,completion_tokens,total_tokens\n\"a,b\",2026-11-29,2,3,1,4,7\n"
         );
+        q.latency = true;
+        let csv = to_csv(&q, &rows);
+        assert!(
+            csv.starts_with("model,day,requests,prompt_tokens,cached_tokens,completion_tokens,total_tokens,ttft_ms_p50,ttft_ms_p90,ttft_ms_p99,latency_ms_p50,latency_ms_p90,latency_ms_p99\n"),
+            "{csv}"
+        );
+        assert!(csv.ends_with(",4,7,,,,,,\n"), "{csv}");
     }
 
     #[test]

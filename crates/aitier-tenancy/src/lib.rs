@@ -29,7 +29,7 @@ pub use principal::Principal;
 pub use scope::{BucketKey, Meter, Scope};
 pub use service::{AuthError, Tenancy, TenancyConfig};
 pub use store::{
-    ApiKey, GroupBy, Outcome, SqlStore, Store, StoreError, StoredResponse, Tenant, TenantPatch,
-    UsageQuery, UsageRecord, UsageRow,
+    ApiKey, GroupBy, Latencies, Outcome, SqlStore, Store, StoreError, StoredResponse, Tenant,
+    TenantPatch, UsageQuery, UsageRecord, UsageRow,
 };
 pub use ticket::Ticket;

@@ -535,3 +535,86 @@ async fn a_batch_written_again_adds_no_row_and_settles_nothing_twice() {
         );
     }
 }
+
+#[tokio::test]
+async fn usage_by_hour_carries_each_groups_latency_percentiles() {
+    for (backend, url) in database_urls().await {
+        let store = SqlStore::open(&url).await.expect("open store");
+        let tenant = store
+            .create_tenant("hours", &Limits::default())
+            .await
+            .expect("tenant");
+        // 2026-12-04T09:30 and 10:15 UTC.
+        let nine = 1_796_376_600_000;
+        let ten = nine + 45 * 60_000;
+        let row =
+            |n: usize, ts: i64, ttft: Option<u64>, ms: u64, status| aitier_tenancy::UsageRecord {
+                row_id: format!("{backend}-{n}"),
+                ts,
+                request_id: format!("req_{n}"),
+                tenant_id: tenant.id.clone(),
+                key_id: None,
+                model: "m".into(),
+                provider: "m".into(),
+                endpoint: "/v1/chat/completions".into(),
+                prompt_tokens: 10,
+                cached_tokens: 0,
+                completion_tokens: 1,
+                ttft_ms: ttft,
+                duration_ms: ms,
+                status,
+                finish_reason: None,
+                estimated: false,
+                reservations: vec![],
+            };
+        use aitier_tenancy::Outcome::{Cancelled, Ok, RateLimited};
+        // Nine o'clock: 100 answers taking 1..=100 ms (first tokens at a
+        // tenth of that), one cancelled after its first token, one refused.
+        let mut rows: Vec<_> = (1..=100)
+            .map(|i| row(i, nine, Some(i as u64 / 10), i as u64, Ok))
+            .collect();
+        rows.push(row(101, nine, Some(500), 9_000, Cancelled));
+        rows.push(row(102, nine, None, 0, RateLimited));
+        // Ten o'clock: one refusal alone.
+        rows.push(row(103, ten, None, 0, RateLimited));
+        store.record(&rows).await.expect("write");
+        let q = UsageQuery {
+            group_by: vec![GroupBy::Hour],
+            tenant: Some(tenant.id.clone()),
+            latency: true,
+            ..Default::default()
+        };
+        let got = store.usage(&q).await.expect("usage");
+        let hours: Vec<_> = got
+            .iter()
+            .map(|r| (r.hour.as_deref().unwrap_or_default(), r.requests))
+            .collect();
+        assert_eq!(
+            hours,
+            [("2026-12-04T09", 102), ("2026-12-04T10", 1)],
+            "{backend}"
+        );
+        let l = got[0].latency.clone().expect("asked for");
+        // Latency over the 100 ok rows only; TTFT over the 101 that have one.
+        assert_eq!(
+            (l.latency_ms_p50, l.latency_ms_p90, l.latency_ms_p99),
+            (Some(50), Some(90), Some(99)),
+            "{backend}"
+        );
+        assert_eq!(
+            (l.ttft_ms_p50, l.ttft_ms_p99),
+            (Some(5), Some(10)),
+            "{backend}"
+        );
+        let empty = got[1].latency.clone().expect("asked for");
+        assert_eq!((empty.ttft_ms_p50, empty.latency_ms_p99), (None, None));
+        let plain = store
+            .usage(&UsageQuery {
+                latency: false,
+                ..q
+            })
+            .await
+            .expect("usage");
+        assert!(plain.iter().all(|r| r.latency.is_none()), "{backend}");
+    }
+}

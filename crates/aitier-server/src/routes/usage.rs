@@ -26,7 +26,7 @@ pub async fn report(
     Ok(match format {
         Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            to_csv(&q.group_by, &rows),
+            to_csv(&q, &rows),
         )
             .into_response(),
         _ => Json(List::new(rows)).into_response(),

@@ -227,19 +227,22 @@ pub enum GroupBy {
     Key,
     Model,
     Day,
+    /// A UTC hour, `2026-12-04T17`.
+    Hour,
     Status,
     Provider,
     Endpoint,
 }
 
 impl GroupBy {
-    pub const ALL: [GroupBy; 7] = [
+    pub const ALL: [GroupBy; 8] = [
         GroupBy::Tenant,
         GroupBy::Key,
         GroupBy::Model,
         GroupBy::Provider,
         GroupBy::Endpoint,
         GroupBy::Day,
+        GroupBy::Hour,
         GroupBy::Status,
     ];
 
@@ -250,6 +253,7 @@ impl GroupBy {
             GroupBy::Key => "key",
             GroupBy::Model => "model",
             GroupBy::Day => "day",
+            GroupBy::Hour => "hour",
             GroupBy::Status => "status",
             GroupBy::Provider => "provider",
             GroupBy::Endpoint => "endpoint",
@@ -273,7 +277,7 @@ impl GroupBy {
                 .find(|g| g.name() == part)
                 .ok_or_else(|| {
                     format!(
-                        "cannot group by `{part}`: use tenant, key, model, provider, endpoint, day or status"
+                        "cannot group by `{part}`: use tenant, key, model, provider, endpoint, day, hour or status"
                     )
                 })?;
             if !out.contains(&g) {
@@ -294,6 +298,8 @@ pub struct UsageQuery {
     pub from: Option<i64>,
     /// Unix ms, exclusive.
     pub to: Option<i64>,
+    /// Add each group's time-to-first-token and latency percentiles.
+    pub latency: bool,
 }
 
 /// Usage summed over one group; the grouping columns not asked for are `None`.
@@ -308,6 +314,8 @@ pub struct UsageRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub day: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub hour: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
@@ -318,6 +326,60 @@ pub struct UsageRow {
     pub cached_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Only when the query asked for them.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latencies>,
+}
+
+/// Percentiles (nearest rank) of a group's rows, in milliseconds: time to
+/// first token over the rows that have one (generations, cancelled ones
+/// included), latency over the rows that finished `ok`. `None` where the
+/// group has no such row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct Latencies {
+    pub ttft_ms_p50: Option<u64>,
+    pub ttft_ms_p90: Option<u64>,
+    pub ttft_ms_p99: Option<u64>,
+    pub latency_ms_p50: Option<u64>,
+    pub latency_ms_p90: Option<u64>,
+    pub latency_ms_p99: Option<u64>,
+}
+
+/// One ledger row's timings.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub ttft_ms: Option<u64>,
+    pub duration_ms: u64,
+    /// It finished `ok`.
+    pub ok: bool,
+}
+
+impl Latencies {
+    pub fn of(rows: impl IntoIterator<Item = Timing>) -> Self {
+        let (mut ttft, mut latency) = (Vec::new(), Vec::new());
+        for r in rows {
+            ttft.extend(r.ttft_ms);
+            if r.ok {
+                latency.push(r.duration_ms);
+            }
+        }
+        ttft.sort_unstable();
+        latency.sort_unstable();
+        Self {
+            ttft_ms_p50: percentile(&ttft, 50),
+            ttft_ms_p90: percentile(&ttft, 90),
+            ttft_ms_p99: percentile(&ttft, 99),
+            latency_ms_p50: percentile(&latency, 50),
+            latency_ms_p90: percentile(&latency, 90),
+            latency_ms_p99: percentile(&latency, 99),
+        }
+    }
+}
+
+/// The nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 impl UsageRow {
@@ -328,6 +390,7 @@ impl UsageRow {
             GroupBy::Key => &self.key_id,
             GroupBy::Model => &self.model,
             GroupBy::Day => &self.day,
+            GroupBy::Hour => &self.hour,
             GroupBy::Status => &self.status,
             GroupBy::Provider => &self.provider,
             GroupBy::Endpoint => &self.endpoint,
@@ -341,6 +404,7 @@ impl UsageRow {
             GroupBy::Key => &mut self.key_id,
             GroupBy::Model => &mut self.model,
             GroupBy::Day => &mut self.day,
+            GroupBy::Hour => &mut self.hour,
             GroupBy::Status => &mut self.status,
             GroupBy::Provider => &mut self.provider,
             GroupBy::Endpoint => &mut self.endpoint,

@@ -3,9 +3,11 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{ApiKey, GroupBy, Tenant, UsageQuery, UsageRow};
+use super::{ApiKey, GroupBy, Tenant, Timing, UsageQuery, UsageRow};
 use crate::limits::{BudgetPeriod, Limits};
 use aitier_core::clock::{date_of, DAY_MS};
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// The limit columns, named with `prefix` (the tenant's columns in a join).
 pub(super) fn limits_from(row: &AnyRow, prefix: &str) -> Result<Limits, sqlx::Error> {
@@ -91,26 +93,27 @@ fn alias(g: GroupBy) -> String {
     format!("g_{}", g.name())
 }
 
-/// The usage report's SQL and its parameters: sums per group, filtered.
-pub(super) fn usage_sql(q: &UsageQuery) -> (String, Vec<Bind>) {
-    // Every grouping is a column of the same name, but the day.
-    let cols: Vec<&str> = q
-        .group_by
+/// The expression each grouping reads.
+fn group_cols(q: &UsageQuery) -> Vec<&'static str> {
+    // Every grouping is a column of the same name, but the day and hour.
+    q.group_by
         .iter()
         .map(|g| match g {
             GroupBy::Day => "(ts / 86400000)",
+            GroupBy::Hour => "(ts / 3600000)",
             g => g.column(),
         })
-        .collect();
+        .collect()
+}
+
+/// `SELECT` of the groups, then `what`, from the rows the query's filters pass.
+fn select_filtered(q: &UsageQuery, what: &str) -> (String, Vec<Bind>) {
     let mut sql = String::from("SELECT ");
-    for (g, c) in q.group_by.iter().zip(&cols) {
+    for (g, c) in q.group_by.iter().zip(group_cols(q)) {
         sql.push_str(&format!("{c} AS {}, ", alias(*g)));
     }
-    sql.push_str(
-        "COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
-         CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS c, \
-         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS o FROM usage_records WHERE 1 = 1",
-    );
+    sql.push_str(what);
+    sql.push_str(" FROM usage_records WHERE 1 = 1");
     let mut binds = Vec::new();
     for (col, v) in [
         ("tenant_id", &q.tenant),
@@ -130,11 +133,62 @@ pub(super) fn usage_sql(q: &UsageQuery) -> (String, Vec<Bind>) {
         binds.push(Bind::Int(to));
         sql.push_str(&format!(" AND ts < ${}", binds.len()));
     }
+    (sql, binds)
+}
+
+/// The usage report's SQL and its parameters: sums per group, filtered.
+pub(super) fn usage_sql(q: &UsageQuery) -> (String, Vec<Bind>) {
+    let (mut sql, binds) = select_filtered(
+        q,
+        "COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
+         CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS c, \
+         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS o",
+    );
+    let cols = group_cols(q);
     if !cols.is_empty() {
         let list = cols.join(", ");
         sql.push_str(&format!(" GROUP BY {list} ORDER BY {list}"));
     }
     (sql, binds)
+}
+
+/// Each row's groups and timings, for the latency percentiles.
+pub(super) fn latency_sql(q: &UsageQuery) -> (String, Vec<Bind>) {
+    select_filtered(q, "ttft_ms, duration_ms, status")
+}
+
+/// A latency row: its groups' values and its timings.
+pub(super) fn latency_sample(
+    row: &AnyRow,
+    group_by: &[GroupBy],
+) -> Result<(Vec<String>, Timing), sqlx::Error> {
+    let ms = |v: i64| v.max(0) as u64;
+    let timing = Timing {
+        ttft_ms: row.try_get::<Option<i64>, _>("ttft_ms")?.map(ms),
+        duration_ms: ms(row.try_get::<i64, _>("duration_ms")?),
+        ok: row.try_get::<String, _>("status")? == "ok",
+    };
+    Ok((group_values(row, group_by)?, timing))
+}
+
+fn group_values(row: &AnyRow, group_by: &[GroupBy]) -> Result<Vec<String>, sqlx::Error> {
+    group_by
+        .iter()
+        .map(|&g| {
+            let name = alias(g);
+            Ok(match g {
+                GroupBy::Day => date_of(row.try_get::<i64, _>(name.as_str())? * DAY_MS),
+                GroupBy::Hour => {
+                    let hour = row.try_get::<i64, _>(name.as_str())?;
+                    format!("{}T{:02}", date_of(hour * HOUR_MS), hour.rem_euclid(24))
+                }
+                // A request without a key groups under "".
+                _ => row
+                    .try_get::<Option<String>, _>(name.as_str())?
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// One group of the usage report; `None` for an empty one.
@@ -156,15 +210,8 @@ pub(super) fn usage_row(
         total_tokens: p + o,
         ..Default::default()
     };
-    for &g in group_by {
-        let name = alias(g);
-        *r.group_mut(g) = Some(match g {
-            GroupBy::Day => date_of(row.try_get::<i64, _>(name.as_str())? * DAY_MS),
-            // A request without a key groups under "".
-            _ => row
-                .try_get::<Option<String>, _>(name.as_str())?
-                .unwrap_or_default(),
-        });
+    for (&g, v) in group_by.iter().zip(group_values(row, group_by)?) {
+        *r.group_mut(g) = Some(v);
     }
     Ok(Some(r))
 }

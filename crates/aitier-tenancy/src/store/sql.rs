@@ -1,7 +1,7 @@
 //! The store on SQLite or PostgreSQL through sqlx's `Any` driver. Queries
 //! are written once in the dialect both accept (`$n` parameters, BIGINT
 //! columns, `ON CONFLICT`); only the migrations differ.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,10 +9,13 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
-use super::rows::{bind_limits, i, key_from, limits_from, tenant_from, usage_row, usage_sql, Bind};
+use super::rows::{
+    bind_limits, i, key_from, latency_sample, latency_sql, limits_from, tenant_from, usage_row,
+    usage_sql, Bind,
+};
 use super::{
-    ApiKey, KeyAuth, Reservation, Store, StoreError, StoredResponse, Tenant, TenantPatch,
-    UsageQuery, UsageRecord, UsageRow,
+    ApiKey, KeyAuth, Latencies, Reservation, Store, StoreError, StoredResponse, Tenant,
+    TenantPatch, Timing, UsageQuery, UsageRecord, UsageRow,
 };
 use crate::keys;
 use crate::limits::Limits;
@@ -178,6 +181,40 @@ impl SqlStore {
     async fn writer(&self) -> Result<&AnyPool, StoreError> {
         self.ready().await?;
         Ok(&self.writer)
+    }
+
+    async fn fetch(
+        &self,
+        (sql, binds): (String, Vec<Bind>),
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = match b {
+                Bind::Text(s) => query.bind(s),
+                Bind::Int(n) => query.bind(n),
+            };
+        }
+        Ok(query.fetch_all(self.pool().await?).await?)
+    }
+
+    /// Each group's percentiles, from its rows' timings: read here rather
+    /// than in SQL, which SQLite and PostgreSQL do not share a way to.
+    async fn add_latencies(&self, q: &UsageQuery, out: &mut [UsageRow]) -> Result<(), StoreError> {
+        let mut by_group: HashMap<Vec<String>, Vec<Timing>> = HashMap::new();
+        for row in self.fetch(latency_sql(q)).await? {
+            let (group, sample) = latency_sample(&row, &q.group_by)?;
+            by_group.entry(group).or_default().push(sample);
+        }
+        for r in out {
+            let group: Vec<String> = q
+                .group_by
+                .iter()
+                .map(|&g| r.group(g).unwrap_or_default().to_string())
+                .collect();
+            let samples = by_group.remove(&group).unwrap_or_default();
+            r.latency = Some(Latencies::of(samples));
+        }
+        Ok(())
     }
 
     async fn fetch_tenant(&self, id_or_name: &str) -> Result<Option<Tenant>, StoreError> {
@@ -577,20 +614,15 @@ impl Store for SqlStore {
     }
 
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
-        let (sql, binds) = usage_sql(q);
-        let mut query = sqlx::query(&sql);
-        for b in binds {
-            query = match b {
-                Bind::Text(s) => query.bind(s),
-                Bind::Int(n) => query.bind(n),
-            };
-        }
-        let rows = query.fetch_all(self.pool().await?).await?;
+        let rows = self.fetch(usage_sql(q)).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             if let Some(r) = usage_row(&row, &q.group_by)? {
                 out.push(r);
             }
+        }
+        if q.latency {
+            self.add_latencies(q, &mut out).await?;
         }
         Ok(out)
     }
