@@ -39,6 +39,29 @@ pub enum Status {
     Loading,
     Loaded,
     Unloaded,
+    Failed,
+}
+
+/// How a model is served: one local engine, one upstream, or a router
+/// over several deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Local,
+    Upstream,
+    Routed,
+}
+
+/// A configured model as it stands now.
+pub struct Standing {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub kind: Kind,
+    pub status: Status,
+    /// Why it failed to load.
+    pub error: Option<String>,
+    /// Its router, when it has deployments to choose between.
+    pub router: Option<Arc<aitier_upstream::Router>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +337,47 @@ impl Catalog {
             .find(|m| names(m).any(|n| n == id))
             .cloned()
             .ok_or_else(|| CatalogError::Unknown(id.to_string()))
+    }
+
+    /// Every configured model, in the configuration's order.
+    pub fn standings(&self) -> Vec<Standing> {
+        let st = self.lock();
+        let failures = self.registry.failures();
+        let routers = self.routers.read().unwrap_or_else(|p| p.into_inner());
+        st.models
+            .iter()
+            .map(|m| {
+                let error = failures
+                    .iter()
+                    .find(|(n, _)| n == &m.name)
+                    .map(|(_, why)| why.clone());
+                let status = if st.unloaded.contains(&m.name) {
+                    Status::Unloaded
+                } else if self.registry.is_ready(&m.name) {
+                    Status::Loaded
+                } else if error.is_some() {
+                    Status::Failed
+                } else {
+                    Status::Loading
+                };
+                let kind = match m.deployments.as_slice() {
+                    [crate::config::DeploymentConfig::Local { .. }] => Kind::Local,
+                    [crate::config::DeploymentConfig::Upstream { .. }] => Kind::Upstream,
+                    _ => Kind::Routed,
+                };
+                Standing {
+                    name: m.name.clone(),
+                    aliases: m.aliases.clone(),
+                    kind,
+                    status,
+                    error,
+                    router: routers
+                        .iter()
+                        .find(|(n, _)| n == &m.name)
+                        .map(|(_, r)| r.clone()),
+                }
+            })
+            .collect()
     }
 
     /// Stops serving a model: requests running on it finish, then its

@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, PathItem, Ref, Respon
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{admin, embeddings, generate, health, messages, models, responses};
-use crate::routes::{tokenize, usage};
+use crate::routes::{status, tokenize, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,8 @@ use crate::routes::{tokenize, usage};
         admin::usage,
         admin::reload,
         admin::model_action,
+        status::models,
+        status::live,
         health::health,
         health::ready,
         serve,

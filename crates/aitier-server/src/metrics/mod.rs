@@ -7,7 +7,9 @@ mod generation;
 mod live;
 mod requests;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::http::header;
 use axum::routing::get;
@@ -69,6 +71,9 @@ pub struct Metrics {
     models: Arc<ModelRegistry>,
     http: Family<HttpLabels, Counter>,
     gen: GenMetrics,
+    /// `/v1/...` requests answered, for the rates of the live view.
+    api_requests: AtomicU64,
+    started: Instant,
 }
 
 impl Metrics {
@@ -122,7 +127,17 @@ impl Metrics {
             models,
             http,
             gen,
+            api_requests: AtomicU64::new(0),
+            started: Instant::now(),
         }
+    }
+
+    pub fn api_requests(&self) -> u64 {
+        self.api_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// A model as a label value: a served model's name, else empty (a

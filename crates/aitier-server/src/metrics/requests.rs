@@ -76,6 +76,11 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .scope(note.clone(), STARTED.scope(Instant::now(), next.run(req)))
         .await;
     let note = std::mem::take(&mut *note.lock().unwrap_or_else(|p| p.into_inner()));
+    if route.starts_with("/v1/") {
+        metrics
+            .api_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     metrics
         .http
         .get_or_create(&HttpLabels {

@@ -15,6 +15,7 @@ use crate::catalog::{Changes, Status};
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
 use crate::route::Route;
+use crate::routes::status;
 use crate::routes::usage::report;
 use crate::state::AppState;
 use crate::usage_report::UsageParams;
@@ -36,6 +37,8 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/admin/v1/keys/{id}/revoke", revoke_key),
         Route::new(Method::GET, "/admin/v1/usage", usage),
         Route::new(Method::POST, "/admin/v1/reload", reload),
+        Route::new(Method::GET, "/admin/v1/models", status::models),
+        Route::new(Method::GET, "/admin/v1/live", status::live),
         // Model ids may hold slashes: `{id}/load` and `{id}/unload`.
         Route::new(Method::POST, "/admin/v1/models/{*rest}", model_action),
     ]

@@ -5,5 +5,6 @@ pub mod health;
 pub mod messages;
 pub mod models;
 pub mod responses;
+pub mod status;
 pub mod tokenize;
 pub mod usage;
