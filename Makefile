@@ -1,5 +1,5 @@
 # The README's two commands, and a few helpers.
-.PHONY: serve test model fmt lint openapi
+.PHONY: serve test model fmt lint openapi console
 
 serve: ## run aitier on the embedded default model
 	scripts/serve.sh
@@ -19,3 +19,6 @@ lint:
 
 openapi: ## write docs/openapi.json from the code
 	cargo run --quiet -p aitier-server -- openapi > docs/openapi.json
+
+console: ## rebuild the web console's bundle (commit console/dist after)
+	scripts/build-console.sh

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the build: PostgreSQL's server
-# binaries and psql (Debian's `postgresql`), for the tests that run against
-# a throwaway PostgreSQL. A failure here is reported, not fatal: those tests
-# then say loudly that they were skipped.
+# Installs what the test suite needs beyond the build, from Debian's
+# packages: PostgreSQL's server binaries and psql (`postgresql`), for the
+# tests that run against a throwaway PostgreSQL, and Chromium, which the
+# console's end-to-end tests drive. A failure here is reported, not fatal:
+# the tests that need what is missing then fail or say loudly that they
+# were skipped.
 set -uo pipefail
-if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && command -v psql >/dev/null; then
-  exit 0
+missing=()
+if ! { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && command -v psql >/dev/null; }; then
+  missing+=(postgresql)
 fi
-echo "installing postgresql for the test suite" >&2
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+echo "installing ${missing[*]} for the test suite" >&2
 SUDO=""
 [[ "$(id -u)" == 0 ]] || SUDO="sudo"
-if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null; }; then
-  echo "!!! could not install postgresql: PostgreSQL tests will be SKIPPED !!!" >&2
+if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+  echo "!!! could not install ${missing[*]}: the tests that need them will fail or be SKIPPED !!!" >&2
 fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, Rust unit and integration tests
-# (against the real default model, SQLite and a throwaway PostgreSQL), the
-# OpenAI SDK compatibility suite, and a bounded run of every fuzz target.
+# The whole test suite: the console's bundle against its sources,
+# formatting, lints, Rust unit and integration tests (against the real
+# default model, SQLite and a throwaway PostgreSQL), the compatibility
+# suite (the real client libraries, and the console in Chromium), and a
+# bounded run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-build-deps.sh
@@ -20,6 +22,9 @@ else
   unset AITIER_TEST_POSTGRES_URL
   echo "!!! PostgreSQL could not start: its tests will be SKIPPED (see $pg_dir/*.log) !!!" >&2
 fi
+
+echo "== console bundle: built again from its sources, the same as committed" >&2
+scripts/build-console.sh --check
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

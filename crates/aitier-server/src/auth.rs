@@ -1,14 +1,17 @@
 //! Who is calling: tenant API keys on the API routes, the admin token on the
-//! admin routes. An authenticated response carries the caller's
-//! `x-ratelimit-*` headers, whatever its status.
+//! admin routes; or, for the web console, its session cookie in their
+//! place (reads only with a tenant's; writes only with the CSRF token). An
+//! authenticated response carries the caller's `x-ratelimit-*` headers,
+//! whatever its status.
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use aitier_tenancy::Principal;
 
+use crate::console::{self, session::Holder};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -34,8 +37,22 @@ fn api_key(req: &Request) -> Option<&str> {
     })
 }
 
+/// A console session's tenant key, for a read sent without a key: the
+/// console reads a tenant's usage, and never runs a model, with its cookie.
+fn console_key(state: &AppState, req: &Request) -> Option<String> {
+    if api_key(req).is_some() || !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    match console::holder(state, req.headers())? {
+        (Holder::Tenant(key), _) => Some(key),
+        (Holder::Admin, _) => None,
+    }
+}
+
 pub async fn tenant_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let principal = match state.tenancy.authenticate(api_key(&req)).await {
+    let from_console = console_key(&state, &req);
+    let presented = from_console.as_deref().or_else(|| api_key(&req));
+    let principal = match state.tenancy.authenticate(presented).await {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -66,9 +83,15 @@ pub async fn admin_layer(State(state): State<AppState>, req: Request, next: Next
         )
         .into_response();
     };
-    let ok = bearer(&req).is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.0.as_bytes())));
-    if !ok {
-        return ApiError::unauthorized("The admin API needs the admin token.").into_response();
+    if let Some(t) = bearer(&req) {
+        if bool::from(t.as_bytes().ct_eq(expected.0.as_bytes())) {
+            return next.run(req).await;
+        }
+    } else if let Some((Holder::Admin, cookie)) = console::holder(&state, req.headers()) {
+        if !console::csrf_ok(&state, &req, &cookie) {
+            return console::csrf_refused().into_response();
+        }
+        return next.run(req).await;
     }
-    next.run(req).await
+    ApiError::unauthorized("The admin API needs the admin token.").into_response()
 }

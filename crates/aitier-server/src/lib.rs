@@ -1,8 +1,8 @@
 //! The aitier HTTP service: the API front-ends over axum (a generic
 //! handler and SSE framing around `aitier_core::frontend`), its
 //! configuration, start-up of the models, request ids, the one error
-//! mapping, metrics, the admin API and commands, graceful drain, and the
-//! serve loop. The
+//! mapping, metrics, the admin API and commands, the web console, graceful
+//! drain, and the serve loop. The
 //! `aitier` binary (`src/main.rs`) only parses the command line and calls in.
 
 pub mod app;
@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub use aitier_config as config;
 pub mod connections;
+pub mod console;
 pub mod deployments;
 pub mod drain;
 pub mod error;

@@ -16,6 +16,7 @@ use crate::app::router;
 use crate::catalog::Catalog;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::connections::{self, ClientTimeouts};
+use crate::console::session::Sessions;
 use crate::deployments::Routers;
 use crate::drain::{Drain, Phase, Signals};
 use crate::metrics::Metrics;
@@ -130,6 +131,8 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         admin_token: cfg.tenancy.admin_token.clone(),
         keep_alive: cfg.keep_alive,
         drain: drain.clone(),
+        sessions: Sessions::new(cfg.tenancy.admin_token.as_ref()),
+        console_secure_cookie: cfg.tls.is_some(),
     };
     let ledger = tenancy.ledger().clone();
     tokio::spawn(drain.clone().on_signals(signals, cfg.drain, move || {

@@ -6,6 +6,7 @@ use aitier_core::{ModelRegistry, Secret};
 use aitier_tenancy::Tenancy;
 
 use crate::catalog::Catalog;
+use crate::console::session::Sessions;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 
@@ -22,4 +23,8 @@ pub struct AppState {
     /// A stream that sends nothing for this long sends an SSE comment.
     pub keep_alive: Duration,
     pub drain: Drain,
+    /// Signs the console's session cookies.
+    pub sessions: Sessions,
+    /// The cookies are sent over TLS only (when the server has it).
+    pub console_secure_cookie: bool,
 }
