@@ -3,8 +3,9 @@ Playwright): sign in with the admin token, create a tenant and a key in the
 pages, use the key through the OpenAI SDK and find those requests in the
 usage chart, table and CSV, revoke the key in the page and see the SDK's
 next call refused; a tenant's key sees its own usage and none of the admin
-pages. Each page is photographed on the way; with AITIER_CONSOLE_SHOTS set
-the pictures go there (the README's are made so, into docs/img)."""
+pages. Each page is checked with axe-core against the WCAG 2.1 AA rules and
+photographed on the way; with AITIER_CONSOLE_SHOTS set the pictures go
+there (the README's are made so, into docs/img)."""
 
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conftest import MODEL, key_client, make_key, running_server, usage_rows
@@ -88,6 +90,15 @@ def sign_in(page: Page, token: str) -> None:
 
 
 def shoot(page: Page, shots: Path, name: str) -> None:
+    """Checks the page with axe-core (WCAG 2.1 A and AA rules), then
+    photographs it."""
+    results = Axe().run(page, options={"runOnly": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]})
+    found = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+    ]
+    assert results.response["passes"], f"{name}: axe checked nothing"
+    assert found == [], f"{name}: {found}"
     page.wait_for_timeout(300)  # charts finish drawing
     page.screenshot(path=str(shots / f"console-{name}.png"), full_page=True)
 
@@ -151,13 +162,15 @@ def test_admin_runs_a_tenant_from_the_console(tier, browser, shots):
     assert series(page, "usage-chart")[team] == total
     shoot(page, shots, "usage")
 
-    # The CSV link gives the same query's rows.
+    # The CSV link gives the charts' series: by hour and tenant, with percentiles.
     href = page.locator("#csv").get_attribute("href")
     csv = page.request.get(href)
     assert csv.ok and csv.headers["content-type"].startswith("text/csv"), csv.status
+    header, *lines = csv.text().splitlines()
+    assert header.startswith("hour,tenant_id,requests,") and header.endswith(",latency_ms_p99"), header
     tenant_id = admin.get(f"/admin/v1/tenants/{team}").json()["id"]
-    line = next(ln for ln in csv.text().splitlines() if ln.startswith(tenant_id))
-    assert line.split(",")[1:2] == ["3"], line
+    mine = [ln.split(",") for ln in lines if ln.split(",")[1] == tenant_id]
+    assert sum(int(c[2]) for c in mine) == 3 and sum(int(c[6]) for c in mine) == total, mine
 
     page.goto("/console/#/models")
     model_row = page.locator("tr", has_text=MODEL)
@@ -220,8 +233,13 @@ def test_a_tenant_key_sees_its_own_usage_and_no_admin_page(tier, browser, shots)
     usage_rows(admin, mine, 1)
     usage_rows(admin, other, 1)
 
+    # By keyboard alone: the field has the focus, Enter submits.
     page = new_page(browser, url, PHONE)
-    sign_in(page, key)
+    page.goto("/console/")
+    expect(page.get_by_label("Admin token or API key")).to_be_focused()
+    page.keyboard.type(key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link", name="Usage")).to_be_visible()
     expect(nav.get_by_role("link", name="Tenants")).to_have_count(0)

@@ -144,8 +144,10 @@ export function usagePage(view: HTMLElement, session: Session): () => void {
     const m = metric.value as Metric;
     const base = usagePath(session);
     const tableQuery = new URLSearchParams({ ...range, group_by: s, latency: 'true' });
-    csv.href = `${base}?${tableQuery}&format=csv`;
-    csv.setAttribute('download', `usage-by-${s}-${range.from}-to-${range.to}.csv`);
+    // The download is the charts' time series, with the table's percentiles.
+    const csvQuery = new URLSearchParams({ ...range, group_by: `${b},${s}`, latency: 'true' });
+    csv.href = `${base}?${csvQuery}&format=csv`;
+    csv.setAttribute('download', `usage-by-${b}-and-${s}-${range.from}-to-${range.to}.csv`);
     msg.say('Loading usage…');
     try {
       const [chartRows, tableRows, names] = await Promise.all([
