@@ -21,12 +21,36 @@ fn config(text: &str) -> String {
     path.display().to_string()
 }
 
+const ADMIN: &str = "admin-token-0123456789abcdef";
+
 /// A server whose model `m` has the given deployments (TOML tables).
 fn tier(routing: &str, deployments: &str, extra_model: &str) -> Server {
     let cfg = config(&format!(
-        "[routing]\nbackoff_ms = 10\nhealth_interval_secs = 3600\n{routing}\n\n[[models]]\nname = \"m\"\n{deployments}\n{extra_model}"
+        "[tenancy]\nadmin_token = \"{ADMIN}\"\n\n[routing]\nbackoff_ms = 10\nhealth_interval_secs = 3600\n{routing}\n\n[[models]]\nname = \"m\"\n{deployments}\n{extra_model}"
     ));
     Server::start_raw(&["--config", &cfg])
+}
+
+fn admin_get(s: &Server, path: &str) -> Value {
+    client()
+        .get(s.url(path))
+        .bearer_auth(ADMIN)
+        .send()
+        .expect("admin")
+        .json()
+        .expect("json")
+}
+
+/// Model `m`'s deployments as `/admin/v1/models` shows them.
+fn deployments_of_m(s: &Server) -> Value {
+    let models = admin_get(s, "/admin/v1/models");
+    let m = models["data"]
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["id"] == "m"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(m["status"], "loaded", "{models}");
+    m["deployments"].clone()
 }
 
 fn deployment(name: &str, f: &FaultServer, weight: u32) -> String {
@@ -138,6 +162,12 @@ fn the_breaker_opens_half_opens_and_closes() {
     assert!(
         text.contains("aitier_deployment_breaker{model=\"m\",deployment=\"f1\"} 2"),
         "{text}"
+    );
+    let d = deployments_of_m(&s);
+    assert_eq!(
+        (&d[0]["name"], &d[0]["breaker"], &d[0]["outstanding"]),
+        (&json!("f1"), &json!("open"), &json!(0)),
+        "{d}"
     );
     // After the cooldown one probe goes; it fails, so the breaker opens again.
     std::thread::sleep(Duration::from_millis(1100));
@@ -261,21 +291,20 @@ fn upstream_requests_are_metered_like_local_ones() {
     let f = FaultServer::start();
     f.script.always(Act::Stream(vec!["a", "b", "c"]));
     let cfg = config(&format!(
-        "[tenancy]\nadmin_token = \"admin-token-0123456789abcdef\"\n\n[[models]]\nname = \"m\"\n{}",
+        "[tenancy]\nadmin_token = \"{ADMIN}\"\n\n[[models]]\nname = \"m\"\n{}",
         deployment("f1", &f, 1)
     ));
     let s = Server::start_raw(&["--config", &cfg]);
-    let admin = |path: &str| -> Value {
-        client()
-            .get(s.url(path))
-            .bearer_auth("admin-token-0123456789abcdef")
-            .send()
-            .expect("admin")
-            .json()
-            .expect("json")
-    };
+    let admin = |path: &str| admin_get(&s, path);
     let (status, _) = post(&s, "/v1/chat/completions", &hello());
     assert_eq!(status, 200);
+    let d = deployments_of_m(&s);
+    assert_eq!(
+        (&d[0]["name"], &d[0]["healthy"], &d[0]["breaker"]),
+        (&json!("f1"), &json!(true), &json!("closed")),
+        "{d}"
+    );
+    assert_eq!(d[0]["stats"]["generated_tokens"], 3, "{d}");
     let mut rows = Value::Null;
     for _ in 0..100 {
         rows = admin("/admin/v1/usage?group_by=provider,model");

@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod embed_wire;
+mod meter;
 pub mod router;
 pub mod upstream;
 pub mod wire;

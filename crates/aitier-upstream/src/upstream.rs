@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use aitier_core::{
     CoreError, EmbedRequest, Embeddings, EventStream, GenEvent, GenerateRequest, ModelInfo,
-    Prepared, Provider, RequestCtx, RequestSize, Secret, TokenPiece,
+    Prepared, Provider, ProviderStats, RequestCtx, RequestSize, Secret, TokenPiece,
 };
 use aitier_protocol::sse::SseParser;
 use aitier_protocol::tokenize::{
@@ -25,6 +25,7 @@ use aitier_protocol::tokenize::{
 use aitier_protocol::ErrorBody;
 
 use crate::embed_wire;
+use crate::meter::Meter;
 use crate::wire::{estimate_prompt, request_body, Decoder};
 
 /// Where and how to reach one upstream deployment.
@@ -44,6 +45,7 @@ pub struct UpstreamConfig {
 pub struct Upstream {
     cfg: UpstreamConfig,
     client: reqwest::Client,
+    meter: Arc<Meter>,
 }
 
 /// Why an attempt failed before anything was streamed, for the router.
@@ -131,7 +133,11 @@ fn refusal(
 
 impl Upstream {
     pub fn new(cfg: UpstreamConfig, client: reqwest::Client) -> Arc<Self> {
-        Arc::new(Self { cfg, client })
+        Arc::new(Self {
+            cfg,
+            client,
+            meter: Arc::default(),
+        })
     }
 
     pub fn config(&self) -> &UpstreamConfig {
@@ -469,7 +475,14 @@ impl Provider for Upstream {
         prepared: Prepared,
         ctx: RequestCtx,
     ) -> BoxFuture<'_, Result<EventStream, CoreError>> {
-        Box::pin(self.start(prepared, ctx.traceparent))
+        Box::pin(async move {
+            let events = self.start(prepared, ctx.traceparent).await?;
+            Ok(self.meter.watch(events))
+        })
+    }
+
+    fn stats(&self) -> ProviderStats {
+        self.meter.stats()
     }
 
     fn prepare_embed(
