@@ -178,7 +178,8 @@ def test_no_secret_reaches_the_logs_at_debug_level(tmp_path, monkeypatch):
     """An upstream tier (its tenancy on PostgreSQL, with a password in the
     URL) behind a gateway tier that calls it with a key of its own; both
     log at debug level while keys, admin tokens and the upstream key are
-    used, refused and revoked."""
+    used, refused and revoked, and the console is signed in to (its
+    cookies carry a key or stand for the admin token)."""
     monkeypatch.setenv("RUST_LOG", "debug,llama-cpp-2=warn")
     admin_up, admin_gw = f"admin-up-{uuid.uuid4().hex}", f"admin-gw-{uuid.uuid4().hex}"
     password = f"pw{uuid.uuid4().hex}"
@@ -214,6 +215,15 @@ def test_no_secret_reaches_the_logs_at_debug_level(tmp_path, monkeypatch):
             bad_admin = httpx.get(f"{gw}/admin/v1/tenants", headers={"Authorization": "Bearer wrong-admin-token"})
             assert bad_admin.status_code == 401
             assert gw_admin.post("/admin/v1/reload").status_code == 200
+            # The console's sign-ins, and requests with their cookies.
+            cookies = []
+            for token, path in ((admin_gw, "/admin/v1/tenants"), (key, "/v1/usage")):
+                console = httpx.Client(base_url=gw, timeout=60)
+                assert console.post("/console/session", json={"token": token}).status_code == 200
+                assert console.get(path).status_code == 200
+                cookies.append(console.cookies["aitier_console"])
+            assert httpx.post(f"{gw}/console/session", json={"token": forged}).status_code == 401
+            secrets += cookies
             key_id = gw_admin.get("/admin/v1/keys", params={"tenant": "app"}).json()["data"][0]["id"]
             assert gw_admin.post(f"/admin/v1/keys/{key_id}/revoke").status_code == 200
             with pytest.raises(openai.AuthenticationError):
