@@ -265,3 +265,11 @@ def test_a_tenant_key_sees_its_own_usage_and_no_admin_page(tier, browser, shots)
     expect(page.get_by_label("Admin token or API key")).to_be_visible()
     assert page.request.get("/console/session").status == 401
     assert page.errors == [], page.errors  # type: ignore[attr-defined]
+
+
+def test_no_console_serves_none_of_it(tmp_path):
+    with running_server(tmp_path / "server.log", ["--no-console", "--data-dir", str(tmp_path / "data")]) as url:
+        for method, path in (("GET", "/console/"), ("GET", "/console/assets/x.js"), ("POST", "/console/session")):
+            r = httpx.request(method, f"{url}{path}", json={"token": ADMIN} if method == "POST" else None)
+            assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url", (path, r.text)
+        assert httpx.get(f"{url}/v1/models").status_code == 200

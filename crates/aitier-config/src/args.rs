@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Serve `/metrics` on the API listener too.
     #[arg(long, env = "AITIER_METRICS_ON_API")]
     pub metrics_on_api: bool,
+    /// Do not serve the web console (`/console/`).
+    #[arg(long, env = "AITIER_NO_CONSOLE")]
+    pub no_console: bool,
     /// A web origin whose pages may call the API from a browser (CORS),
     /// e.g. `https://app.example.com`, or `*` for any. Repeatable; none
     /// by default, so browsers refuse cross-origin calls.

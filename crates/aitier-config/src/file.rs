@@ -64,6 +64,8 @@ pub struct FileServer {
     /// `ADDR:PORT` or `off`.
     pub metrics_addr: Option<String>,
     pub metrics_on_api: Option<bool>,
+    /// The web console at `/console/`; on by default.
+    pub console: Option<bool>,
     /// Web origins allowed to call the API from a browser, or `["*"]`.
     pub cors_origins: Option<Vec<String>>,
     /// PEM files; HTTPS when both are set.

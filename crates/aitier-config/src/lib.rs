@@ -112,6 +112,8 @@ pub struct ServeConfig {
     /// The metrics listener's address; `None` when off.
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
+    /// Serve the web console at `/console/`.
+    pub console: bool,
     /// Web origins allowed to call the API from a browser; `*` for any.
     pub cors_origins: Vec<String>,
     /// HTTPS on the API listener when set.
@@ -463,6 +465,7 @@ impl ServeConfig {
             write_timeout: server.write_timeout,
             metrics_addr: server.metrics_addr,
             metrics_on_api: server.metrics_on_api,
+            console: server.console,
             cors_origins: server.cors_origins,
             tls: server.tls,
             otlp_endpoint: args
@@ -517,6 +520,30 @@ mod tests {
         assert_eq!(engine.ctx_per_slot, 1024);
         // The model's own setting wins over [engine].
         assert_eq!(engine.step_target_ms, 30);
+    }
+
+    #[test]
+    fn the_console_is_on_unless_the_file_or_a_flag_turns_it_off() {
+        let d = tempdir();
+        let gguf = write(&d, "m.gguf", "x");
+        let model = format!("[[models]]\nname = \"a\"\npath = \"{}\"\n", gguf.display());
+        let on = write(&d, "on.toml", &model);
+        let off = write(
+            &d,
+            "off.toml",
+            &format!("[server]\nconsole = false\n{model}"),
+        );
+        let console = |config: &std::path::PathBuf, no_console| {
+            let args = ServeArgs {
+                config: Some(config.clone()),
+                no_console,
+                ..Default::default()
+            };
+            ServeConfig::resolve(&args).expect("valid").console
+        };
+        assert!(console(&on, false));
+        assert!(!console(&off, false));
+        assert!(!console(&on, true));
     }
 
     #[test]

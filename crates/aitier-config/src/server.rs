@@ -38,6 +38,7 @@ pub(super) struct Server {
     pub write_timeout: Duration,
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_on_api: bool,
+    pub console: bool,
     pub cors_origins: Vec<String>,
     pub tls: Option<TlsFiles>,
 }
@@ -216,6 +217,7 @@ pub(super) fn server(args: &ServeArgs, file: &FileConfig) -> Result<Server, Conf
         )?,
         metrics_addr: metrics_addr(args, file)?,
         metrics_on_api: args.metrics_on_api || file.server.metrics_on_api.unwrap_or(false),
+        console: !args.no_console && file.server.console.unwrap_or(true),
         cors_origins: cors_origins(args, file)?,
         tls: tls(args, file)?,
     })

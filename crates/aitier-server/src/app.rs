@@ -126,8 +126,10 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> Router {
     let mut app = Router::new()
         .merge(api)
         .merge(admin)
-        .merge(mount(public_routes()))
-        .merge(crate::console::router());
+        .merge(mount(public_routes()));
+    if cfg.console {
+        app = app.merge(crate::console::router());
+    }
     if cfg.metrics_on_api {
         app = app.merge(state.metrics.router());
     }

@@ -99,7 +99,7 @@ impl Fixed {
     fn of(cfg: &ServeConfig) -> Self {
         Self {
             server: format!(
-                "{} {} {} {:?} {:?} {:?} {:?} {:?} {} {:?} {:?}",
+                "{} {} {} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?}",
                 cfg.host,
                 cfg.port,
                 cfg.max_body_bytes,
@@ -109,6 +109,7 @@ impl Fixed {
                 cfg.write_timeout,
                 cfg.metrics_addr,
                 cfg.metrics_on_api,
+                cfg.console,
                 cfg.cors_origins,
                 cfg.tls,
             ),
