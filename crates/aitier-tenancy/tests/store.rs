@@ -22,6 +22,29 @@ fn delta(tokens: u32) -> aitier_core::GenEvent {
     }
 }
 
+/// A ledger row of a chat completion that went well, now.
+fn record(row_id: &str, tenant_id: &str) -> aitier_tenancy::UsageRecord {
+    aitier_tenancy::UsageRecord {
+        row_id: row_id.into(),
+        ts: aitier_core::clock::now_ms(),
+        request_id: format!("req_{row_id}"),
+        tenant_id: tenant_id.into(),
+        key_id: None,
+        model: "m".into(),
+        provider: "m".into(),
+        endpoint: "/v1/chat/completions".into(),
+        prompt_tokens: 10,
+        cached_tokens: 0,
+        completion_tokens: 1,
+        ttft_ms: Some(1),
+        duration_ms: 2,
+        status: aitier_tenancy::Outcome::Ok,
+        finish_reason: None,
+        estimated: false,
+        reservations: vec![],
+    }
+}
+
 async fn tenancy(url: &str) -> Arc<Tenancy> {
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(url).await.expect("open store"));
     Tenancy::new(
@@ -490,23 +513,9 @@ async fn a_batch_written_again_adds_no_row_and_settles_nothing_twice() {
             assert_eq!(store.reserve(&[hold(100)]).await.expect("reserve"), None);
         }
         let row = |row_id: &str, completion| aitier_tenancy::UsageRecord {
-            row_id: row_id.into(),
-            ts: aitier_core::clock::now_ms(),
-            request_id: format!("req_{row_id}"),
-            tenant_id: tenant.id.clone(),
-            key_id: None,
-            model: "m".into(),
-            provider: "m".into(),
-            endpoint: "/v1/chat/completions".into(),
-            prompt_tokens: 10,
-            cached_tokens: 0,
             completion_tokens: completion,
-            ttft_ms: Some(1),
-            duration_ms: 2,
-            status: aitier_tenancy::Outcome::Ok,
-            finish_reason: None,
-            estimated: false,
             reservations: vec![hold(100)],
+            ..record(row_id, &tenant.id)
         };
         let first = [row("a", 20)];
         store.record(&first).await.expect("write");
@@ -549,23 +558,11 @@ async fn usage_by_hour_carries_each_groups_latency_percentiles() {
         let ten = nine + 45 * 60_000;
         let row =
             |n: usize, ts: i64, ttft: Option<u64>, ms: u64, status| aitier_tenancy::UsageRecord {
-                row_id: format!("{backend}-{n}"),
                 ts,
-                request_id: format!("req_{n}"),
-                tenant_id: tenant.id.clone(),
-                key_id: None,
-                model: "m".into(),
-                provider: "m".into(),
-                endpoint: "/v1/chat/completions".into(),
-                prompt_tokens: 10,
-                cached_tokens: 0,
-                completion_tokens: 1,
                 ttft_ms: ttft,
                 duration_ms: ms,
                 status,
-                finish_reason: None,
-                estimated: false,
-                reservations: vec![],
+                ..record(&format!("{backend}-{n}"), &tenant.id)
             };
         use aitier_tenancy::Outcome::{Cancelled, Ok, RateLimited};
         // Nine o'clock: 100 answers taking 1..=100 ms (first tokens at a

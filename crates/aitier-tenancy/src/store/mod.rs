@@ -3,6 +3,7 @@
 //! PostgreSQL with the same schema and queries.
 mod rows;
 mod sql;
+mod sqlite;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -1,0 +1,237 @@
+use super::*;
+
+pub(super) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+pub(super) fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aitier-cfg-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+#[test]
+fn file_then_flags_win_in_order() {
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let cfg = write(
+        &d,
+        "c.toml",
+        &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\nstep_target_ms = 80\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\nstep_target_ms = 30\n", gguf.display()),
+    );
+    let args = ServeArgs {
+        config: Some(cfg),
+        port: Some(9100),
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(&args).expect("valid");
+    assert_eq!(c.port, 9100);
+    assert_eq!(c.host.to_string(), "0.0.0.0");
+    assert_eq!(c.models[0].name, "a");
+    let engine = c.models[0].engines().next().expect("local");
+    assert_eq!(engine.slots, 2);
+    assert_eq!(engine.ctx_per_slot, 1024);
+    // The model's own setting wins over [engine].
+    assert_eq!(engine.step_target_ms, 30);
+}
+
+#[test]
+fn the_console_is_on_unless_the_file_or_a_flag_turns_it_off() {
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let model = format!("[[models]]\nname = \"a\"\npath = \"{}\"\n", gguf.display());
+    let on = write(&d, "on.toml", &model);
+    let off = write(
+        &d,
+        "off.toml",
+        &format!("[server]\nconsole = false\n{model}"),
+    );
+    let console = |config: &std::path::PathBuf, no_console| {
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            no_console,
+            ..Default::default()
+        };
+        ServeConfig::resolve(&args).expect("valid").console
+    };
+    assert!(console(&on, false));
+    assert!(!console(&off, false));
+    assert!(!console(&on, true));
+}
+
+#[test]
+fn drain_times_come_from_file_then_flags_and_must_be_ordered() {
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let cfg = write(
+        &d,
+        "c.toml",
+        &format!("[server]\ndrain_grace = \"1500ms\"\ndrain_timeout = \"2m\"\n[[models]]\nname = \"a\"\npath = \"{}\"\n", gguf.display()),
+    );
+    let mut args = ServeArgs {
+        config: Some(cfg.clone()),
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(&args).expect("valid");
+    assert_eq!(c.drain.grace, Duration::from_millis(1500));
+    assert_eq!(c.drain.timeout, Duration::from_secs(120));
+    args.drain_grace = Some(args::parse_duration("3").expect("seconds"));
+    assert_eq!(
+        ServeConfig::resolve(&args).expect("valid").drain.grace,
+        Duration::from_secs(3)
+    );
+    args.drain_timeout = Some(Duration::from_secs(2));
+    let err = ServeConfig::resolve(&args).expect_err("timeout before grace");
+    assert!(err.to_string().contains("includes the grace"), "{err}");
+    assert!(args::parse_duration("soon").is_err());
+    let bad = write(&d, "bad.toml", "[server]\ndrain_grace = \"5 parsecs\"\n");
+    let err = ServeConfig::resolve(&ServeArgs {
+        config: Some(bad),
+        ..Default::default()
+    })
+    .expect_err("bad duration");
+    assert!(err.to_string().contains("drain_grace"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let d = tempdir();
+    let cfg = write(&d, "c.toml", "[server]\nprot = 1\n");
+    let err = ServeConfig::resolve(&ServeArgs {
+        config: Some(cfg),
+        ..Default::default()
+    })
+    .expect_err("typo");
+    assert!(err.to_string().contains("prot"), "{err}");
+}
+
+#[test]
+fn bad_model_spec_and_missing_file_are_clear() {
+    let args = ServeArgs {
+        models: vec!["nopath".into()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        ServeConfig::resolve(&args),
+        Err(ConfigError::ModelSpec(_))
+    ));
+    let args = ServeArgs {
+        models_dir: Some(tempdir()),
+        ..Default::default()
+    };
+    let err = ServeConfig::resolve(&args).expect_err("missing");
+    assert!(err.to_string().contains("make model"), "{err}");
+}
+
+#[test]
+fn embedding_models_come_from_flags_files_and_defaults() {
+    use aitier_engine::Task;
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let task = |m: &ModelConfig| m.engines().next().expect("local").task;
+    let flags = ServeArgs {
+        embedding_models: vec![format!("e={}", gguf.display())],
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(&flags).expect("valid");
+    assert_eq!(c.models.len(), 1);
+    assert_eq!(task(&c.models[0]), Task::Embed { matryoshka: false });
+    let cfg = write(
+        &d,
+        "c.toml",
+        &format!("[[models]]\nname = \"e\"\nkind = \"embedding\"\nmatryoshka = true\npath = \"{0}\"\nslots = 8\n[[models]]\nname = \"c\"\npath = \"{0}\"\n[[models]]\nname = \"quiet\"\nkind = \"embedding\"\nbackground = false\npath = \"{0}\"\n", gguf.display()),
+    );
+    let c = ServeConfig::resolve(&ServeArgs {
+        config: Some(cfg),
+        ..Default::default()
+    })
+    .expect("valid");
+    assert_eq!(task(&c.models[0]), Task::Embed { matryoshka: true });
+    assert_eq!(c.models[0].engines().next().expect("local").slots, 8);
+    assert_eq!(task(&c.models[1]), Task::Generate);
+    let background = |i: usize| c.models[i].engines().next().expect("local").background;
+    assert_eq!(
+        (background(0), background(1), background(2)),
+        (true, false, false)
+    );
+    let bad = write(
+        &d,
+        "bad.toml",
+        &format!(
+            "[[models]]\nname = \"c\"\nmatryoshka = true\npath = \"{}\"\n",
+            gguf.display()
+        ),
+    );
+    let err = ServeConfig::resolve(&ServeArgs {
+        config: Some(bad),
+        ..Default::default()
+    })
+    .expect_err("matryoshka on a chat model");
+    assert!(err.to_string().contains("embedding"), "{err}");
+    // The defaults: both models, the missing embedding file with its remedy.
+    write(&d, DEFAULT_MODEL_FILE, "x");
+    let err = ServeConfig::resolve(&ServeArgs {
+        models_dir: Some(d.clone()),
+        ..Default::default()
+    })
+    .expect_err("no embedding model file");
+    assert!(err.to_string().contains("fetch-model.sh minilm"), "{err}");
+    write(&d, DEFAULT_EMBEDDING_MODEL_FILE, "x");
+    let c = ServeConfig::resolve(&ServeArgs {
+        models_dir: Some(d),
+        ..Default::default()
+    })
+    .expect("valid");
+    let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, [DEFAULT_MODEL_NAME, DEFAULT_EMBEDDING_MODEL_NAME]);
+}
+
+#[test]
+fn template_files_reach_the_named_models_engines() {
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let tmpl = write(&d, "t.jinja", "{{ messages }}");
+    let cfg = write(
+        &d,
+        "c.toml",
+        &format!("[[models]]\nname = \"a\"\npath = \"{}\"\nchat_template_file = \"{}\"\n[[models]]\nname = \"b\"\npath = \"{0}\"\n", gguf.display(), tmpl.display()),
+    );
+    let args = ServeArgs {
+        config: Some(cfg.clone()),
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(&args).expect("valid");
+    let template = |i: usize| {
+        c.models[i]
+            .engines()
+            .next()
+            .expect("local")
+            .chat_template_file
+            .clone()
+    };
+    assert_eq!(template(0), Some(tmpl.clone()));
+    assert_eq!(template(1), None);
+    let flag = |spec: &str| ServeArgs {
+        config: Some(cfg.clone()),
+        chat_template_files: vec![spec.to_string()],
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(&flag(&format!("b={}", tmpl.display()))).expect("valid");
+    assert_eq!(
+        c.models[1]
+            .engines()
+            .next()
+            .expect("local")
+            .chat_template_file,
+        Some(tmpl.clone())
+    );
+    for bad in [
+        "nobody=x".to_string(),
+        "b".to_string(),
+        format!("b={}", d.join("none").display()),
+    ] {
+        assert!(ServeConfig::resolve(&flag(&bad)).is_err(), "{bad}");
+    }
+}
