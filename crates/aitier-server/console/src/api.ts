@@ -56,7 +56,9 @@ export interface Deployment {
 export interface Model {
   id: string;
   aliases: string[];
-  status: 'loaded' | 'loading' | 'unloaded';
+  status: 'loaded' | 'loading' | 'unloaded' | 'failed';
+  /** Why it failed to load. */
+  error?: string;
   kind: 'local' | 'upstream' | 'routed';
   stats: EngineStats | null;
   deployments: Deployment[];

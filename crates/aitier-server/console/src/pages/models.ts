@@ -61,7 +61,12 @@ export function modelsPage(view: HTMLElement): () => void {
       { 'data-model': m.id },
       h('th', { scope: 'row' }, h('strong', null, m.id), m.aliases.length ? h('span', { class: 'aliases' }, `aliases: ${m.aliases.join(', ')}`) : null),
       h('td', null, m.kind),
-      h('td', null, h('span', { class: `badge ${m.status === 'loaded' ? 'on' : m.status === 'loading' ? 'warn' : 'off'}` }, m.status)),
+      h(
+        'td',
+        null,
+        h('span', { class: `badge ${m.status === 'loaded' ? 'on' : m.status === 'loading' ? 'warn' : 'off'}` }, m.status),
+        m.error ? h('span', { class: 'why' }, m.error) : null,
+      ),
       statCells(m.stats),
       h('td', null, actions),
     );
