@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the build, from Debian's
-# packages: PostgreSQL's server binaries and psql (`postgresql`), for the
-# tests that run against a throwaway PostgreSQL, and Chromium, which the
-# console's end-to-end tests drive. A failure here is reported, not fatal:
+# packages: PostgreSQL's server binaries and psql (`postgresql`) and Redis
+# (`redis-server`), for the tests that run against throwaway ones, and
+# Chromium, which the console's end-to-end tests drive. A failure here is reported, not fatal:
 # the tests that need what is missing then fail or say loudly that they
 # were skipped.
 set -uo pipefail
@@ -10,6 +10,7 @@ missing=()
 if ! { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && command -v psql >/dev/null; }; then
   missing+=(postgresql)
 fi
+command -v redis-server >/dev/null || missing+=(redis-server)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 echo "installing ${missing[*]} for the test suite" >&2

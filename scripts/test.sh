@@ -13,14 +13,23 @@ scripts/fetch-model.sh gemma
 scripts/fetch-model.sh minilm
 
 # One PostgreSQL server for the run; each test makes its own database in it.
+# One Redis too; each test keeps its keys under a prefix of its own.
 pg_dir="$(mktemp -d)/pg"
-trap 'scripts/pg-temp.sh stop "$pg_dir"; rmdir "$(dirname "$pg_dir")" 2>/dev/null || true' EXIT
+redis_dir="$(mktemp -d)/redis"
+trap 'scripts/pg-temp.sh stop "$pg_dir"; scripts/redis-temp.sh stop "$redis_dir"; rmdir "$(dirname "$pg_dir")" "$(dirname "$redis_dir")" 2>/dev/null || true' EXIT
 if AITIER_TEST_POSTGRES_URL="$(scripts/pg-temp.sh start "$pg_dir")"; then
   export AITIER_TEST_POSTGRES_URL
   echo "== PostgreSQL for tests at $AITIER_TEST_POSTGRES_URL" >&2
 else
   unset AITIER_TEST_POSTGRES_URL
   echo "!!! PostgreSQL could not start: its tests will be SKIPPED (see $pg_dir/*.log) !!!" >&2
+fi
+if AITIER_TEST_REDIS_URL="$(scripts/redis-temp.sh start "$redis_dir")"; then
+  export AITIER_TEST_REDIS_URL
+  echo "== Redis for tests at $AITIER_TEST_REDIS_URL" >&2
+else
+  unset AITIER_TEST_REDIS_URL
+  echo "!!! Redis could not start: its tests will be SKIPPED (see $redis_dir/redis.log) !!!" >&2
 fi
 
 echo "== console bundle: built again from its sources, the same as committed" >&2

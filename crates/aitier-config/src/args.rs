@@ -136,6 +136,20 @@ pub struct ServeArgs {
     /// default writes rows a moment later, in batches).
     #[arg(long, env = "AITIER_LEDGER_SYNC")]
     pub ledger_sync: bool,
+    /// Keep rate limits and concurrency places in this Redis
+    /// (`redis://[:password@]host:port[/db]`), shared by every replica
+    /// that names it; in this process when unset.
+    #[arg(long, env = "AITIER_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// While Redis cannot be reached, let requests through without
+    /// checking their limits (counted in `aitier_limits_unchecked_total`)
+    /// instead of refusing them with 503.
+    #[arg(long, env = "AITIER_LIMITS_FAIL_OPEN")]
+    pub limits_fail_open: bool,
+    /// How long a replica's concurrency places in Redis outlive it (it
+    /// renews them while it runs); 30 s by default.
+    #[arg(long, env = "AITIER_REDIS_LEASE", value_parser = parse_duration)]
+    pub redis_lease: Option<Duration>,
 }
 
 /// `30s`, `1m 30s`, `500ms`, or a bare number of seconds.

@@ -36,6 +36,9 @@ pub struct FileTenancy {
     pub default_completion_reserve: Option<u32>,
     pub ledger_queue: Option<usize>,
     pub ledger_sync: Option<bool>,
+    pub redis_url: Option<String>,
+    pub limits_fail_open: Option<bool>,
+    pub redis_lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

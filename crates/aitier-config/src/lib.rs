@@ -46,6 +46,11 @@ pub struct TenancySettings {
     pub default_completion_reserve: u32,
     pub ledger_queue: usize,
     pub ledger_sync: bool,
+    /// Where the limits live when shared by several replicas.
+    pub redis_url: Option<String>,
+    pub limits_fail_open: bool,
+    /// How long a replica's concurrency places outlive it.
+    pub redis_lease: Duration,
 }
 
 impl std::fmt::Debug for TenancySettings {
@@ -63,6 +68,15 @@ impl std::fmt::Debug for TenancySettings {
             )
             .field("ledger_queue", &self.ledger_queue)
             .field("ledger_sync", &self.ledger_sync)
+            .field(
+                "redis_url",
+                &self
+                    .redis_url
+                    .as_deref()
+                    .map(aitier_tenancy::store::redact_url),
+            )
+            .field("limits_fail_open", &self.limits_fail_open)
+            .field("redis_lease", &self.redis_lease)
             .finish()
     }
 }
@@ -425,6 +439,17 @@ fn tenancy(args: &ServeArgs, file: &FileConfig) -> Result<TenancySettings, Confi
             "ledger_queue must be at least 1".into(),
         ));
     }
+    let redis_lease = match (args.redis_lease, t.redis_lease.as_deref()) {
+        (Some(d), _) => d,
+        (None, Some(text)) => args::parse_duration(text)
+            .map_err(|e| ConfigError::Invalid(format!("redis_lease: {e}")))?,
+        (None, None) => Duration::from_secs(30),
+    };
+    if redis_lease < Duration::from_millis(300) {
+        return Err(ConfigError::Invalid(
+            "redis_lease must be at least 300ms (it is renewed every third of it)".into(),
+        ));
+    }
     Ok(TenancySettings {
         database_url: args.db.url(t),
         admin_token: admin_token.map(Secret),
@@ -435,6 +460,9 @@ fn tenancy(args: &ServeArgs, file: &FileConfig) -> Result<TenancySettings, Confi
             .unwrap_or(1024),
         ledger_queue,
         ledger_sync: args.ledger_sync || t.ledger_sync.unwrap_or(false),
+        redis_url: args.redis_url.clone().or_else(|| t.redis_url.clone()),
+        limits_fail_open: args.limits_fail_open || t.limits_fail_open.unwrap_or(false),
+        redis_lease,
     })
 }
 

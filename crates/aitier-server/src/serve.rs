@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use aitier_core::ModelRegistry;
 use aitier_tenancy::store::redact_url;
-use aitier_tenancy::{MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
+use aitier_tenancy::{
+    Limiter, MemoryLimiter, RedisLimiter, RedisLimits, SqlStore, Store, Tenancy, TenancyConfig,
+};
 use axum::serve::ListenerExt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -65,14 +67,24 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
             "no API key exists: serving OPEN, without authentication, until one is created"
         );
     }
+    let limiter: Arc<dyn Limiter> = match &t.redis_url {
+        Some(url) => {
+            tracing::info!(redis = %redact_url(url), fail_open = t.limits_fail_open, "rate limits in Redis");
+            let mut limits = RedisLimits::new(url);
+            limits.lease = t.redis_lease;
+            RedisLimiter::start(&limits)?
+        }
+        None => Arc::new(MemoryLimiter::default()),
+    };
     Ok(Tenancy::new(
         Arc::new(store),
-        Arc::new(MemoryLimiter::default()),
+        limiter,
         TenancyConfig {
             allow_open,
             default_completion_reserve: t.default_completion_reserve,
             ledger_capacity: t.ledger_queue,
             ledger_sync: t.ledger_sync,
+            limits_fail_open: t.limits_fail_open,
         },
     ))
 }

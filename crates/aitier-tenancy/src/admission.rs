@@ -8,7 +8,7 @@ use std::time::Duration;
 use aitier_core::{CoreError, RequestSize};
 
 use crate::headers::openai_duration;
-use crate::limiter::{Demand, Limiter, LimiterError};
+use crate::limiter::{Demand, Lease, Limiter, LimiterError};
 use crate::principal::Principal;
 use crate::refusals::{Refusal, Refusals};
 use crate::scope::{BucketKey, Meter, Scope};
@@ -18,7 +18,7 @@ use crate::store::{Reservation, Store, StoreError};
 #[derive(Debug, Default)]
 pub(crate) struct Holds {
     /// Concurrency places taken.
-    pub places: Vec<BucketKey>,
+    pub places: Vec<(BucketKey, Lease)>,
     /// Token buckets charged at admission: (bucket, per minute, tokens).
     pub tokens: Vec<(BucketKey, u64, u64)>,
     /// Budget reservations, settled with the request's ledger row.
@@ -33,6 +33,9 @@ pub(crate) struct Admission {
     /// Completion tokens reserved for a request without `max_tokens`.
     pub default_completion_reserve: u32,
     pub refusals: Arc<Refusals>,
+    /// Let requests through unchecked while the limiter is down, rather
+    /// than refuse them.
+    pub fail_open: bool,
 }
 
 fn limiter_down(e: LimiterError) -> (Refusal, CoreError) {
@@ -73,12 +76,8 @@ impl Admission {
                 continue;
             };
             let bucket = BucketKey::new(Meter::Concurrency, scope);
-            if !self
-                .limiter
-                .acquire(&bucket, max)
-                .await
-                .map_err(limiter_down)?
-            {
+            let taken = self.limiter.acquire(&bucket, max).await;
+            let Some(lease) = self.or_unchecked(taken, Some(Lease(String::new())))? else {
                 return Err((
                     Refusal::Concurrency,
                     CoreError::RateLimited {
@@ -90,14 +89,15 @@ impl Admission {
                         never: false,
                     },
                 ));
-            }
-            holds.places.push(bucket);
+            };
+            holds.places.push((bucket, lease));
         }
         let demands = principal.demands(Meter::Requests, |l| l.rpm, 1);
         if demands.is_empty() {
             return Ok(());
         }
-        if let Err(d) = self.limiter.check(&demands).await.map_err(limiter_down)? {
+        let checked = self.limiter.check(&demands).await;
+        if let Err(d) = self.or_unchecked(checked, Ok(()))? {
             return Err((
                 Refusal::Rpm,
                 CoreError::RateLimited {
@@ -112,6 +112,24 @@ impl Admission {
             ));
         }
         Ok(())
+    }
+
+    /// The limiter's answer; without one, a refusal, or with `fail_open`
+    /// the answer that lets the request through (counted, and logged).
+    fn or_unchecked<T>(
+        &self,
+        answer: Result<T, LimiterError>,
+        unchecked: T,
+    ) -> Result<T, (Refusal, CoreError)> {
+        match answer {
+            Ok(v) => Ok(v),
+            Err(e) if self.fail_open => {
+                tracing::error!(error = %e, "rate limit store failed; letting the request through unchecked (fail_open)");
+                self.refusals.count_unchecked();
+                Ok(unchecked)
+            }
+            Err(e) => Err(limiter_down(e)),
+        }
     }
 
     /// Counts a refusal by its reason.
@@ -189,7 +207,8 @@ impl Admission {
         demands: &[Demand],
         reserve: u64,
     ) -> Result<(), (Refusal, CoreError)> {
-        let Err(d) = self.limiter.check(demands).await.map_err(limiter_down)? else {
+        let checked = self.limiter.check(demands).await;
+        let Err(d) = self.or_unchecked(checked, Ok(()))? else {
             return Ok(());
         };
         let kind = d.bucket.scope.kind();
@@ -239,14 +258,19 @@ impl Admission {
 
     /// Returns concurrency places and corrects token buckets to what the
     /// request used, off the request's path. Budgets settle with the row.
-    pub fn settle(&self, places: Vec<BucketKey>, tokens: Vec<(BucketKey, u64, u64)>, used: u64) {
+    pub fn settle(
+        &self,
+        places: Vec<(BucketKey, Lease)>,
+        tokens: Vec<(BucketKey, u64, u64)>,
+        used: u64,
+    ) {
         if places.is_empty() && tokens.is_empty() {
             return;
         }
         let limiter = self.limiter.clone();
         let settle = async move {
-            for bucket in places {
-                if let Err(e) = limiter.release(&bucket).await {
+            for (bucket, lease) in places {
+                if let Err(e) = limiter.release(&bucket, lease).await {
                     tracing::warn!(error = %e, "releasing a concurrency place failed");
                 }
             }

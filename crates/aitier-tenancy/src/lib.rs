@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod limiter;
 pub mod limits;
 pub mod principal;
+pub mod redis_limiter;
 pub mod refusals;
 pub mod scope;
 pub mod service;
@@ -26,6 +27,7 @@ pub use headers::RateHeaders;
 pub use limiter::{Limiter, MemoryLimiter};
 pub use limits::{BudgetPeriod, Limits};
 pub use principal::Principal;
+pub use redis_limiter::{RedisLimiter, RedisLimits};
 pub use scope::{BucketKey, Meter, Scope};
 pub use service::{AuthError, Tenancy, TenancyConfig};
 pub use store::{

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::scope::BucketKey;
 
-const WINDOW_MS: f64 = 60_000.0;
+pub(crate) const WINDOW_MS: f64 = 60_000.0;
 
 /// One bucket charged by a check.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +41,11 @@ pub struct Denied {
 #[error("limit store unavailable: {0}")]
 pub struct LimiterError(pub String);
 
+/// One concurrency place taken, to give back by name: a shared limiter
+/// lets places expire when their replica is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease(pub String);
+
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// Charges every demand, or none of them.
@@ -54,9 +59,9 @@ pub trait Limiter: Send + Sync {
         delta: i64,
     ) -> Result<(), LimiterError>;
     async fn peek(&self, bucket: &BucketKey, per_minute: u64) -> Result<Snapshot, LimiterError>;
-    /// Takes one of `max` concurrent places; false when all are taken.
-    async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<bool, LimiterError>;
-    async fn release(&self, bucket: &BucketKey) -> Result<(), LimiterError>;
+    /// Takes one of `max` concurrent places; `None` when all are taken.
+    async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<Option<Lease>, LimiterError>;
+    async fn release(&self, bucket: &BucketKey, lease: Lease) -> Result<(), LimiterError>;
 }
 
 /// Limits held in this process.
@@ -81,7 +86,7 @@ fn interval(per_minute: u64) -> f64 {
     WINDOW_MS / per_minute.max(1) as f64
 }
 
-fn snapshot(tat: f64, now: f64, per_minute: u64) -> Snapshot {
+pub(crate) fn snapshot(tat: f64, now: f64, per_minute: u64) -> Snapshot {
     let used = (tat - now).max(0.0);
     let remaining = ((WINDOW_MS - used) / interval(per_minute)).floor().max(0.0) as u64;
     Snapshot {
@@ -164,17 +169,18 @@ impl Limiter for MemoryLimiter {
         Ok(self.peek_at(bucket, per_minute, self.now()))
     }
 
-    async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<bool, LimiterError> {
+    async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<Option<Lease>, LimiterError> {
         let mut running = Self::lock(&self.running);
         let n = running.entry(bucket.clone()).or_insert(0);
         if *n >= max {
-            return Ok(false);
+            return Ok(None);
         }
         *n += 1;
-        Ok(true)
+        // Places here end with the process: they need no name.
+        Ok(Some(Lease(String::new())))
     }
 
-    async fn release(&self, bucket: &BucketKey) -> Result<(), LimiterError> {
+    async fn release(&self, bucket: &BucketKey, _lease: Lease) -> Result<(), LimiterError> {
         let mut running = Self::lock(&self.running);
         if let Some(n) = running.get_mut(bucket) {
             *n = n.saturating_sub(1);
@@ -247,10 +253,10 @@ mod tests {
     #[tokio::test]
     async fn concurrency_places_are_returned() {
         let l = MemoryLimiter::default();
-        assert!(l.acquire(&b("c"), 2).await.unwrap_or(false));
-        assert!(l.acquire(&b("c"), 2).await.unwrap_or(false));
-        assert!(!l.acquire(&b("c"), 2).await.unwrap_or(true));
-        l.release(&b("c")).await.ok();
-        assert!(l.acquire(&b("c"), 2).await.unwrap_or(false));
+        let first = l.acquire(&b("c"), 2).await.ok().flatten().expect("one");
+        assert!(l.acquire(&b("c"), 2).await.ok().flatten().is_some());
+        assert!(l.acquire(&b("c"), 2).await.ok().flatten().is_none());
+        l.release(&b("c"), first).await.ok();
+        assert!(l.acquire(&b("c"), 2).await.ok().flatten().is_some());
     }
 }

@@ -44,11 +44,20 @@ impl Refusal {
     }
 }
 
-/// One counter per reason.
+/// One counter per reason, and one for the requests let through unchecked
+/// while the limiter was down (`fail_open`).
 #[derive(Debug, Default)]
-pub struct Refusals([AtomicU64; 7]);
+pub struct Refusals([AtomicU64; 7], AtomicU64);
 
 impl Refusals {
+    pub fn count_unchecked(&self) {
+        self.1.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unchecked(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
+    }
+
     pub fn count(&self, why: Refusal) {
         self.0[why as usize].fetch_add(1, Ordering::Relaxed);
     }

@@ -30,6 +30,9 @@ pub struct TenancyConfig {
     pub ledger_capacity: usize,
     /// Hold the end of each answer until its ledger row is written.
     pub ledger_sync: bool,
+    /// While the limiter cannot be reached, let requests through
+    /// unchecked instead of refusing them.
+    pub limits_fail_open: bool,
 }
 
 impl Default for TenancyConfig {
@@ -39,6 +42,7 @@ impl Default for TenancyConfig {
             default_completion_reserve: 1024,
             ledger_capacity: DEFAULT_CAPACITY,
             ledger_sync: false,
+            limits_fail_open: false,
         }
     }
 }
@@ -160,6 +164,7 @@ impl Tenancy {
             store: self.store.clone(),
             default_completion_reserve: self.config.default_completion_reserve,
             refusals: self.refusals.clone(),
+            fail_open: self.config.limits_fail_open,
         };
         let who = Identity {
             principal: principal.clone(),

@@ -1,6 +1,7 @@
 //! Helpers for test suites that run against both databases: a fresh SQLite
 //! file or a fresh PostgreSQL database on the throwaway server that
-//! `scripts/pg-temp.sh` starts (its URL in `AITIER_TEST_POSTGRES_URL`).
+//! `scripts/pg-temp.sh` starts (its URL in `AITIER_TEST_POSTGRES_URL`), and
+//! the throwaway Redis of `scripts/redis-temp.sh` (`AITIER_TEST_REDIS_URL`).
 use sqlx::{Connection, Executor, PgConnection};
 
 pub const POSTGRES_ENV: &str = "AITIER_TEST_POSTGRES_URL";
@@ -40,4 +41,20 @@ pub async fn database_urls() -> Vec<(&'static str, String)> {
         out.push(("postgres", pg));
     }
     out
+}
+
+pub const REDIS_ENV: &str = "AITIER_TEST_REDIS_URL";
+
+/// The throwaway Redis `scripts/redis-temp.sh` started, with a key prefix
+/// of the test's own; `None` (said loudly on stderr) when there is none.
+pub fn redis_limits() -> Option<crate::RedisLimits> {
+    let Ok(url) = std::env::var(REDIS_ENV) else {
+        eprintln!(
+            "\n!!! SKIPPED: Redis tests need {REDIS_ENV} (scripts/test.sh starts a server) !!!\n"
+        );
+        return None;
+    };
+    let mut limits = crate::RedisLimits::new(&url);
+    limits.prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+    Some(limits)
 }

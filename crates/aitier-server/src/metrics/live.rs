@@ -247,6 +247,13 @@ impl Live {
             let labels = [("reason", why.as_str())];
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
+        let family = encoder.encode_descriptor(
+            "aitier_limits_unchecked",
+            "Requests let through without a limit check because the limiter (Redis) could not be reached (limits_fail_open).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.tenancy.refusals().unchecked()).encode(family)?;
         let ledger = self.tenancy.ledger();
         let counts = ledger.counts();
         for (name, help, n) in [

@@ -1,0 +1,305 @@
+//! The limits in Redis, shared by every replica: the same GCRA buckets as
+//! the in-memory limiter, each check one Lua script (one round trip, atomic
+//! across the buckets it names, on Redis's clock so that the replicas'
+//! clocks do not matter), and concurrency places as leases in a sorted set
+//! that this replica renews while its requests run. A replica that dies
+//! stops renewing, and its places come back when their leases expire.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+use crate::limiter::{snapshot, Demand, Denied, Lease, Limiter, LimiterError, Snapshot, WINDOW_MS};
+use crate::scope::BucketKey;
+
+/// Charges every bucket or none. KEYS: the buckets; ARGV: the window, then
+/// per bucket its interval (ms per unit), cost and limit per minute.
+/// Returns `{0}` when charged, else `{index, wait_ms, never}` of the bucket
+/// that must be waited for longest.
+const CHECK: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local window = tonumber(ARGV[1])
+local news = {}
+local worst, wait, never = 0, -1, 0
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
+  local per_minute = tonumber(ARGV[3 * i + 1])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new = tat + cost * interval
+  if new - now > window then
+    local w = math.max(math.ceil(new - window - now), 1)
+    if w > wait then
+      worst, wait = i, w
+      never = (cost > per_minute) and 1 or 0
+    end
+  end
+  news[i] = new
+end
+if worst > 0 then return {worst, wait, never} end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, string.format('%.3f', news[i]), 'PX', math.ceil(news[i] - now) + 1000)
+end
+return {0}
+";
+
+/// Moves one bucket by `delta` units (ARGV: interval, delta), never below now.
+const ADJUST: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local moved = math.max(tat + tonumber(ARGV[2]) * tonumber(ARGV[1]), now)
+if moved > now then
+  redis.call('SET', KEYS[1], string.format('%.3f', moved), 'PX', math.ceil(moved - now) + 1000)
+else
+  redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// How far ahead of now a bucket is, in ms (0 when full).
+const PEEK: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+return string.format('%.3f', math.max(tat - now, 0))
+";
+
+/// Takes a place when fewer than ARGV[1] unexpired leases are held.
+/// ARGV: max, lease id, lease lifetime (ms).
+const ACQUIRE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+return 1
+";
+
+/// Pushes the expiry of leases this replica still holds (only those still
+/// there: a lease that expired meanwhile is not brought back). KEYS and
+/// ARGV[2..] pair each set with a lease; ARGV[1]: the lifetime (ms).
+const RENEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local life = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + life, ARGV[i + 1])
+  redis.call('PEXPIRE', key, life * 2)
+end
+return 0
+";
+
+/// Settings of the Redis limiter.
+#[derive(Debug, Clone)]
+pub struct RedisLimits {
+    pub url: String,
+    /// Prefix of every key, so that several tiers can share one Redis.
+    pub prefix: String,
+    /// How long a concurrency place outlives its replica's last renewal.
+    pub lease: Duration,
+    /// How long a call to Redis may take before the check fails.
+    pub timeout: Duration,
+}
+
+impl RedisLimits {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            prefix: "aitier:".into(),
+            lease: Duration::from_secs(30),
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    prefix: String,
+    lease_ms: u64,
+    /// Places this replica holds, by lease id, renewed until released.
+    held: Mutex<HashMap<String, String>>,
+    check: Script,
+    adjust: Script,
+    peek: Script,
+    acquire: Script,
+    renew: Script,
+}
+
+fn down(e: redis::RedisError) -> LimiterError {
+    LimiterError(format!("redis: {e}"))
+}
+
+impl RedisLimiter {
+    /// Connects lazily: the service starts while Redis is down, refusing
+    /// (or, when so configured, passing) requests until it is back.
+    pub fn start(cfg: &RedisLimits) -> Result<Arc<Self>, LimiterError> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| LimiterError(format!("redis url: {e}")))?;
+        let conn_cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(cfg.timeout))
+            .set_response_timeout(Some(cfg.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(cfg.timeout);
+        let conn = ConnectionManager::new_lazy_with_config(client, conn_cfg).map_err(down)?;
+        let me = Arc::new(Self {
+            conn,
+            prefix: cfg.prefix.clone(),
+            lease_ms: cfg.lease.as_millis().max(1) as u64,
+            held: Mutex::new(HashMap::new()),
+            check: Script::new(CHECK),
+            adjust: Script::new(ADJUST),
+            peek: Script::new(PEEK),
+            acquire: Script::new(ACQUIRE),
+            renew: Script::new(RENEW),
+        });
+        tokio::spawn(renew_leases(Arc::downgrade(&me), cfg.lease / 3));
+        Ok(me)
+    }
+
+    fn key(&self, bucket: &BucketKey) -> String {
+        format!("{}{bucket}", self.prefix)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn renew(&self) -> Result<(), LimiterError> {
+        let held: Vec<(String, String)> = self
+            .held()
+            .iter()
+            .map(|(l, k)| (l.clone(), k.clone()))
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let mut call = self.renew.prepare_invoke();
+        call.arg(self.lease_ms);
+        for (lease, key) in &held {
+            call.key(key).arg(lease);
+        }
+        call.invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(down)
+    }
+}
+
+/// Renews this replica's leases until the limiter is dropped.
+async fn renew_leases(me: std::sync::Weak<RedisLimiter>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        tick.tick().await;
+        let Some(me) = me.upgrade() else { return };
+        if let Err(e) = me.renew().await {
+            tracing::warn!(error = %e, "renewing concurrency leases failed; they expire unless renewed in time");
+        }
+    }
+}
+
+fn interval(per_minute: u64) -> f64 {
+    WINDOW_MS / per_minute.max(1) as f64
+}
+
+#[async_trait::async_trait]
+impl Limiter for RedisLimiter {
+    async fn check(&self, demands: &[Demand]) -> Result<Result<(), Denied>, LimiterError> {
+        if demands.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut call = self.check.prepare_invoke();
+        call.arg(WINDOW_MS);
+        for d in demands {
+            call.key(self.key(&d.bucket))
+                .arg(interval(d.per_minute))
+                .arg(d.cost)
+                .arg(d.per_minute);
+        }
+        let answer: Vec<i64> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(down)?;
+        match answer.as_slice() {
+            [0] => Ok(Ok(())),
+            [i, wait, never] => {
+                let d = usize::try_from(*i - 1)
+                    .ok()
+                    .and_then(|i| demands.get(i))
+                    .ok_or_else(|| LimiterError(format!("redis: no bucket {i} was checked")))?;
+                Ok(Err(Denied {
+                    bucket: d.bucket.clone(),
+                    retry_after: Duration::from_millis((*wait).max(1) as u64),
+                    never: *never == 1,
+                }))
+            }
+            other => Err(LimiterError(format!("redis: unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn adjust(
+        &self,
+        bucket: &BucketKey,
+        per_minute: u64,
+        delta: i64,
+    ) -> Result<(), LimiterError> {
+        self.adjust
+            .key(self.key(bucket))
+            .arg(interval(per_minute))
+            .arg(delta)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(down)
+    }
+
+    async fn peek(&self, bucket: &BucketKey, per_minute: u64) -> Result<Snapshot, LimiterError> {
+        let used: String = self
+            .peek
+            .key(self.key(bucket))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(down)?;
+        let used: f64 = used
+            .parse()
+            .map_err(|_| LimiterError(format!("redis: `{used}` is not a time")))?;
+        // The bucket's time ahead of now, as the memory limiter measures it from 0.
+        Ok(snapshot(used, 0.0, per_minute))
+    }
+
+    async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<Option<Lease>, LimiterError> {
+        let key = self.key(bucket);
+        let lease = uuid::Uuid::new_v4().simple().to_string();
+        let took: i64 = self
+            .acquire
+            .key(&key)
+            .arg(max)
+            .arg(&lease)
+            .arg(self.lease_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(down)?;
+        if took == 0 {
+            return Ok(None);
+        }
+        self.held().insert(lease.clone(), key);
+        Ok(Some(Lease(lease)))
+    }
+
+    async fn release(&self, bucket: &BucketKey, lease: Lease) -> Result<(), LimiterError> {
+        self.held().remove(&lease.0);
+        redis::cmd("ZREM")
+            .arg(self.key(bucket))
+            .arg(&lease.0)
+            .query_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(down)
+    }
+}
