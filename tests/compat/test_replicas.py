@@ -1,10 +1,11 @@
 """Two replicas sharing one PostgreSQL and one Redis, as behind a load
 balancer: a request rate and a token rate hold across both with requests
-alternated between them, a revoked key is refused by the other replica at
+alternated between them, a token budget under 100 concurrent requests
+split between them is overspent by at most one reservation, a revoked key is refused by the other replica at
 once, Redis stopped mid-run refuses limited requests with 503
 `limits_unavailable` (or lets them through with `--limits-fail-open`) and
-recovers when it returns, and the concurrency places of a replica killed
-while it held them come back when their leases expire."""
+recovers when it returns, and the concurrency places and budget holds of a
+replica killed while it held them come back when their leases expire."""
 
 import os
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -46,7 +48,7 @@ def database():
 
 
 def _args(db: str, redis_url: str, *extra: str) -> list[str]:
-    return ["--database-url", db, "--redis-url", redis_url, "--admin-token", ADMIN, "--redis-lease", LEASE, *extra]
+    return ["--database-url", db, "--redis-url", redis_url, "--admin-token", ADMIN, "--hold-lease", LEASE, *extra]
 
 
 def _hello(client: openai.OpenAI, **kw):
@@ -104,6 +106,40 @@ def test_rate_limits_and_revocation_hold_across_two_replicas(tmp_path, database,
             _hello(key_client(b, key))
 
 
+def test_a_budget_holds_across_two_replicas_under_100_concurrent_requests(tmp_path, database, redis):
+    _, redis_url = redis
+    budget, max_tokens = 600, 8
+    with running_server(tmp_path / "a.log", _args(database, redis_url)) as a, running_server(
+        tmp_path / "b.log", _args(database, redis_url)
+    ) as b:
+        key = make_key(_admin(a), {"name": "budgeted", "budget_tokens": budget, "budget_period": "day"})
+        urls = [a, b]
+
+        def one(i: int):
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": max_tokens}
+            r = httpx.post(f"{urls[i % 2]}/v1/chat/completions", json=body,
+                           headers={"Authorization": f"Bearer {key}"}, timeout=120)
+            return r.status_code, r.json()
+
+        with ThreadPoolExecutor(100) as pool:
+            answers = list(pool.map(one, range(100)))
+        ok = [body["usage"] for status, body in answers if status == 200]
+        refused = [body["error"]["code"] for status, body in answers if status != 200]
+        assert refused and set(refused) == {"insufficient_quota"}, refused[:3]
+        # Billed: what the answers report, written by both replicas.
+        rows = []
+        for _ in range(100):
+            rows = _admin(b).get("/admin/v1/usage", params={"tenant": "budgeted", "group_by": "tenant"}).json()["data"]
+            if rows and rows[0]["requests"] >= len(ok):
+                break
+            time.sleep(0.1)
+        billed = rows[0]["total_tokens"]
+        assert billed == sum(u["total_tokens"] for u in ok)
+        # Overspent by at most one request's reservation (its prompt plus max_tokens).
+        reservation = max(u["prompt_tokens"] for u in ok) + max_tokens
+        assert ok and billed <= budget + reservation, (billed, len(ok))
+
+
 def test_redis_down_refuses_limited_requests_then_recovers(tmp_path, database, redis):
     where, redis_url = redis
     with running_server(tmp_path / "closed.log", _args(database, redis_url)) as closed, running_server(
@@ -133,44 +169,47 @@ def test_redis_down_refuses_limited_requests_then_recovers(tmp_path, database, r
                 time.sleep(0.2)
 
 
-def test_a_killed_replicas_places_come_back_when_their_leases_expire(tmp_path, database, redis):
+def test_a_killed_replicas_places_and_budget_holds_come_back_when_their_leases_expire(tmp_path, database, redis):
     _, redis_url = redis
     proc, a = spawn_server(tmp_path / "a.log", _args(database, redis_url, "--drain-grace", "0s"))
     try:
         with running_server(tmp_path / "b.log", _args(database, redis_url)) as b:
-            key = make_key(_admin(a), {"name": "two-at-once", "max_concurrent": 2})
-            streams = []
-            for _ in range(2):
-                t = threading.Thread(
-                    target=lambda: _swallow(
-                        lambda: list(_hello(key_client(a, key), max_tokens=4000, logit_bias=NO_EOS, stream=True))
+            # Two concurrency places, and a budget that one long request's
+            # reservation (its prompt plus 4,000 tokens) holds whole.
+            places = make_key(_admin(a), {"name": "two-at-once", "max_concurrent": 2})
+            budget = make_key(_admin(a), {"name": "one-budget", "budget_tokens": 4000, "budget_period": "day"})
+            for key in (places, places, budget):
+                threading.Thread(
+                    target=lambda k=key: _swallow(
+                        lambda: list(_hello(key_client(a, k), max_tokens=4000, logit_bias=NO_EOS, stream=True))
                     ),
                     daemon=True,
-                )
-                t.start()
-                streams.append(t)
+                ).start()
             deadline = time.monotonic() + 30
-            while gauge(a.metrics, "aitier_sequences_running") < 2:
+            while gauge(a.metrics, "aitier_sequences_running") < 3:
                 assert time.monotonic() < deadline, "the streams did not start"
                 time.sleep(0.1)
             with pytest.raises(openai.RateLimitError) as e:
-                _hello(key_client(b, key))
+                _hello(key_client(b, places))
             assert "concurrent" in str(e.value)
+            with pytest.raises(openai.RateLimitError) as e:
+                _hello(key_client(b, budget))
+            assert e.value.code == "insufficient_quota", e.value
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             killed = time.monotonic()
-            # Still held right after the kill, given back within the lease.
-            with pytest.raises(openai.RateLimitError):
-                _hello(key_client(b, key))
-            while True:
-                try:
-                    assert _hello(key_client(b, key)).choices
-                    break
-                except openai.RateLimitError:
-                    assert time.monotonic() - killed < 5, "the places were not given back"
-                    time.sleep(0.2)
-            waited = time.monotonic() - killed
-            assert waited >= 1, f"given back after {waited:.1f} s, before the lease could expire"
+            # Still held right after the kill, given back within the lease
+            # (2 s) and the next sweep.
+            for key, what in ((places, "concurrency places"), (budget, "budget hold")):
+                while True:
+                    try:
+                        assert _hello(key_client(b, key)).choices
+                        break
+                    except openai.RateLimitError:
+                        assert time.monotonic() - killed < 6, f"the {what} were not given back"
+                        time.sleep(0.2)
+                waited = time.monotonic() - killed
+                assert waited >= 1, f"{what} given back after {waited:.1f} s, before the lease could expire"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -146,10 +146,11 @@ pub struct ServeArgs {
     /// instead of refusing them with 503.
     #[arg(long, env = "AITIER_LIMITS_FAIL_OPEN")]
     pub limits_fail_open: bool,
-    /// How long a replica's concurrency places in Redis outlive it (it
-    /// renews them while it runs); 30 s by default.
-    #[arg(long, env = "AITIER_REDIS_LEASE", value_parser = parse_duration)]
-    pub redis_lease: Option<Duration>,
+    /// How long what a replica holds for its running requests (budget
+    /// reservations, and concurrency places in Redis) outlives it: it
+    /// renews them every third of this while they run; 30 s by default.
+    #[arg(long, env = "AITIER_HOLD_LEASE", value_parser = parse_duration)]
+    pub hold_lease: Option<Duration>,
 }
 
 /// `30s`, `1m 30s`, `500ms`, or a bare number of seconds.

@@ -38,7 +38,7 @@ pub struct FileTenancy {
     pub ledger_sync: Option<bool>,
     pub redis_url: Option<String>,
     pub limits_fail_open: Option<bool>,
-    pub redis_lease: Option<String>,
+    pub hold_lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -49,8 +49,8 @@ pub struct TenancySettings {
     /// Where the limits live when shared by several replicas.
     pub redis_url: Option<String>,
     pub limits_fail_open: bool,
-    /// How long a replica's concurrency places outlive it.
-    pub redis_lease: Duration,
+    /// How long a replica's budget holds and concurrency places outlive it.
+    pub hold_lease: Duration,
 }
 
 impl std::fmt::Debug for TenancySettings {
@@ -76,7 +76,7 @@ impl std::fmt::Debug for TenancySettings {
                     .map(aitier_tenancy::store::redact_url),
             )
             .field("limits_fail_open", &self.limits_fail_open)
-            .field("redis_lease", &self.redis_lease)
+            .field("hold_lease", &self.hold_lease)
             .finish()
     }
 }
@@ -439,15 +439,15 @@ fn tenancy(args: &ServeArgs, file: &FileConfig) -> Result<TenancySettings, Confi
             "ledger_queue must be at least 1".into(),
         ));
     }
-    let redis_lease = match (args.redis_lease, t.redis_lease.as_deref()) {
+    let hold_lease = match (args.hold_lease, t.hold_lease.as_deref()) {
         (Some(d), _) => d,
         (None, Some(text)) => args::parse_duration(text)
-            .map_err(|e| ConfigError::Invalid(format!("redis_lease: {e}")))?,
+            .map_err(|e| ConfigError::Invalid(format!("hold_lease: {e}")))?,
         (None, None) => Duration::from_secs(30),
     };
-    if redis_lease < Duration::from_millis(300) {
+    if hold_lease < Duration::from_millis(300) {
         return Err(ConfigError::Invalid(
-            "redis_lease must be at least 300ms (it is renewed every third of it)".into(),
+            "hold_lease must be at least 300ms (it is renewed every third of it)".into(),
         ));
     }
     Ok(TenancySettings {
@@ -462,7 +462,7 @@ fn tenancy(args: &ServeArgs, file: &FileConfig) -> Result<TenancySettings, Confi
         ledger_sync: args.ledger_sync || t.ledger_sync.unwrap_or(false),
         redis_url: args.redis_url.clone().or_else(|| t.redis_url.clone()),
         limits_fail_open: args.limits_fail_open || t.limits_fail_open.unwrap_or(false),
-        redis_lease,
+        hold_lease,
     })
 }
 

@@ -71,7 +71,7 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
         Some(url) => {
             tracing::info!(redis = %redact_url(url), fail_open = t.limits_fail_open, "rate limits in Redis");
             let mut limits = RedisLimits::new(url);
-            limits.lease = t.redis_lease;
+            limits.lease = t.hold_lease;
             RedisLimiter::start(&limits)?
         }
         None => Arc::new(MemoryLimiter::default()),
@@ -85,6 +85,7 @@ async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
             ledger_capacity: t.ledger_queue,
             ledger_sync: t.ledger_sync,
             limits_fail_open: t.limits_fail_open,
+            hold_lease: t.hold_lease,
         },
     ))
 }

@@ -63,7 +63,7 @@ fn every_route_is_documented_and_every_operation_is_routed() {
             "{method} {path} is documented but not served"
         );
     }
-    assert_eq!(documented.len(), 29, "{documented:#?}");
+    assert_eq!(documented.len(), 31, "{documented:#?}");
 }
 
 #[test]

@@ -1,17 +1,21 @@
 //! What tenancy adds to one request, measured on a real database: key
 //! lookup and check, the request-rate and concurrency limits, and the
 //! token-rate and budget admission (one reserving transaction). The ledger
-//! row is written off the request path and not timed.
+//! row is written off the request path and not timed. The rate and
+//! concurrency limits are held in the process, or with `redis` in the Redis
+//! at AITIER_TEST_REDIS_URL, as several replicas would share them.
 //!
-//! `cargo run --release --example overhead -p aitier-tenancy -- [sqlite|postgres|URL] [N]`
+//! `cargo run --release --example overhead -p aitier-tenancy -- [sqlite|postgres|URL] [N] [memory|redis]`
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aitier_core::{GenEvent, RequestSize};
 use aitier_protocol::Usage;
 use aitier_tenancy::limits::BudgetPeriod;
-use aitier_tenancy::testing::{postgres_url, sqlite_url};
-use aitier_tenancy::{Limits, MemoryLimiter, SqlStore, Store, Tenancy, TenancyConfig};
+use aitier_tenancy::testing::{postgres_url, redis_limits, sqlite_url};
+use aitier_tenancy::{
+    Limiter, Limits, MemoryLimiter, RedisLimiter, SqlStore, Store, Tenancy, TenancyConfig,
+};
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -31,13 +35,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(url) => url.to_string(),
     };
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2000);
+    let (limiter, limits_in): (Arc<dyn Limiter>, &str) = match args.next().as_deref() {
+        None | Some("memory") => (Arc::new(MemoryLimiter::default()), "limits in memory"),
+        Some("redis") => {
+            let cfg = redis_limits().ok_or("AITIER_TEST_REDIS_URL is not set")?;
+            (RedisLimiter::start(&cfg)?, "limits in Redis")
+        }
+        Some(other) => return Err(format!("unknown limiter `{other}`").into()),
+    };
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await?);
     let backend = store.backend();
-    let tenancy = Tenancy::new(
-        store.clone(),
-        Arc::new(MemoryLimiter::default()),
-        TenancyConfig::default(),
-    );
+    let tenancy = Tenancy::new(store.clone(), limiter, TenancyConfig::default());
     let limits = Limits {
         rpm: Some(1_000_000),
         tpm: Some(1_000_000_000),
@@ -53,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_tokens: Some(128),
         completion_cap: 128,
     };
-    println!("{backend}, {n} requests, microseconds per request (p50 / p99):");
+    println!("{backend}, {limits_in}, {n} requests, microseconds per request (p50 / p99):");
     for (label, tenant_limits, key_limits) in [
         ("key check only (no limits set)", &none, &none),
         ("tenant: rpm, tpm, concurrency, budget", &limits, &none),

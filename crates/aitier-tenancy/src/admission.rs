@@ -8,6 +8,7 @@ use std::time::Duration;
 use aitier_core::{CoreError, RequestSize};
 
 use crate::headers::openai_duration;
+use crate::leases::HoldLeases;
 use crate::limiter::{Demand, Lease, Limiter, LimiterError};
 use crate::principal::Principal;
 use crate::refusals::{Refusal, Refusals};
@@ -36,6 +37,7 @@ pub(crate) struct Admission {
     /// Let requests through unchecked while the limiter is down, rather
     /// than refuse them.
     pub fail_open: bool,
+    pub leases: Arc<HoldLeases>,
 }
 
 fn limiter_down(e: LimiterError) -> (Refusal, CoreError) {
@@ -172,11 +174,13 @@ impl Admission {
                 .collect();
         }
         let now = aitier_core::clock::now_ms();
+        let hold = uuid::Uuid::new_v4().simple().to_string();
         let budgets: Vec<Reservation> = principal
             .limit_sets()
             .into_iter()
             .filter_map(|(scope, l)| {
                 l.budget().map(|(limit, period)| Reservation {
+                    hold: hold.clone(),
                     scope,
                     period: period.window(now).0,
                     tokens: reserve,
@@ -242,11 +246,20 @@ impl Admission {
     /// instead of leaving them counted until the period ends.
     async fn hold(&self, holds: Vec<Reservation>) -> Result<Option<Scope>, StoreError> {
         let store = self.store.clone();
+        let leases = self.leases.clone();
+        let expires_at = leases.expires_at();
+        let id = holds.first().map(|h| h.hold.clone()).unwrap_or_default();
+        // Renewed from now on, in case the reservation is slow.
+        leases.held(&id);
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let result = store.reserve(&holds).await;
+            let result = store.reserve(&holds, expires_at).await;
             let held = matches!(result, Ok(None));
+            if !held {
+                leases.ended(&id);
+            }
             if tx.send(result).is_err() && held {
+                leases.ended(&id);
                 if let Err(e) = store.release(&holds).await {
                     tracing::error!(error = %e, "releasing the budget holds of a dropped request failed");
                 }

@@ -10,6 +10,7 @@
 mod admission;
 pub mod headers;
 pub mod keys;
+mod leases;
 pub mod ledger;
 pub mod limiter;
 pub mod limits;

@@ -11,6 +11,7 @@ use aitier_core::CoreError;
 use crate::admission::Admission;
 use crate::headers::RateHeaders;
 use crate::keys;
+use crate::leases::HoldLeases;
 use crate::ledger::{Ledger, DEFAULT_CAPACITY};
 use crate::limiter::{Limiter, LimiterError, Snapshot};
 use crate::principal::Principal;
@@ -33,6 +34,8 @@ pub struct TenancyConfig {
     /// While the limiter cannot be reached, let requests through
     /// unchecked instead of refusing them.
     pub limits_fail_open: bool,
+    /// How long a budget hold outlives the last renewal by its replica.
+    pub hold_lease: Duration,
 }
 
 impl Default for TenancyConfig {
@@ -43,6 +46,7 @@ impl Default for TenancyConfig {
             ledger_capacity: DEFAULT_CAPACITY,
             ledger_sync: false,
             limits_fail_open: false,
+            hold_lease: Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct Tenancy {
     store: Arc<dyn Store>,
     limiter: Arc<dyn Limiter>,
     ledger: Ledger,
+    leases: Arc<HoldLeases>,
     config: TenancyConfig,
     refusals: Arc<Refusals>,
     /// Set once a key is known to exist. Keys are never deleted (revoked
@@ -86,10 +91,12 @@ impl Tenancy {
         config: TenancyConfig,
     ) -> Arc<Self> {
         let ledger = Ledger::start(store.clone(), config.ledger_capacity, config.ledger_sync);
+        let leases = HoldLeases::start(store.clone(), config.hold_lease);
         Arc::new(Self {
             store,
             limiter,
             ledger,
+            leases,
             config,
             refusals: Arc::default(),
             keys_exist: AtomicBool::new(false),
@@ -165,6 +172,7 @@ impl Tenancy {
             default_completion_reserve: self.config.default_completion_reserve,
             refusals: self.refusals.clone(),
             fail_open: self.config.limits_fail_open,
+            leases: self.leases.clone(),
         };
         let who = Identity {
             principal: principal.clone(),

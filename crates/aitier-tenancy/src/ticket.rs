@@ -163,6 +163,9 @@ impl Ticket {
             None => (0, 0, 0),
         };
         let holds = std::mem::take(&mut self.holds);
+        if let Some(h) = holds.budgets.first() {
+            self.admission.leases.ended(&h.hold);
+        }
         let used = u64::from(prompt) + u64::from(completion);
         self.admission.settle(holds.places, holds.tokens, used);
         let who = &self.who;

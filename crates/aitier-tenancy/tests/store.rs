@@ -503,18 +503,23 @@ async fn a_batch_written_again_adds_no_row_and_settles_nothing_twice() {
         let tenant = store.create_tenant("again", &limits).await.expect("tenant");
         let scope = Scope::Tenant(tenant.id.clone());
         let period = BudgetPeriod::Day.window(aitier_core::clock::now_ms()).0;
-        let hold = |tokens| Reservation {
+        let hold = |id: &str| Reservation {
+            hold: id.into(),
             scope: scope.clone(),
             period: period.clone(),
-            tokens,
+            tokens: 100,
             limit: 1_000,
         };
-        for _ in 0..2 {
-            assert_eq!(store.reserve(&[hold(100)]).await.expect("reserve"), None);
+        let later = aitier_core::clock::now_ms() + 60_000;
+        for id in ["a", "b"] {
+            assert_eq!(
+                store.reserve(&[hold(id)], later).await.expect("reserve"),
+                None
+            );
         }
         let row = |row_id: &str, completion| aitier_tenancy::UsageRecord {
             completion_tokens: completion,
-            reservations: vec![hold(100)],
+            reservations: vec![hold(row_id)],
             ..record(row_id, &tenant.id)
         };
         let first = [row("a", 20)];
@@ -613,5 +618,88 @@ async fn usage_by_hour_carries_each_groups_latency_percentiles() {
             .await
             .expect("usage");
         assert!(plain.iter().all(|r| r.latency.is_none()), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_hold_whose_lease_ran_out_is_given_back_once() {
+    use aitier_tenancy::store::Reservation;
+    for (backend, url) in database_urls().await {
+        let store = SqlStore::open(&url).await.expect("open store");
+        let limits = Limits {
+            budget_tokens: Some(1_000),
+            budget_period: Some(BudgetPeriod::Day),
+            ..Default::default()
+        };
+        let tenant = store
+            .create_tenant("leased", &limits)
+            .await
+            .expect("tenant");
+        let scope = Scope::Tenant(tenant.id.clone());
+        let now = aitier_core::clock::now_ms();
+        let period = BudgetPeriod::Day.window(now).0;
+        let hold = |id: &str, tokens| Reservation {
+            hold: id.into(),
+            scope: scope.clone(),
+            period: period.clone(),
+            tokens,
+            limit: 1_000,
+        };
+        let state = || store.budget_state(&scope, &period);
+        // A running request's hold, renewed; a dead replica's, not.
+        let alive = hold("alive", 300);
+        let dead = hold("dead", 700);
+        assert_eq!(
+            store
+                .reserve(std::slice::from_ref(&alive), now + 50)
+                .await
+                .expect("reserve"),
+            None
+        );
+        assert_eq!(
+            store
+                .reserve(std::slice::from_ref(&dead), now + 50)
+                .await
+                .expect("reserve"),
+            None
+        );
+        assert_eq!(state().await.expect("state"), (0, 1_000), "{backend}");
+        // Spent while both are held.
+        let refused = store
+            .reserve(&[hold("refused", 10)], now + 50)
+            .await
+            .expect("reserve");
+        assert_eq!(refused, Some(scope.clone()), "{backend}");
+        store
+            .renew_holds(&["alive".to_string()], now + 60_000)
+            .await
+            .expect("renew");
+        assert_eq!(
+            store.expire_holds(now + 100).await.expect("expire"),
+            1,
+            "{backend}"
+        );
+        assert_eq!(state().await.expect("state"), (0, 300), "{backend}");
+        assert_eq!(
+            store.expire_holds(now + 100).await.expect("expire"),
+            0,
+            "{backend}"
+        );
+        // The dead request's row comes after all (its replica was only
+        // slow): it bills what it used and gives nothing back twice.
+        let late = aitier_tenancy::UsageRecord {
+            completion_tokens: 90,
+            reservations: vec![dead],
+            ..record(&format!("{backend}-late"), &tenant.id)
+        };
+        store.record(&[late]).await.expect("write");
+        assert_eq!(state().await.expect("state"), (100, 300), "{backend}");
+        // Released twice (a retried release): taken off once.
+        store
+            .release(std::slice::from_ref(&alive))
+            .await
+            .expect("release");
+        store.release(&[alive]).await.expect("release");
+        assert_eq!(state().await.expect("state"), (100, 0), "{backend}");
     }
 }

@@ -141,6 +141,8 @@ impl TenantPatch {
 /// Tokens held against one budget counter until the request ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
+    /// The request's holds share this id (their lease's).
+    pub hold: String,
     pub scope: Scope,
     /// The budget period label the tokens were held in.
     pub period: String,
@@ -454,10 +456,21 @@ pub trait Store: Send + Sync {
     /// that once had keys never falls back to running open.
     async fn has_keys(&self) -> Result<bool, StoreError>;
     /// Holds tokens against every counter, or against none: returns the
-    /// scope of the first budget that is already spent.
-    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<Scope>, StoreError>;
-    /// Gives back holds that no request will settle.
+    /// scope of the first budget that is already spent. The holds last
+    /// until `expires_at` (Unix ms) unless renewed.
+    async fn reserve(
+        &self,
+        holds: &[Reservation],
+        expires_at: i64,
+    ) -> Result<Option<Scope>, StoreError>;
+    /// Gives back holds that no request will settle (those not already
+    /// given back by their expiry).
     async fn release(&self, holds: &[Reservation]) -> Result<(), StoreError>;
+    /// Pushes the expiry of these holds (by hold id) to `expires_at`.
+    async fn renew_holds(&self, ids: &[String], expires_at: i64) -> Result<(), StoreError>;
+    /// Gives back every hold whose lease ran out before `now` (its
+    /// replica died); returns how many.
+    async fn expire_holds(&self, now: i64) -> Result<u64, StoreError>;
     /// Writes ledger rows and settles their budget holds, atomically.
     async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError>;
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;

@@ -228,6 +228,36 @@ impl SqlStore {
     }
 }
 
+/// Deletes the holds of these rows, returning those that were still there
+/// (hold id, scope): the others were given back by their expiry.
+async fn take_holds(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[&UsageRecord],
+) -> Result<HashSet<(String, String)>, StoreError> {
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.reservations.iter().map(|h| h.hold.as_str()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut still = HashSet::new();
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "DELETE FROM budget_holds WHERE id IN ({}) RETURNING id, scope",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            still.insert((row.try_get("id")?, row.try_get("scope")?));
+        }
+    }
+    Ok(still)
+}
+
 fn unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
@@ -425,7 +455,11 @@ impl Store for SqlStore {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
-    async fn reserve(&self, holds: &[Reservation]) -> Result<Option<Scope>, StoreError> {
+    async fn reserve(
+        &self,
+        holds: &[Reservation],
+        expires_at: i64,
+    ) -> Result<Option<Scope>, StoreError> {
         if let Some(h) = holds.iter().find(|h| h.limit == 0) {
             return Ok(Some(h.scope.clone()));
         }
@@ -464,21 +498,33 @@ impl Store for SqlStore {
                 .bind(i(Some(h.tokens)))
                 .bind(i(Some(h.limit)));
         }
+        let mut tx = self.writer().await?.begin().await?;
         let held: Vec<String> = q
-            .fetch_all(self.writer().await?)
+            .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>("scope"))
             .collect::<Result<_, _>>()?;
-        if held.len() == holds.len() {
-            return Ok(None);
+        if let Some(spent) = holds.iter().find(|h| !held.contains(&h.scope.to_string())) {
+            // What the other counters took goes with the transaction.
+            tx.rollback().await?;
+            return Ok(Some(spent.scope.clone()));
         }
-        // Some counter is spent: give back what the others took.
-        let took = |h: &&Reservation| held.contains(&h.scope.to_string());
-        let taken: Vec<Reservation> = holds.iter().filter(took).cloned().collect();
-        self.release(&taken).await?;
-        let spent = holds.iter().find(|h| !took(h));
-        Ok(spent.map(|h| h.scope.clone()))
+        for h in holds {
+            sqlx::query(
+                "INSERT INTO budget_holds (id, scope, period, tokens, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&h.hold)
+            .bind(h.scope.to_string())
+            .bind(&h.period)
+            .bind(i(Some(h.tokens)))
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(None)
     }
 
     async fn release(&self, holds: &[Reservation]) -> Result<(), StoreError> {
@@ -487,6 +533,17 @@ impl Store for SqlStore {
         }
         let mut tx = self.writer().await?.begin().await?;
         for h in holds {
+            // A hold its expiry gave back already is not given back twice.
+            let still = sqlx::query(
+                "DELETE FROM budget_holds WHERE id = $1 AND scope = $2 RETURNING tokens",
+            )
+            .bind(&h.hold)
+            .bind(h.scope.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if still.is_none() {
+                continue;
+            }
             sqlx::query(
                 "UPDATE budget_usage SET reserved = reserved - $3 WHERE scope = $1 AND period = $2",
             )
@@ -498,6 +555,49 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn renew_holds(&self, ids: &[String], expires_at: i64) -> Result<(), StoreError> {
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let list: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "UPDATE budget_holds SET expires_at = $1 WHERE id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(expires_at);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(self.writer().await?).await?;
+        }
+        Ok(())
+    }
+
+    async fn expire_holds(&self, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.writer().await?.begin().await?;
+        let gone = sqlx::query(
+            "DELETE FROM budget_holds WHERE expires_at < $1 RETURNING scope, period, tokens",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut back: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for row in &gone {
+            let key = (row.try_get("scope")?, row.try_get("period")?);
+            *back.entry(key).or_default() += row.try_get::<i64, _>("tokens")?;
+        }
+        for ((scope, period), tokens) in back {
+            sqlx::query(
+                "UPDATE budget_usage SET reserved = reserved - $3 WHERE scope = $1 AND period = $2",
+            )
+            .bind(scope)
+            .bind(period)
+            .bind(tokens)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(gone.len() as u64)
     }
 
     async fn record(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
@@ -547,15 +647,23 @@ impl Store for SqlStore {
                 inserted.insert(row.try_get::<String, _>(0)?);
             }
         }
+        let written: Vec<&UsageRecord> = rows
+            .iter()
+            .filter(|r| inserted.contains(&r.row_id))
+            .collect();
+        let still_held = take_holds(&mut tx, &written).await?;
         // Each counter is settled once per batch, last, so that its row lock
-        // (PostgreSQL) is held for as short a time as possible.
+        // (PostgreSQL) is held for as short a time as possible. A hold that
+        // its expiry gave back meanwhile is not taken off again.
         let mut settle: BTreeMap<(&Scope, &str), (i64, i64)> = BTreeMap::new();
-        for r in rows.iter().filter(|r| inserted.contains(&r.row_id)) {
+        for r in written {
             let used = i(Some(r.prompt_tokens + r.completion_tokens)).unwrap_or(0);
             for h in &r.reservations {
                 let e = settle.entry((&h.scope, h.period.as_str())).or_default();
                 e.0 += used;
-                e.1 += i(Some(h.tokens)).unwrap_or(0);
+                if still_held.contains(&(h.hold.clone(), h.scope.to_string())) {
+                    e.1 += i(Some(h.tokens)).unwrap_or(0);
+                }
             }
         }
         for ((scope, period), (used, held)) in settle {
