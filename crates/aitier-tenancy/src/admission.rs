@@ -9,7 +9,7 @@ use aitier_core::{CoreError, RequestSize};
 
 use crate::headers::openai_duration;
 use crate::leases::HoldLeases;
-use crate::limiter::{Demand, Lease, Limiter, LimiterError};
+use crate::limiter::{Demand, Entry, Lease, Limiter, LimiterError, Place};
 use crate::principal::Principal;
 use crate::refusals::{Refusal, Refusals};
 use crate::scope::{BucketKey, Meter, Scope};
@@ -61,8 +61,8 @@ fn store_down(e: StoreError) -> (Refusal, CoreError) {
 }
 
 impl Admission {
-    /// Concurrency places, then the request rate. Places taken go into
-    /// `holds` as they are taken, so a refusal after some still returns them.
+    /// Concurrency places and the request rate, in one call to the
+    /// limiter: all of them are taken, or none.
     pub async fn enter(&self, principal: &Principal, holds: &mut Holds) -> Result<(), CoreError> {
         let result = self.try_enter(principal, holds).await;
         self.counted(result)
@@ -73,34 +73,37 @@ impl Admission {
         principal: &Principal,
         holds: &mut Holds,
     ) -> Result<(), (Refusal, CoreError)> {
-        for (scope, l) in principal.limit_sets() {
-            let Some(max) = l.max_concurrent else {
-                continue;
-            };
-            let bucket = BucketKey::new(Meter::Concurrency, scope);
-            let taken = self.limiter.acquire(&bucket, max).await;
-            let Some(lease) = self.or_unchecked(taken, Some(Lease(String::new())))? else {
-                return Err((
-                    Refusal::Concurrency,
-                    CoreError::RateLimited {
-                        message: format!(
-                            "Too many concurrent requests: at most {max} may run at once for this {}.",
-                            bucket.scope.kind()
-                        ),
-                        retry_after: Duration::from_secs(1),
-                        never: false,
-                    },
-                ));
-            };
-            holds.places.push((bucket, lease));
-        }
+        let places: Vec<Place> = principal
+            .limit_sets()
+            .into_iter()
+            .filter_map(|(scope, l)| {
+                l.max_concurrent
+                    .map(|max| (BucketKey::new(Meter::Concurrency, scope), max))
+            })
+            .collect();
         let demands = principal.demands(Meter::Requests, |l| l.rpm, 1);
-        if demands.is_empty() {
+        if places.is_empty() && demands.is_empty() {
             return Ok(());
         }
-        let checked = self.limiter.check(&demands).await;
-        if let Err(d) = self.or_unchecked(checked, Ok(()))? {
-            return Err((
+        let unchecked = Entry::Admitted(places.iter().map(|_| Lease(String::new())).collect());
+        let entry = self.limiter.enter(&places, &demands).await;
+        match self.or_unchecked(entry, unchecked)? {
+            Entry::Admitted(leases) => {
+                holds.places = places.into_iter().map(|(b, _)| b).zip(leases).collect();
+                Ok(())
+            }
+            Entry::Full(bucket, max) => Err((
+                Refusal::Concurrency,
+                CoreError::RateLimited {
+                    message: format!(
+                        "Too many concurrent requests: at most {max} may run at once for this {}.",
+                        bucket.scope.kind()
+                    ),
+                    retry_after: Duration::from_secs(1),
+                    never: false,
+                },
+            )),
+            Entry::Denied(d) => Err((
                 Refusal::Rpm,
                 CoreError::RateLimited {
                     message: format!(
@@ -111,9 +114,8 @@ impl Admission {
                     retry_after: d.retry_after,
                     never: false,
                 },
-            ));
+            )),
         }
-        Ok(())
     }
 
     /// The limiter's answer; without one, a refusal, or with `fail_open`
@@ -270,7 +272,8 @@ impl Admission {
     }
 
     /// Returns concurrency places and corrects token buckets to what the
-    /// request used, off the request's path. Budgets settle with the row.
+    /// request used, in one call to the limiter, off the request's path.
+    /// Budgets settle with the row.
     pub fn settle(
         &self,
         places: Vec<(BucketKey, Lease)>,
@@ -280,18 +283,16 @@ impl Admission {
         if places.is_empty() && tokens.is_empty() {
             return;
         }
+        let adjustments = tokens
+            .into_iter()
+            .map(|(bucket, per_minute, reserved)| {
+                (bucket, per_minute, used as i64 - reserved as i64)
+            })
+            .collect();
         let limiter = self.limiter.clone();
         let settle = async move {
-            for (bucket, lease) in places {
-                if let Err(e) = limiter.release(&bucket, lease).await {
-                    tracing::warn!(error = %e, "releasing a concurrency place failed");
-                }
-            }
-            for (bucket, per_minute, reserved) in tokens {
-                let delta = used as i64 - reserved as i64;
-                if let Err(e) = limiter.adjust(&bucket, per_minute, delta).await {
-                    tracing::warn!(error = %e, "settling a token bucket failed");
-                }
+            if let Err(e) = limiter.settle(places, adjustments).await {
+                tracing::warn!(error = %e, "returning concurrency places and settling token buckets failed");
             }
         };
         match tokio::runtime::Handle::try_current() {

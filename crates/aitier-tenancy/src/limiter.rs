@@ -46,6 +46,20 @@ pub struct LimiterError(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease(pub String);
 
+/// What a request may start with: its concurrency places and its request
+/// rate, all of them or none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// The places taken, in the order asked for.
+    Admitted(Vec<Lease>),
+    /// This place's bucket has all of its `max` taken.
+    Full(BucketKey, u64),
+    Denied(Denied),
+}
+
+/// A concurrency place to take: its bucket and how many there are.
+pub type Place = (BucketKey, u64);
+
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// Charges every demand, or none of them.
@@ -62,6 +76,57 @@ pub trait Limiter: Send + Sync {
     /// Takes one of `max` concurrent places; `None` when all are taken.
     async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<Option<Lease>, LimiterError>;
     async fn release(&self, bucket: &BucketKey, lease: Lease) -> Result<(), LimiterError>;
+
+    /// A place in each of `places`, and the request-rate `demands`, all or
+    /// none. A shared limiter does it in one call.
+    async fn enter(&self, places: &[Place], demands: &[Demand]) -> Result<Entry, LimiterError> {
+        let mut taken: Vec<(BucketKey, Lease)> = Vec::with_capacity(places.len());
+        let mut refusal = None;
+        for (bucket, max) in places {
+            match self.acquire(bucket, *max).await {
+                Ok(Some(lease)) => taken.push((bucket.clone(), lease)),
+                Ok(None) => {
+                    refusal = Some(Ok(Entry::Full(bucket.clone(), *max)));
+                    break;
+                }
+                Err(e) => {
+                    refusal = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let refusal = match refusal {
+            Some(r) => Some(r),
+            None => match self.check(demands).await {
+                Ok(Ok(())) => None,
+                Ok(Err(d)) => Some(Ok(Entry::Denied(d))),
+                Err(e) => Some(Err(e)),
+            },
+        };
+        match refusal {
+            None => Ok(Entry::Admitted(taken.into_iter().map(|(_, l)| l).collect())),
+            Some(r) => {
+                self.settle(taken, Vec::new()).await?;
+                r
+            }
+        }
+    }
+
+    /// Gives back places and corrects token buckets (bucket, per minute,
+    /// delta) once a request has ended. A shared limiter does it in one call.
+    async fn settle(
+        &self,
+        places: Vec<(BucketKey, Lease)>,
+        adjustments: Vec<(BucketKey, u64, i64)>,
+    ) -> Result<(), LimiterError> {
+        for (bucket, lease) in places {
+            self.release(&bucket, lease).await?;
+        }
+        for (bucket, per_minute, delta) in adjustments {
+            self.adjust(&bucket, per_minute, delta).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Limits held in this process.
@@ -82,7 +147,7 @@ impl Default for MemoryLimiter {
     }
 }
 
-fn interval(per_minute: u64) -> f64 {
+pub(crate) fn interval(per_minute: u64) -> f64 {
     WINDOW_MS / per_minute.max(1) as f64
 }
 
@@ -248,6 +313,63 @@ mod tests {
             .check_at(&[demand("t", 1000, 1001)], 0.0)
             .expect_err("too big");
         assert!(d.never);
+    }
+
+    #[tokio::test]
+    async fn entry_takes_every_place_and_the_rate_or_nothing() {
+        let l = MemoryLimiter::default();
+        let places = [
+            (
+                BucketKey::new(Meter::Concurrency, Scope::Key("k".into())),
+                5,
+            ),
+            (
+                BucketKey::new(Meter::Concurrency, Scope::Tenant("t".into())),
+                1,
+            ),
+        ];
+        let first = l
+            .enter(&places, &[demand("k", 2, 1)])
+            .await
+            .expect("memory");
+        assert!(
+            matches!(&first, Entry::Admitted(leases) if leases.len() == 2),
+            "{first:?}"
+        );
+        // The tenant's one place is taken: the key's is not kept either.
+        let full = l
+            .enter(&places, &[demand("k", 2, 1)])
+            .await
+            .expect("memory");
+        assert_eq!(full, Entry::Full(places[1].0.clone(), 1));
+        let Entry::Admitted(leases) = first else {
+            return;
+        };
+        let back = places.iter().map(|(b, _)| b.clone()).zip(leases).collect();
+        l.settle(back, vec![]).await.expect("memory");
+        assert!(matches!(
+            l.enter(&places, &[demand("k", 2, 1)])
+                .await
+                .expect("memory"),
+            Entry::Admitted(_)
+        ));
+        // The rate is spent (2 a minute): the places taken are given back.
+        let denied = l
+            .enter(&places, &[demand("k", 2, 1)])
+            .await
+            .expect("memory");
+        assert!(
+            matches!(denied, Entry::Full(..) | Entry::Denied(_)),
+            "{denied:?}"
+        );
+        let solo = [places[0].clone()];
+        let denied = l.enter(&solo, &[demand("k", 2, 1)]).await.expect("memory");
+        assert!(matches!(denied, Entry::Denied(_)), "{denied:?}");
+        // One of the key's five places is held (the third entry's): four are left.
+        for _ in 0..4 {
+            assert!(l.acquire(&places[0].0, 5).await.expect("memory").is_some());
+        }
+        assert!(l.acquire(&places[0].0, 5).await.expect("memory").is_none());
     }
 
     #[tokio::test]

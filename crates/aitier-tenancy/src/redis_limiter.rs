@@ -11,7 +11,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
-use crate::limiter::{snapshot, Demand, Denied, Lease, Limiter, LimiterError, Snapshot, WINDOW_MS};
+use crate::limiter::{
+    interval, snapshot, Demand, Denied, Entry, Lease, Limiter, LimiterError, Place, Snapshot,
+    WINDOW_MS,
+};
 use crate::scope::BucketKey;
 
 /// Charges every bucket or none. KEYS: the buckets; ARGV: the window, then
@@ -96,6 +99,77 @@ end
 return 0
 ";
 
+/// A place in each concurrency set and a charge to each request-rate
+/// bucket, all or none. KEYS: the sets, then the buckets. ARGV: the number
+/// of sets, the lease (ms), the window (ms), then per set its max and the
+/// new lease's id, then per bucket as in CHECK. Returns `{0}` when taken,
+/// `{1, i}` when set i is full, `{2, j, wait_ms, never}` when bucket j is.
+const ENTER: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now_ms = math.floor(now)
+local sets = tonumber(ARGV[1])
+local life = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+for i = 1, sets do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now_ms)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[2 + 2 * i]) then return {1, i} end
+end
+local base = 3 + 2 * sets
+local news = {}
+local worst, wait, never = 0, -1, 0
+for j = 1, #KEYS - sets do
+  local interval = tonumber(ARGV[base + 3 * j - 2])
+  local cost = tonumber(ARGV[base + 3 * j - 1])
+  local per_minute = tonumber(ARGV[base + 3 * j])
+  local tat = tonumber(redis.call('GET', KEYS[sets + j]) or now)
+  if tat < now then tat = now end
+  local new = tat + cost * interval
+  if new - now > window then
+    local w = math.max(math.ceil(new - window - now), 1)
+    if w > wait then
+      worst, wait = j, w
+      never = (cost > per_minute) and 1 or 0
+    end
+  end
+  news[j] = new
+end
+if worst > 0 then return {2, worst, wait, never} end
+for j = 1, #KEYS - sets do
+  redis.call('SET', KEYS[sets + j], string.format('%.3f', news[j]), 'PX', math.ceil(news[j] - now) + 1000)
+end
+for i = 1, sets do
+  redis.call('ZADD', KEYS[i], now_ms + life, ARGV[3 + 2 * i])
+  redis.call('PEXPIRE', KEYS[i], life * 2)
+end
+return {0}
+";
+
+/// Gives back leases and moves token buckets, once a request has ended.
+/// KEYS: the sets, then the buckets. ARGV: the number of sets, the leases,
+/// then per bucket its interval and delta (as ADJUST).
+const SETTLE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local sets = tonumber(ARGV[1])
+for i = 1, sets do
+  redis.call('ZREM', KEYS[i], ARGV[1 + i])
+end
+local base = 1 + sets
+for j = 1, #KEYS - sets do
+  local key = KEYS[sets + j]
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local moved = math.max(tat + tonumber(ARGV[base + 2 * j]) * tonumber(ARGV[base + 2 * j - 1]), now)
+  if moved > now then
+    redis.call('SET', key, string.format('%.3f', moved), 'PX', math.ceil(moved - now) + 1000)
+  else
+    redis.call('DEL', key)
+  end
+end
+return 0
+";
+
 /// Settings of the Redis limiter.
 #[derive(Debug, Clone)]
 pub struct RedisLimits {
@@ -130,6 +204,8 @@ pub struct RedisLimiter {
     peek: Script,
     acquire: Script,
     renew: Script,
+    enter: Script,
+    settle: Script,
 }
 
 fn down(e: redis::RedisError) -> LimiterError {
@@ -158,6 +234,8 @@ impl RedisLimiter {
             peek: Script::new(PEEK),
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
+            enter: Script::new(ENTER),
+            settle: Script::new(SETTLE),
         });
         tokio::spawn(renew_leases(Arc::downgrade(&me), cfg.lease / 3));
         Ok(me)
@@ -202,10 +280,6 @@ async fn renew_leases(me: std::sync::Weak<RedisLimiter>, every: Duration) {
             tracing::warn!(error = %e, "renewing concurrency leases failed; they expire unless renewed in time");
         }
     }
-}
-
-fn interval(per_minute: u64) -> f64 {
-    WINDOW_MS / per_minute.max(1) as f64
 }
 
 #[async_trait::async_trait]
@@ -290,6 +364,87 @@ impl Limiter for RedisLimiter {
         }
         self.held().insert(lease.clone(), key);
         Ok(Some(Lease(lease)))
+    }
+
+    async fn enter(&self, places: &[Place], demands: &[Demand]) -> Result<Entry, LimiterError> {
+        if places.is_empty() && demands.is_empty() {
+            return Ok(Entry::Admitted(Vec::new()));
+        }
+        let leases: Vec<String> = places
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect();
+        let keys: Vec<String> = places.iter().map(|(b, _)| self.key(b)).collect();
+        let mut call = self.enter.prepare_invoke();
+        call.arg(places.len()).arg(self.lease_ms).arg(WINDOW_MS);
+        for ((key, (_, max)), lease) in keys.iter().zip(places).zip(&leases) {
+            call.key(key).arg(max).arg(lease);
+        }
+        for d in demands {
+            call.key(self.key(&d.bucket))
+                .arg(interval(d.per_minute))
+                .arg(d.cost)
+                .arg(d.per_minute);
+        }
+        let answer: Vec<i64> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(down)?;
+        let nth = |i: i64| usize::try_from(i - 1).ok();
+        match answer.as_slice() {
+            [0] => {
+                let mut held = self.held();
+                for (lease, key) in leases.iter().zip(keys) {
+                    held.insert(lease.clone(), key);
+                }
+                Ok(Entry::Admitted(leases.into_iter().map(Lease).collect()))
+            }
+            [1, i] => {
+                let (bucket, max) = nth(*i)
+                    .and_then(|i| places.get(i))
+                    .ok_or_else(|| LimiterError(format!("redis: no place {i} was asked for")))?;
+                Ok(Entry::Full(bucket.clone(), *max))
+            }
+            [2, j, wait, never] => {
+                let d = nth(*j)
+                    .and_then(|j| demands.get(j))
+                    .ok_or_else(|| LimiterError(format!("redis: no bucket {j} was checked")))?;
+                Ok(Entry::Denied(Denied {
+                    bucket: d.bucket.clone(),
+                    retry_after: Duration::from_millis((*wait).max(1) as u64),
+                    never: *never == 1,
+                }))
+            }
+            other => Err(LimiterError(format!("redis: unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn settle(
+        &self,
+        places: Vec<(BucketKey, Lease)>,
+        adjustments: Vec<(BucketKey, u64, i64)>,
+    ) -> Result<(), LimiterError> {
+        if places.is_empty() && adjustments.is_empty() {
+            return Ok(());
+        }
+        let mut call = self.settle.prepare_invoke();
+        call.arg(places.len());
+        {
+            let mut held = self.held();
+            for (bucket, lease) in &places {
+                held.remove(&lease.0);
+                call.key(self.key(bucket)).arg(&lease.0);
+            }
+        }
+        for (bucket, per_minute, delta) in &adjustments {
+            call.key(self.key(bucket))
+                .arg(interval(*per_minute))
+                .arg(delta);
+        }
+        call.invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(down)
     }
 
     async fn release(&self, bucket: &BucketKey, lease: Lease) -> Result<(), LimiterError> {

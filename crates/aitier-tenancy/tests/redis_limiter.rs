@@ -150,3 +150,76 @@ async fn an_unreachable_redis_is_an_error_soon_not_a_wait() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn one_call_takes_places_and_the_rate_or_nothing_and_one_settles() {
+    use aitier_tenancy::limiter::Entry;
+    let Some(cfg) = redis_limits() else { return };
+    let (a, b) = (
+        RedisLimiter::start(&cfg).expect("a"),
+        RedisLimiter::start(&cfg).expect("b"),
+    );
+    let key_place = bucket(Meter::Concurrency, "key");
+    let tenant_place = bucket(Meter::Concurrency, "tenant");
+    let places = [(key_place.clone(), 3), (tenant_place.clone(), 1)];
+    let entry = a.enter(&places, &[rpm("r", 3, 1)]).await.expect("redis");
+    let Entry::Admitted(leases) = entry else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(leases.len(), 2);
+    // The tenant's one place is taken, by the other replica's request.
+    assert_eq!(
+        b.enter(&places, &[rpm("r", 3, 1)]).await.expect("redis"),
+        Entry::Full(tenant_place.clone(), 1)
+    );
+    // Nothing was taken by that refusal: of the key's three places, only
+    // the first entry's is held, so two more can be taken, not three.
+    let mut extra = vec![];
+    for _ in 0..2 {
+        let lease = a
+            .acquire(&key_place, 3)
+            .await
+            .expect("redis")
+            .expect("free");
+        extra.push((key_place.clone(), lease));
+    }
+    assert!(a.acquire(&key_place, 3).await.expect("redis").is_none());
+    a.settle(extra, vec![]).await.expect("redis");
+    // Given back in one call, the places serve the other replica.
+    let held = [key_place.clone(), tenant_place.clone()];
+    a.settle(held.iter().cloned().zip(leases).collect(), vec![])
+        .await
+        .expect("redis");
+    let Entry::Admitted(leases) = b.enter(&places, &[rpm("r", 3, 1)]).await.expect("redis") else {
+        panic!("the places were given back")
+    };
+    b.settle(held.iter().cloned().zip(leases).collect(), vec![])
+        .await
+        .expect("redis");
+    // The rate is spent (3 a minute): a denied entry keeps no place.
+    let solo = [(tenant_place.clone(), 1)];
+    assert!(matches!(
+        a.enter(&solo, &[rpm("r", 3, 1)]).await.expect("redis"),
+        Entry::Admitted(_)
+    ));
+    let denied = b
+        .enter(&[(key_place.clone(), 3)], &[rpm("r", 3, 1)])
+        .await
+        .expect("redis");
+    assert!(matches!(denied, Entry::Denied(_)), "{denied:?}");
+    for _ in 0..3 {
+        assert!(b.acquire(&key_place, 3).await.expect("redis").is_some());
+    }
+    // One settlement corrects token buckets too.
+    let tokens = bucket(Meter::Tokens, "t");
+    let charge = Demand {
+        bucket: tokens.clone(),
+        per_minute: 1000,
+        cost: 800,
+    };
+    assert!(a.check(&[charge]).await.expect("redis").is_ok());
+    b.settle(vec![], vec![(tokens.clone(), 1000, -700)])
+        .await
+        .expect("redis");
+    assert_eq!(a.peek(&tokens, 1000).await.expect("redis").remaining, 900);
+}

@@ -45,6 +45,34 @@ fn record(row_id: &str, tenant_id: &str) -> aitier_tenancy::UsageRecord {
     }
 }
 
+/// A tenant with a budget of 1,000 tokens a day: its id, and its
+/// counter's scope and period now.
+async fn daily_budget(store: &SqlStore, name: &str) -> (String, Scope, String) {
+    let limits = Limits {
+        budget_tokens: Some(1_000),
+        budget_period: Some(BudgetPeriod::Day),
+        ..Default::default()
+    };
+    let tenant = store.create_tenant(name, &limits).await.expect("tenant");
+    let period = BudgetPeriod::Day.window(aitier_core::clock::now_ms()).0;
+    (tenant.id.clone(), Scope::Tenant(tenant.id), period)
+}
+
+fn reservation(
+    hold: &str,
+    scope: &Scope,
+    period: &str,
+    tokens: u64,
+) -> aitier_tenancy::store::Reservation {
+    aitier_tenancy::store::Reservation {
+        hold: hold.into(),
+        scope: scope.clone(),
+        period: period.into(),
+        tokens,
+        limit: 1_000,
+    }
+}
+
 async fn tenancy(url: &str) -> Arc<Tenancy> {
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(url).await.expect("open store"));
     Tenancy::new(
@@ -492,24 +520,10 @@ async fn a_full_ledger_refuses_new_requests_and_loses_no_row() {
 
 #[tokio::test]
 async fn a_batch_written_again_adds_no_row_and_settles_nothing_twice() {
-    use aitier_tenancy::store::Reservation;
     for (backend, url) in database_urls().await {
         let store = SqlStore::open(&url).await.expect("open store");
-        let limits = Limits {
-            budget_tokens: Some(1_000),
-            budget_period: Some(BudgetPeriod::Day),
-            ..Default::default()
-        };
-        let tenant = store.create_tenant("again", &limits).await.expect("tenant");
-        let scope = Scope::Tenant(tenant.id.clone());
-        let period = BudgetPeriod::Day.window(aitier_core::clock::now_ms()).0;
-        let hold = |id: &str| Reservation {
-            hold: id.into(),
-            scope: scope.clone(),
-            period: period.clone(),
-            tokens: 100,
-            limit: 1_000,
-        };
+        let (tenant, scope, period) = daily_budget(&store, "again").await;
+        let hold = |id: &str| reservation(id, &scope, &period, 100);
         let later = aitier_core::clock::now_ms() + 60_000;
         for id in ["a", "b"] {
             assert_eq!(
@@ -520,7 +534,7 @@ async fn a_batch_written_again_adds_no_row_and_settles_nothing_twice() {
         let row = |row_id: &str, completion| aitier_tenancy::UsageRecord {
             completion_tokens: completion,
             reservations: vec![hold(row_id)],
-            ..record(row_id, &tenant.id)
+            ..record(row_id, &tenant)
         };
         let first = [row("a", 20)];
         store.record(&first).await.expect("write");
@@ -623,28 +637,11 @@ async fn usage_by_hour_carries_each_groups_latency_percentiles() {
 
 #[tokio::test]
 async fn a_hold_whose_lease_ran_out_is_given_back_once() {
-    use aitier_tenancy::store::Reservation;
     for (backend, url) in database_urls().await {
         let store = SqlStore::open(&url).await.expect("open store");
-        let limits = Limits {
-            budget_tokens: Some(1_000),
-            budget_period: Some(BudgetPeriod::Day),
-            ..Default::default()
-        };
-        let tenant = store
-            .create_tenant("leased", &limits)
-            .await
-            .expect("tenant");
-        let scope = Scope::Tenant(tenant.id.clone());
+        let (tenant, scope, period) = daily_budget(&store, "leased").await;
         let now = aitier_core::clock::now_ms();
-        let period = BudgetPeriod::Day.window(now).0;
-        let hold = |id: &str, tokens| Reservation {
-            hold: id.into(),
-            scope: scope.clone(),
-            period: period.clone(),
-            tokens,
-            limit: 1_000,
-        };
+        let hold = |id: &str, tokens| reservation(id, &scope, &period, tokens);
         let state = || store.budget_state(&scope, &period);
         // A running request's hold, renewed; a dead replica's, not.
         let alive = hold("alive", 300);
@@ -690,7 +687,7 @@ async fn a_hold_whose_lease_ran_out_is_given_back_once() {
         let late = aitier_tenancy::UsageRecord {
             completion_tokens: 90,
             reservations: vec![dead],
-            ..record(&format!("{backend}-late"), &tenant.id)
+            ..record(&format!("{backend}-late"), &tenant)
         };
         store.record(&[late]).await.expect("write");
         assert_eq!(state().await.expect("state"), (100, 300), "{backend}");

@@ -1,6 +1,7 @@
 //! Persistent tenancy state behind one trait: tenants, keys, budget
 //! counters and the usage ledger. `SqlStore` implements it for SQLite and
 //! PostgreSQL with the same schema and queries.
+mod budgets;
 mod rows;
 mod sql;
 mod sqlite;
