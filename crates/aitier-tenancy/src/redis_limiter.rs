@@ -17,72 +17,12 @@ use crate::limiter::{
 };
 use crate::scope::BucketKey;
 
-/// Charges every bucket or none. KEYS: the buckets; ARGV: the window, then
-/// per bucket its interval (ms per unit), cost and limit per minute.
-/// Returns `{0}` when charged, else `{index, wait_ms, never}` of the bucket
-/// that must be waited for longest.
-const CHECK: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local window = tonumber(ARGV[1])
-local news = {}
-local worst, wait, never = 0, -1, 0
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[3 * i - 1])
-  local cost = tonumber(ARGV[3 * i])
-  local per_minute = tonumber(ARGV[3 * i + 1])
-  local tat = tonumber(redis.call('GET', key) or now)
-  if tat < now then tat = now end
-  local new = tat + cost * interval
-  if new - now > window then
-    local w = math.max(math.ceil(new - window - now), 1)
-    if w > wait then
-      worst, wait = i, w
-      never = (cost > per_minute) and 1 or 0
-    end
-  end
-  news[i] = new
-end
-if worst > 0 then return {worst, wait, never} end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, string.format('%.3f', news[i]), 'PX', math.ceil(news[i] - now) + 1000)
-end
-return {0}
-";
-
-/// Moves one bucket by `delta` units (ARGV: interval, delta), never below now.
-const ADJUST: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local moved = math.max(tat + tonumber(ARGV[2]) * tonumber(ARGV[1]), now)
-if moved > now then
-  redis.call('SET', KEYS[1], string.format('%.3f', moved), 'PX', math.ceil(moved - now) + 1000)
-else
-  redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
 /// How far ahead of now a bucket is, in ms (0 when full).
 const PEEK: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 return string.format('%.3f', math.max(tat - now, 0))
-";
-
-/// Takes a place when fewer than ARGV[1] unexpired leases are held.
-/// ARGV: max, lease id, lease lifetime (ms).
-const ACQUIRE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
-return 1
 ";
 
 /// Pushes the expiry of leases this replica still holds (only those still
@@ -99,11 +39,13 @@ end
 return 0
 ";
 
-/// A place in each concurrency set and a charge to each request-rate
-/// bucket, all or none. KEYS: the sets, then the buckets. ARGV: the number
-/// of sets, the lease (ms), the window (ms), then per set its max and the
-/// new lease's id, then per bucket as in CHECK. Returns `{0}` when taken,
-/// `{1, i}` when set i is full, `{2, j, wait_ms, never}` when bucket j is.
+/// A place in each concurrency set and a charge to each rate bucket, all
+/// or none (with no sets, a rate check; with no buckets, places alone).
+/// KEYS: the sets, then the buckets. ARGV: the number of sets, the lease
+/// (ms), the window (ms), then per set its max and the new lease's id,
+/// then per bucket its interval (ms per unit), cost and limit per minute.
+/// Returns `{0}` when taken, `{1, i}` when set i is full, and
+/// `{2, j, wait_ms, never}` for the bucket j that must be waited for longest.
 const ENTER: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -145,9 +87,9 @@ end
 return {0}
 ";
 
-/// Gives back leases and moves token buckets, once a request has ended.
-/// KEYS: the sets, then the buckets. ARGV: the number of sets, the leases,
-/// then per bucket its interval and delta (as ADJUST).
+/// Gives back leases and moves buckets by their delta (never below now),
+/// once a request has ended. KEYS: the sets, then the buckets. ARGV: the
+/// number of sets, the leases, then per bucket its interval and delta.
 const SETTLE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -199,10 +141,7 @@ pub struct RedisLimiter {
     lease_ms: u64,
     /// Places this replica holds, by lease id, renewed until released.
     held: Mutex<HashMap<String, String>>,
-    check: Script,
-    adjust: Script,
     peek: Script,
-    acquire: Script,
     renew: Script,
     enter: Script,
     settle: Script,
@@ -229,10 +168,7 @@ impl RedisLimiter {
             prefix: cfg.prefix.clone(),
             lease_ms: cfg.lease.as_millis().max(1) as u64,
             held: Mutex::new(HashMap::new()),
-            check: Script::new(CHECK),
-            adjust: Script::new(ADJUST),
             peek: Script::new(PEEK),
-            acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
             enter: Script::new(ENTER),
             settle: Script::new(SETTLE),
@@ -285,35 +221,9 @@ async fn renew_leases(me: std::sync::Weak<RedisLimiter>, every: Duration) {
 #[async_trait::async_trait]
 impl Limiter for RedisLimiter {
     async fn check(&self, demands: &[Demand]) -> Result<Result<(), Denied>, LimiterError> {
-        if demands.is_empty() {
-            return Ok(Ok(()));
-        }
-        let mut call = self.check.prepare_invoke();
-        call.arg(WINDOW_MS);
-        for d in demands {
-            call.key(self.key(&d.bucket))
-                .arg(interval(d.per_minute))
-                .arg(d.cost)
-                .arg(d.per_minute);
-        }
-        let answer: Vec<i64> = call
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(down)?;
-        match answer.as_slice() {
-            [0] => Ok(Ok(())),
-            [i, wait, never] => {
-                let d = usize::try_from(*i - 1)
-                    .ok()
-                    .and_then(|i| demands.get(i))
-                    .ok_or_else(|| LimiterError(format!("redis: no bucket {i} was checked")))?;
-                Ok(Err(Denied {
-                    bucket: d.bucket.clone(),
-                    retry_after: Duration::from_millis((*wait).max(1) as u64),
-                    never: *never == 1,
-                }))
-            }
-            other => Err(LimiterError(format!("redis: unexpected answer {other:?}"))),
+        match self.enter(&[], demands).await? {
+            Entry::Denied(d) => Ok(Err(d)),
+            _ => Ok(Ok(())),
         }
     }
 
@@ -323,14 +233,8 @@ impl Limiter for RedisLimiter {
         per_minute: u64,
         delta: i64,
     ) -> Result<(), LimiterError> {
-        self.adjust
-            .key(self.key(bucket))
-            .arg(interval(per_minute))
-            .arg(delta)
-            .invoke_async::<i64>(&mut self.conn.clone())
+        self.settle(Vec::new(), vec![(bucket.clone(), per_minute, delta)])
             .await
-            .map(drop)
-            .map_err(down)
     }
 
     async fn peek(&self, bucket: &BucketKey, per_minute: u64) -> Result<Snapshot, LimiterError> {
@@ -348,22 +252,10 @@ impl Limiter for RedisLimiter {
     }
 
     async fn acquire(&self, bucket: &BucketKey, max: u64) -> Result<Option<Lease>, LimiterError> {
-        let key = self.key(bucket);
-        let lease = uuid::Uuid::new_v4().simple().to_string();
-        let took: i64 = self
-            .acquire
-            .key(&key)
-            .arg(max)
-            .arg(&lease)
-            .arg(self.lease_ms)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(down)?;
-        if took == 0 {
-            return Ok(None);
+        match self.enter(&[(bucket.clone(), max)], &[]).await? {
+            Entry::Admitted(mut leases) => Ok(leases.pop()),
+            _ => Ok(None),
         }
-        self.held().insert(lease.clone(), key);
-        Ok(Some(Lease(lease)))
     }
 
     async fn enter(&self, places: &[Place], demands: &[Demand]) -> Result<Entry, LimiterError> {
@@ -448,13 +340,6 @@ impl Limiter for RedisLimiter {
     }
 
     async fn release(&self, bucket: &BucketKey, lease: Lease) -> Result<(), LimiterError> {
-        self.held().remove(&lease.0);
-        redis::cmd("ZREM")
-            .arg(self.key(bucket))
-            .arg(&lease.0)
-            .query_async::<i64>(&mut self.conn.clone())
-            .await
-            .map(drop)
-            .map_err(down)
+        self.settle(vec![(bucket.clone(), lease)], Vec::new()).await
     }
 }

@@ -158,38 +158,43 @@ impl SqlStore {
         tx.commit().await?;
         Ok(gone.len() as u64)
     }
-}
 
-/// Settles the budget counters of rows just written, in their transaction.
-pub(super) async fn settle(tx: &mut Tx<'_>, written: &[&UsageRecord]) -> Result<(), StoreError> {
-    let still_held = take_holds(tx, written).await?;
-    // Each counter is settled once per batch, last, so that its row lock
-    // (PostgreSQL) is held for as short a time as possible. A hold that
-    // its expiry gave back meanwhile is not taken off again.
-    let mut settle: BTreeMap<(&Scope, &str), (i64, i64)> = BTreeMap::new();
-    for r in written.iter() {
-        let used = i(Some(r.prompt_tokens + r.completion_tokens)).unwrap_or(0);
-        for h in &r.reservations {
-            let e = settle.entry((&h.scope, h.period.as_str())).or_default();
-            e.0 += used;
-            if still_held.contains(&(h.hold.clone(), h.scope.to_string())) {
-                e.1 += i(Some(h.tokens)).unwrap_or(0);
+    /// Settles the budget counters of rows just written, in their
+    /// transaction.
+    pub(super) async fn settle_budgets(
+        &self,
+        tx: &mut Tx<'_>,
+        written: &[&UsageRecord],
+    ) -> Result<(), StoreError> {
+        let still_held = take_holds(tx, written).await?;
+        // Each counter is settled once per batch, last, so that its row lock
+        // (PostgreSQL) is held for as short a time as possible. A hold that
+        // its expiry gave back meanwhile is not taken off again.
+        let mut settle: BTreeMap<(&Scope, &str), (i64, i64)> = BTreeMap::new();
+        for r in written.iter() {
+            let used = i(Some(r.prompt_tokens + r.completion_tokens)).unwrap_or(0);
+            for h in &r.reservations {
+                let e = settle.entry((&h.scope, h.period.as_str())).or_default();
+                e.0 += used;
+                if still_held.contains(&(h.hold.clone(), h.scope.to_string())) {
+                    e.1 += i(Some(h.tokens)).unwrap_or(0);
+                }
             }
         }
-    }
-    for ((scope, period), (used, held)) in settle {
-        sqlx::query(
-            "UPDATE budget_usage SET used = used + $3, reserved = reserved - $4 \
+        for ((scope, period), (used, held)) in settle {
+            sqlx::query(
+                "UPDATE budget_usage SET used = used + $3, reserved = reserved - $4 \
                  WHERE scope = $1 AND period = $2",
-        )
-        .bind(scope.to_string())
-        .bind(period)
-        .bind(used)
-        .bind(held)
-        .execute(&mut **tx)
-        .await?;
+            )
+            .bind(scope.to_string())
+            .bind(period)
+            .bind(used)
+            .bind(held)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Deletes the holds of these rows, returning those that were still there

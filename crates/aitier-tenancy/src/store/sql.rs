@@ -8,7 +8,6 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
-use super::budgets::settle;
 use super::rows::{
     bind_limits, i, key_from, latency_sample, latency_sql, limits_from, tenant_from, usage_row,
     usage_sql, Bind,
@@ -497,7 +496,7 @@ impl Store for SqlStore {
             .iter()
             .filter(|r| inserted.contains(&r.row_id))
             .collect();
-        settle(&mut tx, &written).await?;
+        self.settle_budgets(&mut tx, &written).await?;
         tx.commit().await?;
         Ok(())
     }
