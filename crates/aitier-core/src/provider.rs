@@ -128,6 +128,25 @@ pub struct ProviderStats {
     pub kv_cells_total: u64,
 }
 
+/// Several providers' counters as one (a router's deployments, the tier's models).
+impl std::iter::Sum for ProviderStats {
+    fn sum<I: Iterator<Item = Self>>(all: I) -> Self {
+        all.fold(Self::default(), |s, p| Self {
+            prompt_tokens: s.prompt_tokens + p.prompt_tokens,
+            prompt_computed: s.prompt_computed + p.prompt_computed,
+            generated_tokens: s.generated_tokens + p.generated_tokens,
+            requests_finished: s.requests_finished + p.requests_finished,
+            requests_cancelled: s.requests_cancelled + p.requests_cancelled,
+            running: s.running + p.running,
+            waiting: s.waiting + p.waiting,
+            grammar_masks: s.grammar_masks + p.grammar_masks,
+            grammar_mask_micros: s.grammar_mask_micros + p.grammar_mask_micros,
+            kv_cells_used: s.kv_cells_used + p.kv_cells_used,
+            kv_cells_total: s.kv_cells_total + p.kv_cells_total,
+        })
+    }
+}
+
 /// A model backend, in two steps so that the tier can admit a request
 /// between them: `prepare` renders and tokenizes (validating what only the
 /// backend can, such as the prompt against its context) and says how big

@@ -482,21 +482,6 @@ impl Provider for Router {
     }
 
     fn stats(&self) -> ProviderStats {
-        let mut s = ProviderStats::default();
-        for d in &self.deployments {
-            let p = d.provider.stats();
-            s.prompt_tokens += p.prompt_tokens;
-            s.prompt_computed += p.prompt_computed;
-            s.generated_tokens += p.generated_tokens;
-            s.requests_finished += p.requests_finished;
-            s.requests_cancelled += p.requests_cancelled;
-            s.running += p.running;
-            s.waiting += p.waiting;
-            s.grammar_masks += p.grammar_masks;
-            s.grammar_mask_micros += p.grammar_mask_micros;
-            s.kv_cells_used += p.kv_cells_used;
-            s.kv_cells_total += p.kv_cells_total;
-        }
-        s
+        self.deployments.iter().map(|d| d.provider.stats()).sum()
     }
 }

@@ -158,19 +158,14 @@ pub struct Live {
     responses((status = 200, description = "Counters to take rates of", body = Live)),
 )]
 pub(crate) async fn live(State(state): State<AppState>) -> Json<Live> {
-    let mut sum = ProviderStats::default();
-    for m in state.catalog.standings() {
-        if m.status != Status::Loaded {
-            continue;
-        }
-        if let Ok(p) = state.registry.resolve(&m.name) {
-            let s = p.stats();
-            sum.prompt_tokens += s.prompt_tokens;
-            sum.generated_tokens += s.generated_tokens;
-            sum.running += s.running;
-            sum.waiting += s.waiting;
-        }
-    }
+    let sum: ProviderStats = state
+        .catalog
+        .standings()
+        .iter()
+        .filter(|m| m.status == Status::Loaded)
+        .filter_map(|m| state.registry.resolve(&m.name).ok())
+        .map(|p| p.stats())
+        .sum();
     Json(Live {
         ts_ms: aitier_core::clock::now_ms(),
         uptime_s: state.metrics.uptime().as_secs_f64(),
