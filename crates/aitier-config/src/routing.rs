@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use aitier_core::Secret;
 use aitier_engine::EngineConfig;
-use aitier_upstream::{RetryPolicy, UpstreamConfig};
+use aitier_upstream::{Balance, RetryPolicy, UpstreamConfig};
 
 use super::error::ConfigError;
 
@@ -25,6 +25,16 @@ pub struct FileRouting {
     breaker_cooldown_secs: Option<u64>,
     health_interval_secs: Option<u64>,
     timeout_secs: Option<u64>,
+    balance: Option<FileBalance>,
+    load_factor: Option<f64>,
+}
+
+/// `balance`: how a routed model picks a deployment.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum FileBalance {
+    Prefix,
+    LeastOutstanding,
 }
 
 /// One `[[models.deployments]]` entry: a GGUF `path`, or an upstream.
@@ -49,6 +59,7 @@ pub struct Routing {
     pub breaker_cooldown: Duration,
     pub health_interval: Duration,
     pub timeout: Duration,
+    pub balance: Balance,
 }
 
 impl Routing {
@@ -71,6 +82,16 @@ impl Routing {
             breaker_cooldown: Duration::from_secs(f.breaker_cooldown_secs.unwrap_or(10)),
             health_interval: Duration::from_secs(f.health_interval_secs.unwrap_or(15).max(1)),
             timeout: Duration::from_secs(f.timeout_secs.unwrap_or(60).max(1)),
+            balance: match f.balance {
+                Some(FileBalance::LeastOutstanding) => Balance::LeastOutstanding,
+                Some(FileBalance::Prefix) | None => Balance::Prefix {
+                    // NaN and anything under 1 mean 1: no deployment above its share.
+                    load_factor: f
+                        .load_factor
+                        .unwrap_or(Balance::DEFAULT_LOAD_FACTOR)
+                        .max(1.0),
+                },
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 //! It knows the OpenAI wire types, to decode and encode them; it knows
 //! nothing of HTTP, llama.cpp or databases.
 
+pub mod affinity;
 pub mod clock;
 pub mod embed;
 pub mod error;

@@ -187,6 +187,9 @@ pub struct GenerateRequest {
     pub tools: Option<Tools>,
     /// Constrained decoding: every choice matches this.
     pub constraint: Option<Constrained>,
+    /// What routers keep together on one deployment (see `affinity`): a
+    /// client's key, or none to key the request by its prompt.
+    pub affinity: Option<String>,
 }
 
 impl GenerateRequest {
@@ -201,10 +204,18 @@ impl GenerateRequest {
             logprobs: None,
             tools: None,
             constraint: None,
+            affinity: None,
         }
     }
 
     pub fn choices(&self) -> usize {
         self.prompt.count() * self.n as usize
+    }
+
+    /// The request's affinity key: the one it was given, or its prompt's.
+    pub fn affinity_key(&self) -> String {
+        self.affinity
+            .clone()
+            .unwrap_or_else(|| crate::affinity::of_prompt(&self.prompt))
     }
 }

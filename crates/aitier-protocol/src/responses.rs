@@ -39,6 +39,8 @@ pub struct ResponsesRequest {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<String>,
     /// Kept so that validation can refuse it: aitier runs every response
     /// in the foreground.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,6 +37,10 @@ pub struct Sampling {
     pub seed: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Requests with the same key are kept on the same deployment, whose
+    /// prompt cache then likely holds their common prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<String>,
     /// Not OpenAI parameters: llama.cpp's, vLLM's and Ollama's extensions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<i32>,

@@ -70,7 +70,7 @@ pub async fn build(
             }
         });
     }
-    let router = Router::new(deployments, routing.retry.clone());
+    let router = Router::new(deployments, routing.retry.clone(), routing.balance);
     router.spawn_health_checks(routing.health_interval);
     let mut list = routers.write().unwrap_or_else(|p| p.into_inner());
     list.retain(|(name, _)| name != &m.name);

@@ -5,6 +5,7 @@
 //! drain, and the serve loop. The
 //! `aitier` binary (`src/main.rs`) only parses the command line and calls in.
 
+pub mod affinity;
 pub mod app;
 pub mod auth;
 pub mod catalog;

@@ -373,3 +373,185 @@ fn metric_label_values_are_escaped() {
         "{text}"
     );
 }
+
+fn with_system(system: &str, question: &str) -> Value {
+    json!({"model": "m", "max_tokens": 8, "messages": [
+        {"role": "system", "content": system},
+        {"role": "user", "content": question},
+    ]})
+}
+
+/// The deployment (of `a`, `b`) that took the last request, and the key it was sent.
+fn served_by(a: &FaultServer, b: &FaultServer, hits_before: (u32, u32)) -> (&'static str, String) {
+    let (name, f) = if a.script.hits() > hits_before.0 {
+        ("a", a)
+    } else {
+        assert!(
+            b.script.hits() > hits_before.1,
+            "neither deployment was called"
+        );
+        ("b", b)
+    };
+    (
+        name,
+        f.script.affinity().last().cloned().unwrap_or_default(),
+    )
+}
+
+fn affinity_of(r: &reqwest::blocking::Response) -> String {
+    r.headers()
+        .get("x-aitier-affinity")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn requests_that_share_a_prefix_go_to_one_deployment_under_their_key() {
+    let (a, b) = (FaultServer::start(), FaultServer::start());
+    let s = tier("", &(deployment("a", &a, 1) + &deployment("b", &b, 1)), "");
+    let mut chosen = Vec::new();
+    for tenant in 0..8 {
+        let system = format!("You are the support assistant of tenant {tenant}. ").repeat(30);
+        let mut first: Option<(&str, String)> = None;
+        for turn in 0..3 {
+            let mut body = with_system(&system, &format!("Question number {turn}?"));
+            body["stream"] = json!(turn == 2);
+            let before = (a.script.hits(), b.script.hits());
+            let r = client()
+                .post(s.url("/v1/chat/completions"))
+                .json(&body)
+                .send()
+                .expect("send");
+            assert_eq!(r.status(), 200);
+            let key = affinity_of(&r);
+            assert!(
+                key.len() == 16 && key.bytes().all(|c| c.is_ascii_hexdigit()),
+                "{key:?}"
+            );
+            let _ = r.text();
+            let (went, relayed) = served_by(&a, &b, before);
+            assert_eq!(relayed, key, "the upstream is sent the same key");
+            match &first {
+                None => first = Some((went, key)),
+                Some(f) => assert_eq!(f, &(went, key), "tenant {tenant}, turn {turn}"),
+            }
+        }
+        chosen.extend(first);
+    }
+    let keys: std::collections::HashSet<&String> = chosen.iter().map(|(_, k)| k).collect();
+    assert_eq!(keys.len(), 8);
+    let on_a = chosen.iter().filter(|(d, _)| *d == "a").count();
+    assert!((1..8).contains(&on_a), "8 prefixes, {on_a} on `a`");
+}
+
+#[test]
+fn a_clients_key_or_prompt_cache_key_routes_and_a_bad_key_is_refused() {
+    let (a, b) = (FaultServer::start(), FaultServer::start());
+    let s = tier("", &(deployment("a", &a, 1) + &deployment("b", &b, 1)), "");
+    let send = |body: &Value, key: Option<&str>| {
+        let mut r = client().post(s.url("/v1/chat/completions")).json(body);
+        if let Some(k) = key {
+            r = r.header("x-aitier-affinity", k);
+        }
+        r.send().expect("send")
+    };
+
+    // The header's key is used as is: different prompts, one deployment.
+    let mut went = Vec::new();
+    for q in ["first prompt", "a wholly different second prompt"] {
+        let before = (a.script.hits(), b.script.hits());
+        let r = send(&with_system("s", q), Some("conversation-42"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(affinity_of(&r), "conversation-42");
+        let (d, relayed) = served_by(&a, &b, before);
+        assert_eq!(relayed, "conversation-42");
+        went.push(d);
+    }
+    assert_eq!(went[0], went[1]);
+
+    // `prompt_cache_key` likewise, hashed; the header wins over it.
+    let mut keys = Vec::new();
+    for q in ["one", "two"] {
+        let mut body = with_system("s", q);
+        body["prompt_cache_key"] = json!("user-7");
+        let r = send(&body, None);
+        assert_eq!(r.status(), 200);
+        keys.push(affinity_of(&r));
+        let r = send(&body, Some("pinned"));
+        assert_eq!(affinity_of(&r), "pinned");
+    }
+    assert_eq!(keys[0], keys[1]);
+    assert_ne!(keys[0], "user-7");
+    let r = send(&with_system("s", "one"), None);
+    assert_ne!(affinity_of(&r), keys[0], "the prompt's own key differs");
+
+    // A malformed key is the client's error, before any upstream is called.
+    let hits = a.script.hits() + b.script.hits();
+    let r = send(&with_system("s", "x"), Some("has spaces"));
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().expect("json");
+    assert_eq!(v["error"]["param"], "x-aitier-affinity", "{v}");
+    let r = client()
+        .post(s.url("/v1/messages"))
+        .header("x-aitier-affinity", "é")
+        .json(
+            &json!({"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().expect("json");
+    assert_eq!(v["type"], "error", "Anthropic's shape: {v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert_eq!(a.script.hits() + b.script.hits(), hits);
+}
+
+#[test]
+fn a_busy_deployment_overflows_its_keys_to_their_second_choice() {
+    let (a, b) = (FaultServer::start(), FaultServer::start());
+    a.script.always(Act::Endless);
+    b.script.always(Act::Endless);
+    let s = tier("", &(deployment("a", &a, 1) + &deployment("b", &b, 1)), "");
+    let mut body = with_system(&"One shared system prompt. ".repeat(60), "go");
+    body["stream"] = json!(true);
+    // With n in flight, a deployment takes the next one while it stays
+    // within ⌈1.25 × (n + 1) / 2⌉: the key's first choice takes the 1st,
+    // 2nd and 4th stream, its second choice the 3rd.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let (sock, mut reader) = open_stream(&s, "/v1/chat/completions", &body);
+        read_events(&mut reader, 1);
+        open.push((sock, reader));
+    }
+    let mut hits = [a.script.hits(), b.script.hits()];
+    hits.sort_unstable();
+    assert_eq!(hits, [1, 3]);
+    let keys: std::collections::HashSet<String> = a
+        .script
+        .affinity()
+        .into_iter()
+        .chain(b.script.affinity())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    drop(open);
+}
+
+#[test]
+fn least_outstanding_balancing_ignores_the_prefix() {
+    let (a, b) = (FaultServer::start(), FaultServer::start());
+    a.script.always(Act::Endless);
+    b.script.always(Act::Endless);
+    let deps = deployment("a", &a, 1) + &deployment("b", &b, 1);
+    let s = tier("balance = \"least-outstanding\"", &deps, "");
+    let mut body = with_system(&"One shared system prompt. ".repeat(60), "go");
+    body["stream"] = json!(true);
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let (sock, mut reader) = open_stream(&s, "/v1/chat/completions", &body);
+        read_events(&mut reader, 1);
+        open.push((sock, reader));
+    }
+    assert_eq!((a.script.hits(), b.script.hits()), (2, 2));
+    drop(open);
+}

@@ -2,11 +2,8 @@
 //! one, retry another when an attempt fails before anything was streamed,
 //! and keep each deployment's circuit breaker and health.
 //!
-//! Balancing is weighted least-outstanding-requests: the deployment with
-//! the fewest requests in flight per unit of weight, ties broken at random.
-//! LLM latency is dominated by how many tokens a request generates, so a
-//! latency average (peak EWMA) mostly measures the last requests' lengths;
-//! the count of open requests tracks real load and reacts at once.
+//! Balancing is by prefix affinity (the default) or by least outstanding
+//! requests; see `balance`.
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -21,6 +18,7 @@ use aitier_core::{
     Prepared, Provider, ProviderStats, RequestCtx, TokenPiece,
 };
 
+use crate::balance::{self, Balance};
 use crate::breaker::{Breaker, BreakerState};
 use crate::upstream::Upstream;
 
@@ -107,11 +105,20 @@ impl Drop for InFlight {
 pub struct Router {
     deployments: Vec<Arc<Deployment>>,
     retry: RetryPolicy,
+    balance: Balance,
 }
 
 impl Router {
-    pub fn new(deployments: Vec<Arc<Deployment>>, retry: RetryPolicy) -> Arc<Self> {
-        Arc::new(Self { deployments, retry })
+    pub fn new(
+        deployments: Vec<Arc<Deployment>>,
+        retry: RetryPolicy,
+        balance: Balance,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            deployments,
+            retry,
+            balance,
+        })
     }
 
     pub fn deployments(&self) -> &[Arc<Deployment>] {
@@ -138,9 +145,9 @@ impl Router {
         });
     }
 
-    /// The least loaded deployment per weight among those not tried yet and
-    /// not shut out by their breaker; healthy ones first.
-    fn pick(&self, tried: &[usize]) -> Option<usize> {
+    /// The deployment for a request with this affinity key, among those
+    /// not tried yet and not shut out by their breaker; healthy ones first.
+    fn pick(&self, tried: &[usize], affinity: Option<&str>) -> Option<usize> {
         let open: Vec<usize> = (0..self.deployments.len())
             .filter(|i| !tried.contains(i) && self.deployments[*i].breaker.would_allow())
             .collect();
@@ -150,16 +157,19 @@ impl Router {
             .filter(|i| self.deployments[*i].healthy())
             .collect();
         let pool = if healthy.is_empty() { open } else { healthy };
-        let load = |i: usize| {
-            let d = &self.deployments[i];
-            f64::from(d.outstanding() + 1) / f64::from(d.weight)
-        };
-        let best = pool.iter().map(|&i| load(i)).fold(f64::INFINITY, f64::min);
-        let ties: Vec<usize> = pool.into_iter().filter(|&i| load(i) <= best).collect();
-        if ties.is_empty() {
-            return None;
-        }
-        Some(ties[rand::rng().random_range(0..ties.len())])
+        let loads: Vec<balance::Load> = pool
+            .iter()
+            .map(|&i| {
+                let d = &self.deployments[i];
+                balance::Load {
+                    name: &d.name,
+                    weight: d.weight,
+                    outstanding: d.outstanding(),
+                }
+            })
+            .collect();
+        let chosen = self.balance.choose(&loads, affinity, &mut rand::rng())?;
+        Some(pool[chosen])
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -221,7 +231,7 @@ impl Router {
         // A deployment not tried yet is tried at once; the same ones again
         // after a backoff, and no sooner than they asked.
         let mut wait = Duration::ZERO;
-        if self.pick(tried).is_none() {
+        if self.pick(tried, None).is_none() {
             wait = self.backoff(attempt);
             if let Some(after) = after {
                 if after > self.retry.max_retry_after {
@@ -260,6 +270,7 @@ impl Router {
     async fn route<T, F, Fut>(
         &self,
         ctx: &RequestCtx,
+        affinity: Option<&str>,
         mut attempt: F,
     ) -> Result<(Taken, T), CoreError>
     where
@@ -270,9 +281,9 @@ impl Router {
         let mut last: Option<CoreError> = None;
         for n in 0..self.retry.attempts.max(1) {
             // Everything tried: start over on the same deployments.
-            let pick = self.pick(&tried).or_else(|| {
+            let pick = self.pick(&tried, affinity).or_else(|| {
                 tried.clear();
-                self.pick(&tried)
+                self.pick(&tried, affinity)
             });
             let Some(i) = pick else { break };
             let d = &self.deployments[i];
@@ -318,8 +329,9 @@ impl Router {
         prepared: Prepared,
         ctx: RequestCtx,
     ) -> Result<EventStream, CoreError> {
+        let affinity = prepared.request.affinity_key();
         let (taken, stream) = self
-            .route(&ctx, |i| self.attempt(i, &prepared, &ctx))
+            .route(&ctx, Some(&affinity), |i| self.attempt(i, &prepared, &ctx))
             .await?;
         Ok(Self::watch(
             &taken.deployment,
@@ -354,7 +366,7 @@ impl Router {
         ctx: RequestCtx,
     ) -> Result<Embeddings, CoreError> {
         let (taken, mut answer) = self
-            .route(&ctx, |i| self.attempt_embed(i, &prepared, &ctx))
+            .route(&ctx, None, |i| self.attempt_embed(i, &prepared, &ctx))
             .await?;
         taken.permit.success();
         answer
@@ -364,8 +376,8 @@ impl Router {
     }
 
     /// The deployment most likely to take a request, to size it by.
-    fn likely(&self) -> Result<(usize, &Arc<Deployment>), CoreError> {
-        let i = self.pick(&[]).unwrap_or(0);
+    fn likely(&self, affinity: Option<&str>) -> Result<(usize, &Arc<Deployment>), CoreError> {
+        let i = self.pick(&[], affinity).unwrap_or(0);
         self.deployments
             .get(i)
             .map(|d| (i, d))
@@ -402,7 +414,7 @@ impl Provider for Router {
     /// tier admits by this estimate even if another serves it.
     fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>> {
         Box::pin(async move {
-            let (i, d) = self.likely()?;
+            let (i, d) = self.likely(Some(&req.affinity_key()))?;
             let inner = d.provider.prepare(req.clone()).await?;
             let size = inner.size;
             Ok(Prepared::new(req, size).with_state(RouterPrepared {
@@ -425,7 +437,7 @@ impl Provider for Router {
         req: EmbedRequest,
     ) -> BoxFuture<'_, Result<Prepared<EmbedRequest>, CoreError>> {
         Box::pin(async move {
-            let (i, d) = self.likely()?;
+            let (i, d) = self.likely(None)?;
             let inner = d.provider.prepare_embed(req.clone()).await?;
             let size = inner.size;
             Ok(Prepared::new(req, size).with_state(RouterPrepared {

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use aitier_core::{
-    CoreError, EmbedRequest, Embeddings, EventStream, GenEvent, GenerateRequest, ModelInfo,
-    Prepared, Provider, ProviderStats, RequestCtx, RequestSize, Secret, TokenPiece,
+    affinity, CoreError, EmbedRequest, Embeddings, EventStream, GenEvent, GenerateRequest,
+    ModelInfo, Prepared, Provider, ProviderStats, RequestCtx, RequestSize, Secret, TokenPiece,
 };
 use aitier_protocol::sse::SseParser;
 use aitier_protocol::tokenize::{
@@ -27,6 +27,8 @@ use aitier_protocol::ErrorBody;
 use crate::embed_wire;
 use crate::meter::Meter;
 use crate::wire::{estimate_prompt, request_body, Decoder};
+
+const TRACEPARENT: &str = "traceparent";
 
 /// Where and how to reach one upstream deployment.
 #[derive(Clone, Debug, PartialEq)]
@@ -172,18 +174,18 @@ impl Upstream {
         matches!(tokio::time::timeout(self.cfg.timeout, send).await, Ok(Ok(r)) if r.status().is_success())
     }
 
-    /// Sends a POST and waits, within the timeout, for the response to
-    /// start, whatever its status.
+    /// Sends a POST with these headers and waits, within the timeout, for
+    /// the response to start, whatever its status.
     async fn send<B: Serialize>(
         &self,
         url: String,
         body: &B,
-        traceparent: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Result<reqwest::Response, CoreError> {
         let name = &self.cfg.name;
         let mut req = self.request(reqwest::Method::POST, url).json(body);
-        if let Some(tp) = traceparent {
-            req = req.header("traceparent", tp);
+        for (h, v) in headers {
+            req = req.header(*h, *v);
         }
         let send = req.send();
         let resp = match tokio::time::timeout(self.cfg.timeout, send).await {
@@ -230,9 +232,9 @@ impl Upstream {
         &self,
         url: String,
         body: &B,
-        traceparent: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Result<reqwest::Response, CoreError> {
-        let resp = self.send(url, body, traceparent).await?;
+        let resp = self.send(url, body, headers).await?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -258,7 +260,7 @@ impl Upstream {
         path: &str,
         body: &B,
     ) -> Result<R, CoreError> {
-        let resp = self.send(self.root_url(path), body, None).await?;
+        let resp = self.send(self.root_url(path), body, &[]).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND
             || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
@@ -296,8 +298,13 @@ impl Upstream {
         let req = prepared.request;
         let body = request_body(&req, &self.cfg.model);
         let endpoint = body.endpoint();
+        // The key goes on, so that a balancer in front of the upstream's
+        // replicas keeps the same requests together (see `affinity`).
+        let affinity = req.affinity_key();
+        let mut headers = vec![(affinity::HEADER, affinity.as_str())];
+        headers.extend(traceparent.as_deref().map(|tp| (TRACEPARENT, tp)));
         let resp = self
-            .post(self.url(endpoint.path()), &body, traceparent.as_deref())
+            .post(self.url(endpoint.path()), &body, &headers)
             .await?;
         let decoder = Decoder::new(endpoint, req.choices(), prompt_estimate);
         let is_json = resp
@@ -331,9 +338,12 @@ impl Upstream {
     ) -> Result<Embeddings, CoreError> {
         let req = &prepared.request;
         let body = embed_wire::request_body(req, &self.cfg.model);
-        let resp = self
-            .post(self.url("embeddings"), &body, traceparent.as_deref())
-            .await?;
+        let headers: Vec<_> = traceparent
+            .as_deref()
+            .map(|tp| (TRACEPARENT, tp))
+            .into_iter()
+            .collect();
+        let resp = self.post(self.url("embeddings"), &body, &headers).await?;
         let bytes = self.body(resp).await?;
         embed_wire::read(&bytes, req.input.count(), prepared.size.prompt_tokens)
             .map_err(|e| upstream_error(format!("upstream `{}`: {e}", self.cfg.name), false, None))

@@ -77,6 +77,8 @@ fn sampling(req: &GenerateRequest) -> Sampling {
         }),
         seed: s.seed.map(|v| v as i64),
         user: None,
+        // Sent as the affinity header instead: not every server takes it.
+        prompt_cache_key: None,
         top_k: (s.top_k != 0).then_some(s.top_k as i32),
         min_p: unless(s.min_p, 0.0),
         repeat_penalty: unless(s.repeat_penalty, 1.0),

@@ -85,6 +85,10 @@ pub fn build(
             logprobs,
             tools: None,
             constraint: None,
+            affinity: s
+                .prompt_cache_key
+                .as_deref()
+                .map(crate::affinity::of_cache_key),
         },
         Delivery {
             stream,

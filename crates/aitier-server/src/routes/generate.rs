@@ -14,6 +14,7 @@ use aitier_protocol::completions::{Completion, CompletionRequest};
 use aitier_protocol::messages::{Message, MessagesRequest, StreamEvent};
 use aitier_tenancy::Principal;
 
+use crate::affinity::{self, AffinityHeader};
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
 use crate::generation::{self, Caller};
@@ -25,16 +26,18 @@ async fn create<F: Frontend>(
     Extension(rid): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
     path: MatchedPath,
+    key: AffinityHeader,
     OpenAiJson(req): OpenAiJson<F::Request>,
 ) -> Result<Response, ApiError> {
     let Decoded {
-        request,
+        mut request,
         delivery,
         model,
         user,
         encoder,
     } = F::decode(req)?;
     let choices = request.choices();
+    let key = key.settle(&mut request);
     crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
@@ -46,14 +49,13 @@ async fn create<F: Frontend>(
     let events = generation::start(&state, caller, &model, request).await?;
     if !delivery.stream {
         let answer = collect(events, choices).await?;
-        return Ok(Json(encoder.respond(answer)).into_response());
+        return Ok(affinity::mark(
+            Json(encoder.respond(answer)).into_response(),
+            &key,
+        ));
     }
-    Ok(crate::sse::respond(
-        events,
-        encoder,
-        state.keep_alive,
-        &state.drain,
-    ))
+    let resp = crate::sse::respond(events, encoder, state.keep_alive, &state.drain);
+    Ok(affinity::mark(resp, &key))
 }
 
 /// Creates a chat completion; with `stream: true`, server-sent
@@ -78,9 +80,10 @@ pub async fn chat(
     rid: Extension<RequestId>,
     principal: Extension<Principal>,
     path: MatchedPath,
+    key: AffinityHeader,
     body: OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    create::<Chat>(state, rid, principal, path, body).await
+    create::<Chat>(state, rid, principal, path, key, body).await
 }
 
 /// Creates a legacy text completion; streams `text_completion` chunks with
@@ -105,9 +108,10 @@ pub async fn completions(
     rid: Extension<RequestId>,
     principal: Extension<Principal>,
     path: MatchedPath,
+    key: AffinityHeader,
     body: OpenAiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    create::<Completions>(state, rid, principal, path, body).await
+    create::<Completions>(state, rid, principal, path, key, body).await
 }
 
 /// Anthropic's Messages API; with `stream: true`, Anthropic's named events.
@@ -132,7 +136,8 @@ pub async fn messages(
     rid: Extension<RequestId>,
     principal: Extension<Principal>,
     path: MatchedPath,
+    key: AffinityHeader,
     body: OpenAiJson<MessagesRequest>,
 ) -> Result<Response, ApiError> {
-    create::<Messages>(state, rid, principal, path, body).await
+    create::<Messages>(state, rid, principal, path, key, body).await
 }

@@ -21,6 +21,7 @@ use aitier_protocol::responses::{
 };
 use aitier_tenancy::{Principal, Store, StoredResponse};
 
+use crate::affinity::{self, AffinityHeader};
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
 use crate::generation::{self, Caller};
@@ -146,6 +147,7 @@ pub async fn create(
     Extension(rid): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
     path: MatchedPath,
+    key: AffinityHeader,
     OpenAiJson(req): OpenAiJson<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
     let owner = owner(&principal);
@@ -164,12 +166,13 @@ pub async fn create(
         None => Vec::new(),
     };
     let Decoded {
-        request,
+        mut request,
         delivery,
         model,
         user,
         encoder,
     } = Responses::decode_with(req, history)?;
+    let key = key.settle(&mut request);
     crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
@@ -189,18 +192,14 @@ pub async fn create(
         if let Some(s) = saver {
             s.save(&response).await;
         }
-        return Ok(Json(response).into_response());
+        return Ok(affinity::mark(Json(response).into_response(), &key));
     }
     let events = match saver {
         Some(s) => s.follow(events),
         None => events,
     };
-    Ok(crate::sse::respond(
-        events,
-        encoder,
-        state.keep_alive,
-        &state.drain,
-    ))
+    let resp = crate::sse::respond(events, encoder, state.keep_alive, &state.drain);
+    Ok(affinity::mark(resp, &key))
 }
 
 /// A stored response, by id (the caller's own only).

@@ -45,6 +45,8 @@ pub struct Script {
     pub hits: AtomicU32,
     /// Responses whose body the client dropped before it ended.
     pub hung_up: AtomicU32,
+    /// The `x-aitier-affinity` header of each request, in order.
+    pub affinity: Mutex<Vec<String>>,
 }
 
 impl Script {
@@ -67,6 +69,10 @@ impl Script {
 
     pub fn hits(&self) -> u32 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn affinity(&self) -> Vec<String> {
+        self.affinity.lock().expect("lock").clone()
     }
 }
 
@@ -102,8 +108,17 @@ fn chunk(model: &str, text: &str, finish: Option<&str>) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
 
-async fn complete(State(script): State<Arc<Script>>, Json(req): Json<Value>) -> Response {
+async fn complete(
+    State(script): State<Arc<Script>>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
     script.hits.fetch_add(1, Ordering::SeqCst);
+    let key = headers
+        .get("x-aitier-affinity")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    script.affinity.lock().expect("lock").push(key.to_string());
     let model = req["model"].as_str().unwrap_or("fault").to_string();
     let act = script.next();
     let sse = |body: Body| {

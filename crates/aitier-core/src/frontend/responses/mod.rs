@@ -191,6 +191,7 @@ impl Responses {
             top_p: req.top_p,
             stream: req.stream,
             user: req.user.clone(),
+            prompt_cache_key: req.prompt_cache_key.clone(),
             ..Sampling::default()
         };
         let (mut request, delivery) =
