@@ -235,3 +235,30 @@ fn template_files_reach_the_named_models_engines() {
         assert!(ServeConfig::resolve(&flag(&bad)).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn routing_balances_by_prefix_unless_told_otherwise() {
+    use aitier_upstream::Balance;
+    let routing = |text: &str| {
+        toml::from_str::<routing::FileRouting>(text).map(|f| Routing::from_file(&f).balance)
+    };
+    assert_eq!(
+        routing("").expect("empty"),
+        Balance::Prefix { load_factor: 1.25 }
+    );
+    assert_eq!(
+        routing("load_factor = 2.0").expect("factor"),
+        Balance::Prefix { load_factor: 2.0 }
+    );
+    // Under 1 would leave no deployment room for the overflow.
+    assert_eq!(
+        routing("balance = \"prefix\"\nload_factor = 0.5").expect("low"),
+        Balance::Prefix { load_factor: 1.0 }
+    );
+    assert_eq!(
+        routing("balance = \"least-outstanding\"").expect("lor"),
+        Balance::LeastOutstanding
+    );
+    let err = routing("balance = \"round-robin\"").expect_err("unknown");
+    assert!(err.to_string().contains("least-outstanding"), "{err}");
+}
