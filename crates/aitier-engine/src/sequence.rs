@@ -90,3 +90,80 @@ pub(crate) struct SlotCache {
 pub(crate) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
+
+/// The idle slot a new prompt takes. A slot whose cache the prompt mostly
+/// continues (at least half of what it holds: the same conversation, or the
+/// same system prompt with another question) is extended in place. Any
+/// other prompt takes an empty slot, else the least recently used one, so
+/// that a few shared chat-template tokens never cost another prompt's whole
+/// cache; what it shares with any cache is copied into its slot after.
+pub(crate) fn choose_slot(slots: &[SlotCache], prompt: &[u32], usable: usize) -> Option<usize> {
+    let idle = || slots.iter().enumerate().filter(|(_, s)| !s.busy);
+    // Ties go to the lowest id: dense ids mean fewer micro-batches.
+    let (best, shared) = idle()
+        .map(|(i, s)| (i, common_prefix(&s.tokens, prompt).min(usable)))
+        .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))?;
+    if shared > 0 && 2 * shared >= slots[best].tokens.len() {
+        return Some(best);
+    }
+    idle()
+        .min_by_key(|(i, s)| (!s.tokens.is_empty(), s.last_used, *i))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(tokens: &[u32], last_used: u64, busy: bool) -> SlotCache {
+        SlotCache {
+            busy,
+            tokens: tokens.to_vec(),
+            last_used,
+        }
+    }
+
+    /// A chat's tokens: a 4-token template opening, then its own text.
+    fn chat(own: u32, len: u32) -> Vec<u32> {
+        let mut t = vec![1, 2, 3, 4];
+        t.extend((0..len).map(|k| own * 1000 + k));
+        t
+    }
+
+    #[test]
+    fn a_prompt_that_continues_a_cache_extends_it_in_place() {
+        let a = chat(1, 100);
+        let slots = [
+            slot(&chat(2, 100), 1, false),
+            slot(&a, 2, false),
+            slot(&[], 0, false),
+        ];
+        let mut next = a[..90].to_vec();
+        next.extend([7, 8, 9]);
+        assert_eq!(choose_slot(&slots, &next, next.len() - 1), Some(1));
+    }
+
+    #[test]
+    fn shared_template_tokens_do_not_evict_another_prompts_cache() {
+        // Only the template opening is shared: the empty slot is taken, not
+        // slot 0 with 104 cached tokens of another prompt.
+        let slots = [slot(&chat(1, 100), 1, false), slot(&[], 0, false)];
+        let p = chat(3, 100);
+        assert_eq!(choose_slot(&slots, &p, p.len() - 1), Some(1));
+        // With no empty slot, the least recently used one.
+        let slots = [
+            slot(&chat(1, 100), 5, false),
+            slot(&chat(2, 100), 3, false),
+            slot(&chat(4, 100), 1, true),
+        ];
+        assert_eq!(choose_slot(&slots, &p, p.len() - 1), Some(1));
+    }
+
+    #[test]
+    fn busy_slots_are_never_chosen_and_ties_take_the_lowest_id() {
+        let p = chat(3, 10);
+        assert_eq!(choose_slot(&[slot(&[], 0, true)], &p, 10), None);
+        let slots = [slot(&[], 0, true), slot(&[], 0, false), slot(&[], 0, false)];
+        assert_eq!(choose_slot(&slots, &p, 10), Some(1));
+    }
+}

@@ -21,7 +21,7 @@ use crate::grammar;
 use crate::job::{Counters, Job, WorkerConfig};
 use crate::plan::{plan_step, shared_prefill_budget, Demand, Limits, StepPlan, MIN_PREFILL};
 use crate::sampler::Sampler;
-use crate::sequence::{common_prefix, Pending, Request, Seq, SlotCache};
+use crate::sequence::{choose_slot, common_prefix, Pending, Request, Seq, SlotCache};
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
 use llguidance::Matcher;
 
@@ -277,19 +277,7 @@ impl<'m> Worker<'m> {
     fn place(&mut self, prompt: &[u32]) -> Option<(usize, usize)> {
         // At least the last prompt token is evaluated, for its logits.
         let usable = prompt.len().saturating_sub(1);
-        let target = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.busy)
-            // Ties go to the lowest id: dense ids mean fewer micro-batches.
-            .max_by_key(|(i, s)| {
-                (
-                    common_prefix(&s.tokens, prompt).min(usable),
-                    std::cmp::Reverse(*i),
-                )
-            })
-            .map(|(i, _)| i)?;
+        let target = choose_slot(&self.slots, prompt, usable)?;
         let own = common_prefix(&self.slots[target].tokens, prompt).min(usable);
         let mut donor: Option<(usize, usize)> = None;
         for (i, s) in self.slots.iter().enumerate() {
