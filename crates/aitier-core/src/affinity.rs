@@ -11,7 +11,7 @@
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::CoreError;
-use crate::request::PromptInput;
+use crate::request::{GenerateRequest, PromptInput};
 
 /// The header that carries the key: on every generation's response, on
 /// requests relayed to upstreams, and, when a client sends it, instead of
@@ -88,6 +88,13 @@ pub fn of_prompt(prompt: &PromptInput) -> String {
             p.key()
         }
     }
+}
+
+/// A request's key: the one it was given, or its prompt's.
+pub fn of_request(req: &GenerateRequest) -> String {
+    req.affinity
+        .clone()
+        .unwrap_or_else(|| of_prompt(&req.prompt))
 }
 
 /// The key of a client's `prompt_cache_key` (OpenAI's name for the same

@@ -211,11 +211,4 @@ impl GenerateRequest {
     pub fn choices(&self) -> usize {
         self.prompt.count() * self.n as usize
     }
-
-    /// The request's affinity key: the one it was given, or its prompt's.
-    pub fn affinity_key(&self) -> String {
-        self.affinity
-            .clone()
-            .unwrap_or_else(|| crate::affinity::of_prompt(&self.prompt))
-    }
 }

@@ -30,7 +30,7 @@ impl AffinityHeader {
     /// Gives `req` its key: the header's, else its `prompt_cache_key`'s,
     /// else its prompt's. Returns it for the response.
     pub fn settle(self, req: &mut GenerateRequest) -> String {
-        let key = self.0.unwrap_or_else(|| req.affinity_key());
+        let key = self.0.unwrap_or_else(|| affinity::of_request(req));
         req.affinity = Some(key.clone());
         key
     }

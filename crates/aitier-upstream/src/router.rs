@@ -14,8 +14,8 @@ use futures::StreamExt;
 use rand::Rng;
 
 use aitier_core::{
-    CoreError, EmbedRequest, Embeddings, EventStream, GenEvent, GenerateRequest, ModelInfo,
-    Prepared, Provider, ProviderStats, RequestCtx, TokenPiece,
+    affinity, CoreError, EmbedRequest, Embeddings, EventStream, GenEvent, GenerateRequest,
+    ModelInfo, Prepared, Provider, ProviderStats, RequestCtx, TokenPiece,
 };
 
 use crate::balance::{self, Balance};
@@ -329,9 +329,9 @@ impl Router {
         prepared: Prepared,
         ctx: RequestCtx,
     ) -> Result<EventStream, CoreError> {
-        let affinity = prepared.request.affinity_key();
+        let key = affinity::of_request(&prepared.request);
         let (taken, stream) = self
-            .route(&ctx, Some(&affinity), |i| self.attempt(i, &prepared, &ctx))
+            .route(&ctx, Some(&key), |i| self.attempt(i, &prepared, &ctx))
             .await?;
         Ok(Self::watch(
             &taken.deployment,
@@ -414,7 +414,7 @@ impl Provider for Router {
     /// tier admits by this estimate even if another serves it.
     fn prepare(&self, req: GenerateRequest) -> BoxFuture<'_, Result<Prepared, CoreError>> {
         Box::pin(async move {
-            let (i, d) = self.likely(Some(&req.affinity_key()))?;
+            let (i, d) = self.likely(Some(&affinity::of_request(&req)))?;
             let inner = d.provider.prepare(req.clone()).await?;
             let size = inner.size;
             Ok(Prepared::new(req, size).with_state(RouterPrepared {

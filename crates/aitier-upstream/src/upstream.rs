@@ -300,8 +300,8 @@ impl Upstream {
         let endpoint = body.endpoint();
         // The key goes on, so that a balancer in front of the upstream's
         // replicas keeps the same requests together (see `affinity`).
-        let affinity = req.affinity_key();
-        let mut headers = vec![(affinity::HEADER, affinity.as_str())];
+        let key = affinity::of_request(&req);
+        let mut headers = vec![(affinity::HEADER, key.as_str())];
         headers.extend(traceparent.as_deref().map(|tp| (TRACEPARENT, tp)));
         let resp = self
             .post(self.url(endpoint.path()), &body, &headers)
