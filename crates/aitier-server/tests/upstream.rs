@@ -555,3 +555,37 @@ fn least_outstanding_balancing_ignores_the_prefix() {
     assert_eq!((a.script.hits(), b.script.hits()), (2, 2));
     drop(open);
 }
+
+#[test]
+fn two_local_engines_serve_a_shared_prefix_from_one_cache() {
+    let model = default_model();
+    let local = |name: &str| {
+        format!(
+            "[[models.deployments]]\nname = \"{name}\"\npath = \"{}\"\n",
+            model.display()
+        )
+    };
+    let s = tier("", &(local("engine-a") + &local("engine-b")), "");
+    // Two system prompts, each asked four different questions: every
+    // question after a prompt's first finds that prompt cached, because it
+    // goes to the engine that computed it.
+    for tenant in ["billing", "shipping"] {
+        let system = format!("You answer questions about {tenant} for a shop. ").repeat(24);
+        for (k, q) in ["Where is it?", "What does it cost?", "When?", "Why not?"]
+            .iter()
+            .enumerate()
+        {
+            let (status, v) = post(&s, "/v1/chat/completions", &with_system(&system, q));
+            assert_eq!(status, 200, "{v}");
+            let prompt = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+            let cached = v["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+            if k == 0 {
+                assert_eq!(cached, 0, "{v}");
+            } else {
+                assert!(prompt > 200 && cached + 20 >= prompt, "{tenant} {k}: {v}");
+            }
+        }
+    }
+}
