@@ -507,53 +507,51 @@ fn a_clients_key_or_prompt_cache_key_routes_and_a_bad_key_is_refused() {
     assert_eq!(a.script.hits() + b.script.hits(), hits);
 }
 
-#[test]
-fn a_busy_deployment_overflows_its_keys_to_their_second_choice() {
+/// Opens four endless streams of one prompt, one after the other, on model
+/// `m` over deployments `a` and `b` balanced by `routing`; returns how many
+/// each took and the affinity keys they were sent.
+fn four_streams_of_one_prompt(routing: &str) -> ([u32; 2], Vec<String>) {
     let (a, b) = (FaultServer::start(), FaultServer::start());
     a.script.always(Act::Endless);
     b.script.always(Act::Endless);
-    let s = tier("", &(deployment("a", &a, 1) + &deployment("b", &b, 1)), "");
+    let s = tier(
+        routing,
+        &(deployment("a", &a, 1) + &deployment("b", &b, 1)),
+        "",
+    );
     let mut body = with_system(&"One shared system prompt. ".repeat(60), "go");
     body["stream"] = json!(true);
-    // With n in flight, a deployment takes the next one while it stays
-    // within ⌈1.25 × (n + 1) / 2⌉: the key's first choice takes the 1st,
-    // 2nd and 4th stream, its second choice the 3rd.
     let mut open = Vec::new();
     for _ in 0..4 {
         let (sock, mut reader) = open_stream(&s, "/v1/chat/completions", &body);
         read_events(&mut reader, 1);
         open.push((sock, reader));
     }
-    let mut hits = [a.script.hits(), b.script.hits()];
-    hits.sort_unstable();
-    assert_eq!(hits, [1, 3]);
-    let keys: std::collections::HashSet<String> = a
+    let keys = a
         .script
         .affinity()
         .into_iter()
         .chain(b.script.affinity())
         .collect();
+    ([a.script.hits(), b.script.hits()], keys)
+}
+
+#[test]
+fn a_busy_deployment_overflows_its_keys_to_their_second_choice() {
+    // With n in flight, a deployment takes the next one while it stays
+    // within ⌈1.25 × (n + 1) / 2⌉: the key's first choice takes the 1st,
+    // 2nd and 4th stream, its second choice the 3rd.
+    let (mut hits, keys) = four_streams_of_one_prompt("");
+    hits.sort_unstable();
+    assert_eq!(hits, [1, 3]);
+    let keys: std::collections::HashSet<String> = keys.into_iter().collect();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    drop(open);
 }
 
 #[test]
 fn least_outstanding_balancing_ignores_the_prefix() {
-    let (a, b) = (FaultServer::start(), FaultServer::start());
-    a.script.always(Act::Endless);
-    b.script.always(Act::Endless);
-    let deps = deployment("a", &a, 1) + &deployment("b", &b, 1);
-    let s = tier("balance = \"least-outstanding\"", &deps, "");
-    let mut body = with_system(&"One shared system prompt. ".repeat(60), "go");
-    body["stream"] = json!(true);
-    let mut open = Vec::new();
-    for _ in 0..4 {
-        let (sock, mut reader) = open_stream(&s, "/v1/chat/completions", &body);
-        read_events(&mut reader, 1);
-        open.push((sock, reader));
-    }
-    assert_eq!((a.script.hits(), b.script.hits()), (2, 2));
-    drop(open);
+    let (hits, _) = four_streams_of_one_prompt("balance = \"least-outstanding\"");
+    assert_eq!(hits, [2, 2]);
 }
 
 #[test]
