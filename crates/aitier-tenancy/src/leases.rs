@@ -29,7 +29,13 @@ impl HoldLeases {
             live: Mutex::new(HashSet::new()),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(keep(Arc::downgrade(&me), lease / 3));
+            rt.spawn(while_alive(
+                Arc::downgrade(&me),
+                lease / 3,
+                |me| async move {
+                    me.tick().await;
+                },
+            ));
         }
         me
     }
@@ -70,12 +76,18 @@ impl HoldLeases {
     }
 }
 
-async fn keep(me: Weak<HoldLeases>, every: Duration) {
+/// Runs `work` every `every` (at least 100 ms) for as long as `owner`
+/// lives: the renewal loop of every kind of lease this process holds.
+pub(crate) async fn while_alive<T, F, Fut>(owner: Weak<T>, every: Duration, work: F)
+where
+    F: Fn(Arc<T>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(me) = me.upgrade() else { return };
-        me.tick().await;
+        let Some(me) = owner.upgrade() else { return };
+        work(me).await;
     }
 }

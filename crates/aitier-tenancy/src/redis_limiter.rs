@@ -11,6 +11,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
+use crate::leases::while_alive;
 use crate::limiter::{
     interval, snapshot, Demand, Denied, Entry, Lease, Limiter, LimiterError, Place, Snapshot,
     WINDOW_MS,
@@ -173,7 +174,15 @@ impl RedisLimiter {
             enter: Script::new(ENTER),
             settle: Script::new(SETTLE),
         });
-        tokio::spawn(renew_leases(Arc::downgrade(&me), cfg.lease / 3));
+        tokio::spawn(while_alive(
+            Arc::downgrade(&me),
+            cfg.lease / 3,
+            |me| async move {
+                if let Err(e) = me.renew().await {
+                    tracing::warn!(error = %e, "renewing concurrency leases failed; they expire unless renewed in time");
+                }
+            },
+        ));
         Ok(me)
     }
 
@@ -203,18 +212,6 @@ impl RedisLimiter {
             .await
             .map(drop)
             .map_err(down)
-    }
-}
-
-/// Renews this replica's leases until the limiter is dropped.
-async fn renew_leases(me: std::sync::Weak<RedisLimiter>, every: Duration) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
-    loop {
-        tick.tick().await;
-        let Some(me) = me.upgrade() else { return };
-        if let Err(e) = me.renew().await {
-            tracing::warn!(error = %e, "renewing concurrency leases failed; they expire unless renewed in time");
-        }
     }
 }
 
