@@ -283,3 +283,24 @@ def test_request_id_echo(client, model):
 def test_request_id_generated(client, model):
     raw = client.chat.completions.with_raw_response.create(model=model, messages=PROMPT, max_tokens=2)
     assert raw.headers.get("x-request-id")
+
+
+def test_the_sdks_prompt_cache_key_and_affinity_header_set_the_routing_key(client, model):
+    def key(messages, **kw):
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=messages, max_tokens=2, temperature=0, **kw
+        )
+        raw.parse()
+        return raw.headers["x-aitier-affinity"]
+
+    one = [{"role": "user", "content": "One question."}]
+    two = [{"role": "user", "content": "A wholly different question."}]
+    own = key(one)
+    assert re.fullmatch(r"[0-9a-f]{16}", own)
+    assert key(two) != own
+    # The SDK's prompt_cache_key: one key for both prompts, not the text itself.
+    cached = key(one, prompt_cache_key="user-7")
+    assert re.fullmatch(r"[0-9a-f]{16}", cached) and cached != own
+    assert key(two, prompt_cache_key="user-7") == cached
+    # A header the client sets is used as is, over prompt_cache_key.
+    assert key(two, prompt_cache_key="user-7", extra_headers={"x-aitier-affinity": "conv-1"}) == "conv-1"
