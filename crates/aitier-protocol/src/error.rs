@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,4 +21,16 @@ pub struct ErrorDetail {
     pub param: Option<String>,
     #[serde(default, deserialize_with = "string_or_none")]
     pub code: Option<String>,
+}
+
+/// How long a refused request asks to be waited for before a retry, from
+/// its `retry-after-ms` header (OpenAI's, in milliseconds; it wins) or
+/// `retry-after` (seconds). Whatever the values say (NaN, 1e309, negative),
+/// the wait is between 0 and an hour.
+pub fn retry_after(retry_after_ms: Option<&str>, retry_after: Option<&str>) -> Option<Duration> {
+    let secs = match retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()) {
+        Some(ms) => ms / 1000.0,
+        None => retry_after?.trim().parse::<f64>().ok()?,
+    };
+    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
 }

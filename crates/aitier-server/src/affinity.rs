@@ -27,13 +27,23 @@ impl<S: Send + Sync> FromRequestParts<S> for AffinityHeader {
 }
 
 impl AffinityHeader {
-    /// Gives `req` its key: the header's, else its `prompt_cache_key`'s,
-    /// else its prompt's. Returns it for the response.
+    /// Gives `req` its key (see `settle`). Returns it for the response.
     pub fn settle(self, req: &mut GenerateRequest) -> String {
-        let key = self.0.unwrap_or_else(|| affinity::of_request(req));
-        req.affinity = Some(key.clone());
-        key
+        settle(req, self.0)
     }
+
+    /// The key as the client sent it, if it did.
+    pub fn into_inner(self) -> Option<String> {
+        self.0
+    }
+}
+
+/// Gives `req` its key: `given` (a header's), else its `prompt_cache_key`'s,
+/// else its prompt's. Returns it for the response.
+pub fn settle(req: &mut GenerateRequest, given: Option<String>) -> String {
+    let key = given.unwrap_or_else(|| affinity::of_request(req));
+    req.affinity = Some(key.clone());
+    key
 }
 
 /// `resp` with the key it was routed by.

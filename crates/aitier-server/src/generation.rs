@@ -10,10 +10,13 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 
+use aitier_core::frontend::embeddings::DecodedEmbed;
+use aitier_core::frontend::{Decoded, Frontend};
 use aitier_core::{
     CoreError, EmbedRequest, Embeddings, EventStream, GenerateRequest, ModelInfo, Prepared,
     Provider, RequestCtx,
 };
+use aitier_protocol::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use aitier_protocol::Usage;
 use aitier_tenancy::{Principal, Ticket};
 
@@ -21,6 +24,7 @@ use crate::error::ApiError;
 use crate::metrics::GenTimer;
 use crate::state::AppState;
 
+#[derive(Clone, Copy)]
 pub struct Caller<'a> {
     pub principal: &'a Principal,
     pub request_id: &'a str,
@@ -279,4 +283,72 @@ pub async fn embed(
     }
     timer.embedded(answer.prompt_tokens);
     Ok(answer)
+}
+
+/// A generation begun from an API's wire request: its events, and the
+/// front-end's encoder for them.
+pub struct Begun<F> {
+    pub events: EventStream,
+    pub encoder: F,
+    pub choices: usize,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The key it was routed by, for the response.
+    pub affinity: String,
+}
+
+/// Decodes a wire request with its front-end (a 400 for what cannot be
+/// honoured), gives it its affinity key (`key`, a header's, when sent)
+/// and starts it for `caller`. The HTTP routes and the in-process tier
+/// both come through here.
+pub async fn begin_api<F: Frontend>(
+    state: &AppState,
+    caller: Caller<'_>,
+    key: Option<String>,
+    req: F::Request,
+) -> Result<Begun<F>, ApiError> {
+    let Decoded {
+        mut request,
+        delivery,
+        model,
+        user,
+        encoder,
+    } = F::decode(req)?;
+    let choices = request.choices();
+    let affinity = crate::affinity::settle(&mut request, key);
+    crate::metrics::note_model(&model);
+    let caller = Caller {
+        user: user.as_deref(),
+        ..caller
+    };
+    let events = start(state, caller, &model, request).await?;
+    Ok(Begun {
+        events,
+        encoder,
+        choices,
+        stream: delivery.stream,
+        affinity,
+    })
+}
+
+/// Decodes an embeddings request, embeds it for `caller` and encodes the
+/// answer: what `/v1/embeddings` and the in-process tier do.
+pub async fn embed_api(
+    state: &AppState,
+    caller: Caller<'_>,
+    req: EmbeddingRequest,
+) -> Result<EmbeddingResponse, ApiError> {
+    let DecodedEmbed {
+        request,
+        model,
+        user,
+        encoder,
+    } = aitier_core::frontend::embeddings::decode(req)?;
+    crate::metrics::note_model(&model);
+    let caller = Caller {
+        user: user.as_deref(),
+        ..caller
+    };
+    let answer = embed(state, caller, &model, request).await?;
+    Ok(encoder.respond(answer))
 }

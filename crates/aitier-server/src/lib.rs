@@ -27,6 +27,7 @@ pub mod serve;
 pub mod sse;
 pub mod state;
 pub mod telemetry;
+pub mod tier;
 pub mod tls;
 pub mod usage_report;
 pub mod write_timeout;

@@ -4,91 +4,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aitier_core::ModelRegistry;
-use aitier_tenancy::store::redact_url;
-use aitier_tenancy::{
-    Limiter, MemoryLimiter, RedisLimiter, RedisLimits, SqlStore, Store, Tenancy, TenancyConfig,
-};
 use axum::serve::ListenerExt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use tokio::net::TcpListener;
 
-use crate::app::router;
 use crate::catalog::Catalog;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::connections::{self, ClientTimeouts};
-use crate::console::session::Sessions;
-use crate::deployments::Routers;
-use crate::drain::{Drain, Phase, Signals};
-use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::drain::{Phase, Signals};
+use crate::tier::{open_tenancy, Tier};
 use crate::tls::{self, TlsListener};
 use tokio_rustls::TlsAcceptor;
 
 /// How long past the drain timeout the service waits for cut requests'
 /// connections to close.
 const CUT_WAIT: Duration = Duration::from_secs(5);
-
-/// Opens the tenancy database and decides whether the service may run
-/// without keys: only on loopback, or when told `--allow-open`.
-async fn tenancy(cfg: &ServeConfig) -> anyhow::Result<Arc<Tenancy>> {
-    let t = &cfg.tenancy;
-    let store = SqlStore::lazy(&t.database_url)?;
-    let url = redact_url(&t.database_url);
-    let allow_open = cfg.host.is_loopback() || t.allow_open;
-    let reachable = match store.ready().await {
-        Ok(()) => {
-            tracing::info!(backend = store.backend(), %url, "tenancy database ready");
-            true
-        }
-        // A shared database may come up after the service: serve, and
-        // refuse what needs it until it answers. A SQLite file that cannot
-        // be opened will not open by waiting.
-        Err(e) if store.backend() == "postgres" => {
-            tracing::error!(
-                %url, error = %e,
-                "the tenancy database is unavailable; serving anyway: requests that need it \
-                 get 503 until it answers"
-            );
-            false
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if reachable && !store.has_keys().await? {
-        if !allow_open {
-            anyhow::bail!(
-                "no API key exists and {} is not a loopback address: create a key \
-                 (`aitier tenants create NAME`, then `aitier keys create NAME`) or pass --allow-open",
-                cfg.host
-            );
-        }
-        tracing::warn!(
-            "no API key exists: serving OPEN, without authentication, until one is created"
-        );
-    }
-    let limiter: Arc<dyn Limiter> = match &t.redis_url {
-        Some(url) => {
-            tracing::info!(redis = %redact_url(url), fail_open = t.limits_fail_open, "rate limits in Redis");
-            let mut limits = RedisLimits::new(url);
-            limits.lease = t.hold_lease;
-            RedisLimiter::start(&limits)?
-        }
-        None => Arc::new(MemoryLimiter::default()),
-    };
-    Ok(Tenancy::new(
-        Arc::new(store),
-        limiter,
-        TenancyConfig {
-            allow_open,
-            default_completion_reserve: t.default_completion_reserve,
-            ledger_capacity: t.ledger_queue,
-            ledger_sync: t.ledger_sync,
-            limits_fail_open: t.limits_fail_open,
-            hold_lease: t.hold_lease,
-        },
-    ))
-}
 
 async fn bind_metrics(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
     let Some(a) = addr else {
@@ -107,8 +38,7 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
     let signals = Signals::listen()?;
     #[cfg(unix)]
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let tenancy = tenancy(&cfg).await?;
-    let registry = Arc::new(ModelRegistry::new());
+    let tenancy = open_tenancy(&cfg, false).await?;
     let listener = TcpListener::bind(SocketAddr::new(cfg.host, cfg.port)).await?;
     let addr = listener.local_addr()?;
     // A certificate that cannot be read stops the start, before any load.
@@ -124,29 +54,16 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         println!("aitier metrics on http://{}/metrics", l.local_addr()?);
     }
     std::io::stdout().flush()?;
-    let routers = Routers::default();
-    let catalog = Catalog::start(&cfg, args, registry.clone(), routers.clone())?;
+    let tier = Tier::assemble(cfg.clone(), args, tenancy.clone())?;
+    let state = tier.state().clone();
     #[cfg(unix)]
-    tokio::spawn(reload_on_hangup(catalog.clone(), hangups));
-    tracing::info!(%addr, models = ?registry.names(), "listening; loading models");
-    let metrics = Arc::new(Metrics::new(registry.clone(), routers, tenancy.clone()));
+    tokio::spawn(reload_on_hangup(state.catalog.clone(), hangups));
+    tracing::info!(%addr, models = ?state.registry.names(), "listening; loading models");
     if let Some(l) = metrics_listener {
         // Scraped until the process ends, through the drain.
-        tokio::spawn(axum::serve(l, metrics.router()).into_future());
+        tokio::spawn(axum::serve(l, state.metrics.router()).into_future());
     }
-    let drain = Drain::default();
-    let state = AppState {
-        metrics,
-        registry,
-        started_at: aitier_core::clock::unix_secs(),
-        catalog,
-        tenancy: tenancy.clone(),
-        admin_token: cfg.tenancy.admin_token.clone(),
-        keep_alive: cfg.keep_alive,
-        drain: drain.clone(),
-        sessions: Sessions::new(cfg.tenancy.admin_token.as_ref()),
-        console_secure_cookie: cfg.tls.is_some(),
-    };
+    let drain = state.drain.clone();
     let ledger = tenancy.ledger().clone();
     tokio::spawn(drain.clone().on_signals(signals, cfg.drain, move || {
         tracing::error!(
@@ -155,7 +72,7 @@ pub async fn run(cfg: ServeConfig, args: ServeArgs) -> anyhow::Result<()> {
         );
         std::process::exit(130);
     }));
-    let app = router(state, &cfg);
+    let app = tier.router();
     let serve = serve_api(listener, tls, app, &cfg, drain.reached(Phase::Closed))?;
     // Cut requests end within moments; a connection that still holds on
     // (a client that reads nothing) is not waited for.

@@ -65,12 +65,7 @@ pub fn upstream_error(
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let secs = match get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        Some(ms) => ms / 1000.0,
-        None => get("retry-after")?.parse::<f64>().ok()?,
-    };
-    // Whatever the upstream wrote (NaN, 1e309, negative), a sane wait.
-    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
+    aitier_protocol::error::retry_after(get("retry-after-ms"), get("retry-after"))
 }
 
 /// The start of an error body, read with a deadline and a size cap: an

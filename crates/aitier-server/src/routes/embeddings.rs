@@ -2,7 +2,6 @@
 use axum::extract::{MatchedPath, State};
 use axum::{Extension, Json};
 
-use aitier_core::frontend::embeddings::{decode, DecodedEmbed};
 use aitier_protocol::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use aitier_tenancy::Principal;
 
@@ -31,20 +30,12 @@ pub async fn create(
     path: MatchedPath,
     OpenAiJson(req): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
-    let DecodedEmbed {
-        request,
-        model,
-        user,
-        encoder,
-    } = decode(req)?;
-    crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
         request_id: &rid.id,
         traceparent: rid.traceparent.as_deref(),
-        user: user.as_deref(),
+        user: None,
         endpoint: path.as_str(),
     };
-    let answer = generation::embed(&state, caller, &model, request).await?;
-    Ok(Json(encoder.respond(answer)))
+    Ok(Json(generation::embed_api(&state, caller, req).await?))
 }

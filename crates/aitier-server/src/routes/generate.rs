@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use aitier_core::frontend::chat::Chat;
 use aitier_core::frontend::completions::Completions;
 use aitier_core::frontend::messages::Messages;
-use aitier_core::frontend::{collect, Decoded, Frontend};
+use aitier_core::frontend::{collect, Frontend};
 use aitier_protocol::chat::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest};
 use aitier_protocol::completions::{Completion, CompletionRequest};
 use aitier_protocol::messages::{Message, MessagesRequest, StreamEvent};
@@ -29,33 +29,23 @@ async fn create<F: Frontend>(
     key: AffinityHeader,
     OpenAiJson(req): OpenAiJson<F::Request>,
 ) -> Result<Response, ApiError> {
-    let Decoded {
-        mut request,
-        delivery,
-        model,
-        user,
-        encoder,
-    } = F::decode(req)?;
-    let choices = request.choices();
-    let key = key.settle(&mut request);
-    crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
         request_id: &rid.id,
         traceparent: rid.traceparent.as_deref(),
-        user: user.as_deref(),
+        user: None,
         endpoint: path.as_str(),
     };
-    let events = generation::start(&state, caller, &model, request).await?;
-    if !delivery.stream {
-        let answer = collect(events, choices).await?;
+    let begun = generation::begin_api::<F>(&state, caller, key.into_inner(), req).await?;
+    if !begun.stream {
+        let answer = collect(begun.events, begun.choices).await?;
         return Ok(affinity::mark(
-            Json(encoder.respond(answer)).into_response(),
-            &key,
+            Json(begun.encoder.respond(answer)).into_response(),
+            &begun.affinity,
         ));
     }
-    let resp = crate::sse::respond(events, encoder, state.keep_alive, &state.drain);
-    Ok(affinity::mark(resp, &key))
+    let resp = crate::sse::respond(begun.events, begun.encoder, state.keep_alive, &state.drain);
+    Ok(affinity::mark(resp, &begun.affinity))
 }
 
 /// Creates a chat completion; with `stream: true`, server-sent

@@ -21,7 +21,12 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Json<ModelList> {
-    Json(ModelList::new(
+    Json(visible(&state, &principal))
+}
+
+/// The served models `principal` may use.
+pub fn visible(state: &AppState, principal: &Principal) -> ModelList {
+    ModelList::new(
         state
             .registry
             .names()
@@ -29,7 +34,7 @@ pub async fn list(
             .filter(|n| principal.allows_model(n))
             .map(|n| Model::new(n, state.started_at))
             .collect(),
-    ))
+    )
 }
 
 /// One model, if it is served and this key may use it.
