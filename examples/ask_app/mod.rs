@@ -39,6 +39,8 @@ async fn ask(
             {"role": "user", "content": q.question},
         ],
         "max_tokens": 64,
+        // One answer per question: the same question gets the same answer.
+        "temperature": 0,
     }))
     .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     let answer = client.chat(req).await.map_err(refused)?;

@@ -376,3 +376,38 @@ fn keys_and_limits_hold_alike() {
         (Some(429), Some("insufficient_quota"))
     );
 }
+
+/// The examples' app (`examples/ask_app`, which `monolith` and `consumer`
+/// serve) on each transport: the same answer to the same question.
+#[path = "../../../examples/ask_app/mod.rs"]
+#[allow(dead_code)] // `serve` is the examples' own listener; here it is the test's
+mod ask_app;
+
+#[test]
+fn the_example_app_answers_alike_on_both_transports() {
+    let key = open_key("example");
+    let f = fixture();
+    let answers = clients(&key).map(|(name, client)| {
+        f.rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let url = format!("http://{}/ask", listener.local_addr().expect("addr"));
+            tokio::spawn(axum::serve(listener, ask_app::router(client)).into_future());
+            let http = reqwest::Client::new();
+            let ok = http
+                .post(&url)
+                .json(&json!({"question": "What is Rust?"}))
+                .send()
+                .await
+                .expect("ask");
+            assert_eq!(ok.status(), 200, "{name}");
+            let bad = http.post(&url).json(&json!({})).send().await.expect("ask");
+            assert_eq!(bad.status(), 422, "{name}");
+            ok.json::<Value>().await.expect("json")
+        })
+    });
+    assert!(answers[0]["tokens"].as_u64() > Some(0), "{answers:?}");
+    assert!(!answers[0]["answer"].as_str().unwrap_or("").is_empty());
+    assert_eq!(answers[0], answers[1]);
+}
