@@ -27,11 +27,6 @@ impl<S: Send + Sync> FromRequestParts<S> for AffinityHeader {
 }
 
 impl AffinityHeader {
-    /// Gives `req` its key (see `settle`). Returns it for the response.
-    pub fn settle(self, req: &mut GenerateRequest) -> String {
-        settle(req, self.0)
-    }
-
     /// The key as the client sent it, if it did.
     pub fn into_inner(self) -> Option<String> {
         self.0

@@ -298,22 +298,32 @@ pub struct Begun<F> {
 }
 
 /// Decodes a wire request with its front-end (a 400 for what cannot be
-/// honoured), gives it its affinity key (`key`, a header's, when sent)
-/// and starts it for `caller`. The HTTP routes and the in-process tier
-/// both come through here.
+/// honoured) and begins it (see `begin_decoded`). The HTTP routes and the
+/// in-process tier both come through here.
 pub async fn begin_api<F: Frontend>(
     state: &AppState,
     caller: Caller<'_>,
     key: Option<String>,
     req: F::Request,
 ) -> Result<Begun<F>, ApiError> {
+    begin_decoded(state, caller, key, F::decode(req)?).await
+}
+
+/// Gives a decoded request its affinity key (`key`, a header's, when
+/// sent) and starts it for `caller`.
+pub async fn begin_decoded<E>(
+    state: &AppState,
+    caller: Caller<'_>,
+    key: Option<String>,
+    decoded: Decoded<E>,
+) -> Result<Begun<E>, ApiError> {
     let Decoded {
         mut request,
         delivery,
         model,
         user,
         encoder,
-    } = F::decode(req)?;
+    } = decoded;
     let choices = request.choices();
     let affinity = crate::affinity::settle(&mut request, key);
     crate::metrics::note_model(&model);

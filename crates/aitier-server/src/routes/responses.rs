@@ -14,7 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use aitier_core::frontend::responses::{conversation, Responses};
-use aitier_core::frontend::{collect, Collector, Decoded, Frontend};
+use aitier_core::frontend::{collect, Collector, Frontend};
 use aitier_core::EventStream;
 use aitier_protocol::responses::{
     Deleted, Item, ItemList, ResponseObject, ResponsesRequest, StreamEvent,
@@ -24,7 +24,7 @@ use aitier_tenancy::{Principal, Store, StoredResponse};
 use crate::affinity::{self, AffinityHeader};
 use crate::error::ApiError;
 use crate::extract::OpenAiJson;
-use crate::generation::{self, Caller};
+use crate::generation::{self, Begun, Caller};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
@@ -165,29 +165,27 @@ pub async fn create(
         }
         None => Vec::new(),
     };
-    let Decoded {
-        mut request,
-        delivery,
-        model,
-        user,
-        encoder,
-    } = Responses::decode_with(req, history)?;
-    let key = key.settle(&mut request);
-    crate::metrics::note_model(&model);
     let caller = Caller {
         principal: &principal,
         request_id: &rid.id,
         traceparent: rid.traceparent.as_deref(),
-        user: user.as_deref(),
+        user: None,
         endpoint: path.as_str(),
     };
-    let events = generation::start(&state, caller, &model, request).await?;
+    let decoded = Responses::decode_with(req, history)?;
+    let Begun {
+        events,
+        encoder,
+        stream,
+        affinity: key,
+        ..
+    } = generation::begin_decoded(&state, caller, key.into_inner(), decoded).await?;
     let saver = encoder.store().then(|| Saver {
         store: state.tenancy.store().clone(),
         owner,
         encoder: encoder.clone(),
     });
-    if !delivery.stream {
+    if !stream {
         let response = encoder.respond(collect(events, 1).await?);
         if let Some(s) = saver {
             s.save(&response).await;
