@@ -2,7 +2,7 @@
 answered by the tier in this process, with no network hop, from threads
 that keep serving while the engine works (calls release the GIL).
 
-    make test          # or: maturin develop -m bindings/python/Cargo.toml
+    make test          # or, in your venv: maturin develop -m bindings/python/Cargo.toml
     .venv/bin/python examples/monolith.py [aitier.toml]
     curl -s localhost:3000/ask -d '{"question": "What is Rust?"}'
 

@@ -48,8 +48,8 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
-echo "== Python binding (bindings/python), built into the test venv" >&2
-VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --locked -m bindings/python/Cargo.toml
+echo "== Python binding (bindings/python): the build above, into the test venv" >&2
+scripts/install-python-binding.sh .venv
 AITIER_BIN="$PWD/target/debug/aitier" .venv/bin/python -m pytest -q tests/compat
 
 echo "== fuzz targets, ${FUZZ_SECONDS:-10} s each" >&2
