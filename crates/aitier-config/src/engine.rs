@@ -7,7 +7,7 @@ use std::path::Path;
 use clap::Args;
 use serde::Deserialize;
 
-use aitier_engine::EngineConfig;
+use aitier_engine::{EngineConfig, KvType};
 
 #[derive(Debug, Clone, Default, PartialEq, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +41,22 @@ pub struct EngineSettings {
     /// callers only: it lets an end user forge roles).
     #[arg(long, env = "AITIER_SPECIAL_TOKENS_IN_CONTENT")]
     pub special_tokens_in_content: Option<bool>,
+    /// How the KV cache stores keys: f16 (default), q8_0 (half the memory),
+    /// f32, bf16, q5_1, q5_0, q4_1, q4_0, iq4_nl.
+    #[arg(long, env = "AITIER_CACHE_TYPE_K", value_parser = parse_kv_type)]
+    pub cache_type_k: Option<KvType>,
+    /// How the KV cache stores values (as --cache-type-k; a quantised one
+    /// turns flash attention on).
+    #[arg(long, env = "AITIER_CACHE_TYPE_V", value_parser = parse_kv_type)]
+    pub cache_type_v: Option<KvType>,
+    /// Layers to offload to the GPU (a build with the `cuda` feature only);
+    /// 0 runs on the CPU.
+    #[arg(long, env = "AITIER_GPU_LAYERS")]
+    pub gpu_layers: Option<u32>,
+}
+
+fn parse_kv_type(s: &str) -> Result<KvType, String> {
+    s.parse()
 }
 
 impl EngineSettings {
@@ -58,6 +74,9 @@ impl EngineSettings {
             special_tokens_in_content: self
                 .special_tokens_in_content
                 .or(fallback.special_tokens_in_content),
+            cache_type_k: self.cache_type_k.or(fallback.cache_type_k),
+            cache_type_v: self.cache_type_v.or(fallback.cache_type_v),
+            gpu_layers: self.gpu_layers.or(fallback.gpu_layers),
         }
     }
 
@@ -90,6 +109,9 @@ impl EngineSettings {
             task: d.task,
             background: d.background,
             chat_template_file: None,
+            cache_type_k: self.cache_type_k.unwrap_or(d.cache_type_k),
+            cache_type_v: self.cache_type_v.unwrap_or(d.cache_type_v),
+            gpu_layers: self.gpu_layers.unwrap_or(d.gpu_layers),
         }
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use aitier_engine::KvType;
 
 pub(super) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -261,4 +262,71 @@ fn routing_balances_by_prefix_unless_told_otherwise() {
     );
     let err = routing("balance = \"round-robin\"").expect_err("unknown");
     assert!(err.to_string().contains("least-outstanding"), "{err}");
+}
+
+#[test]
+fn kv_cache_types_come_from_file_and_flags_and_bad_ones_are_named() {
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let cfg = write(
+        &d,
+        "c.toml",
+        &format!("[engine]\ncache_type_k = \"q8_0\"\ncache_type_v = \"Q8_0\"\n[[models]]\nname = \"a\"\npath = \"{}\"\ncache_type_v = \"q4_0\"\n", gguf.display()),
+    );
+    let args = ServeArgs {
+        config: Some(cfg.clone()),
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(&args).expect("valid");
+    let engine = c.models[0].engines().next().expect("local");
+    assert_eq!(engine.cache_type_k, KvType::Q8_0);
+    assert_eq!(engine.cache_type_v, KvType::Q4_0);
+    let args = ServeArgs {
+        config: Some(cfg),
+        engine: EngineSettings {
+            cache_type_k: Some(KvType::F32),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(&args).expect("valid");
+    assert_eq!(
+        c.models[0].engines().next().expect("local").cache_type_k,
+        KvType::F32
+    );
+    assert_eq!(KvType::default(), KvType::F16);
+
+    let bad = write(&d, "bad.toml", "[engine]\ncache_type_k = \"q9_9\"\n");
+    let err = ServeConfig::resolve(&ServeArgs {
+        config: Some(bad),
+        ..Default::default()
+    })
+    .expect_err("unknown type");
+    assert!(
+        err.to_string().contains("q9_9") && err.to_string().contains("q8_0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gpu_layers_without_a_gpu_build_is_refused_at_start() {
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let args = ServeArgs {
+        models: vec![format!("a={}", gguf.display())],
+        engine: EngineSettings {
+            gpu_layers: Some(99),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match ServeConfig::resolve(&args) {
+        Err(e) if !aitier_engine::GPU_BUILD => {
+            assert!(e.to_string().contains("--features cuda"), "{e}")
+        }
+        Ok(c) if aitier_engine::GPU_BUILD => {
+            assert_eq!(c.models[0].engines().next().expect("local").gpu_layers, 99)
+        }
+        other => panic!("GPU build: {}: {:?}", aitier_engine::GPU_BUILD, other.err()),
+    }
 }

@@ -57,6 +57,81 @@ pub struct EngineConfig {
     /// one in the GGUF metadata: for models that carry none, or one that
     /// lacks something (tools, a system role).
     pub chat_template_file: Option<PathBuf>,
+    /// How the KV cache stores keys and values: f16 by default; q8_0 holds
+    /// about half the memory per cell (a quantised V cache needs flash
+    /// attention, which llama.cpp then turns on).
+    pub cache_type_k: KvType,
+    pub cache_type_v: KvType,
+    /// Layers offloaded to the GPU; 0 runs on the CPU. Only a build with
+    /// the `cuda` feature has a GPU to offload to.
+    pub gpu_layers: u32,
+}
+
+/// The element types llama.cpp's `--cache-type-k/-v` take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum KvType {
+    F32,
+    #[default]
+    F16,
+    Bf16,
+    Q8_0,
+    Q5_1,
+    Q5_0,
+    Q4_1,
+    Q4_0,
+    Iq4Nl,
+}
+
+impl KvType {
+    const ALL: [(KvType, &'static str); 9] = [
+        (KvType::F32, "f32"),
+        (KvType::F16, "f16"),
+        (KvType::Bf16, "bf16"),
+        (KvType::Q8_0, "q8_0"),
+        (KvType::Q5_1, "q5_1"),
+        (KvType::Q5_0, "q5_0"),
+        (KvType::Q4_1, "q4_1"),
+        (KvType::Q4_0, "q4_0"),
+        (KvType::Iq4Nl, "iq4_nl"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map_or("f16", |(_, n)| n)
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase();
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == wanted)
+            .map(|(t, _)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
+                format!("unknown KV cache type `{s}` (one of {})", names.join(", "))
+            })
+    }
+}
+
+impl TryFrom<String> for KvType {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl EngineConfig {
@@ -75,6 +150,9 @@ impl EngineConfig {
             special_tokens_in_content: false,
             background: false,
             chat_template_file: None,
+            cache_type_k: KvType::F16,
+            cache_type_v: KvType::F16,
+            gpu_layers: 0,
         }
     }
 
@@ -106,6 +184,13 @@ impl EngineConfig {
                 "slots, batch_size and queue_depth must be positive and ctx_size at least 16"
                     .into(),
             );
+        }
+        if self.gpu_layers > 0 && !crate::GPU_BUILD {
+            return Err(format!(
+                "gpu_layers = {} asks for GPU offload, but this build has no GPU backend: \
+                 build with `--features cuda` (and the CUDA toolkit), or leave gpu_layers at 0",
+                self.gpu_layers
+            ));
         }
         Ok(())
     }

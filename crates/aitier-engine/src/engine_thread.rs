@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use aitier_core::CoreError;
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, KvType};
 use crate::template::TemplateError;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +49,26 @@ pub(crate) fn load_model(cfg: &EngineConfig) -> Result<LlamaModel, EngineError> 
     if !cfg.path.is_file() {
         return Err(EngineError::MissingFile(cfg.path.display().to_string()));
     }
-    LlamaModel::load_from_file(backend()?, &cfg.path, &LlamaModelParams::default()).map_err(|e| {
-        EngineError::Load {
-            path: cfg.path.display().to_string(),
-            why: e.to_string(),
-        }
+    let params = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
+    LlamaModel::load_from_file(backend()?, &cfg.path, &params).map_err(|e| EngineError::Load {
+        path: cfg.path.display().to_string(),
+        why: e.to_string(),
     })
+}
+
+/// llama.cpp's name for a KV cache type.
+pub(crate) fn kv_type(t: KvType) -> KvCacheType {
+    match t {
+        KvType::F32 => KvCacheType::F32,
+        KvType::F16 => KvCacheType::F16,
+        KvType::Bf16 => KvCacheType::BF16,
+        KvType::Q8_0 => KvCacheType::Q8_0,
+        KvType::Q5_1 => KvCacheType::Q5_1,
+        KvType::Q5_0 => KvCacheType::Q5_0,
+        KvType::Q4_1 => KvCacheType::Q4_1,
+        KvType::Q4_0 => KvCacheType::Q4_0,
+        KvType::Iq4Nl => KvCacheType::IQ4_NL,
+    }
 }
 
 /// `params` with the configured threads, or one per core.

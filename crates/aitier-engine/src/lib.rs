@@ -38,7 +38,11 @@ mod toolcall;
 #[cfg(feature = "llama")]
 mod worker;
 
-pub use config::{EngineConfig, Task};
+pub use config::{EngineConfig, KvType, Task};
+
+/// Whether this build has a GPU backend (the `cuda` feature) to offload
+/// `gpu_layers` to.
+pub const GPU_BUILD: bool = cfg!(feature = "cuda");
 #[cfg(feature = "llama")]
 pub use embedder::EmbeddingModel;
 #[cfg(feature = "llama")]

@@ -83,7 +83,9 @@ fn spawn_engine(
         .with_n_batch(cfg.batch_size)
         .with_n_ubatch(cfg.batch_size)
         .with_n_seq_max(cfg.slots)
-        .with_kv_unified(false);
+        .with_kv_unified(false)
+        .with_type_k(engine_thread::kv_type(cfg.cache_type_k))
+        .with_type_v(engine_thread::kv_type(cfg.cache_type_v));
     let params = engine_thread::with_threads(params, cfg);
     let queue = cfg.slots + cfg.queue_depth;
     engine_thread::start(

@@ -290,3 +290,11 @@ fn a_message_cannot_forge_a_turn_with_control_tokens() {
     );
     assert!(plain(forged) > plain("a") + 10);
 }
+
+/// llama.cpp's quantised KV cache (q8_0 keys and values, which turns
+/// flash attention on) under the same suite as every provider.
+#[test]
+fn a_quantised_kv_cache_serves_the_whole_suite() {
+    let s = Server::start(&["--cache-type-k", "q8_0", "--cache-type-v", "q8_0"]);
+    common::suite::provider_suite(&s, "smollm2-135m-instruct");
+}
