@@ -1,5 +1,5 @@
 use super::*;
-use aitier_engine::KvType;
+use aitier_engine::{FlashAttn, KvType};
 
 pub(super) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -329,4 +329,50 @@ fn gpu_layers_without_a_gpu_build_is_refused_at_start() {
         }
         other => panic!("GPU build: {}: {:?}", aitier_engine::GPU_BUILD, other.err()),
     }
+}
+
+#[test]
+fn flash_attention_comes_from_file_and_flags_and_refuses_what_llama_cpp_cannot_run() {
+    let d = tempdir();
+    let gguf = write(&d, "m.gguf", "x");
+    let engine = |toml: &str, flag: Option<FlashAttn>| {
+        let cfg = write(
+            &d,
+            "c.toml",
+            &format!(
+                "{toml}\n[[models]]\nname = \"a\"\npath = \"{}\"\n",
+                gguf.display()
+            ),
+        );
+        let args = ServeArgs {
+            config: Some(cfg),
+            engine: EngineSettings {
+                flash_attn: flag,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        ServeConfig::resolve(&args).map(|c| c.models[0].engines().next().expect("local").clone())
+    };
+    // The default: llama.cpp's auto, but on outright for a quantised V.
+    let e = engine("", None).expect("valid");
+    assert_eq!(e.flash_attn, FlashAttn::Auto);
+    assert_eq!(e.flash_attn_policy(), -1);
+    let e = engine("[engine]\ncache_type_v = \"q8_0\"", None).expect("valid");
+    assert_eq!(e.flash_attn_policy(), 1);
+    // The file, then a flag over it.
+    let e = engine("[engine]\nflash_attn = \"off\"", None).expect("valid");
+    assert_eq!(e.flash_attn_policy(), 0);
+    let e = engine("[engine]\nflash_attn = \"off\"", Some(FlashAttn::On)).expect("valid");
+    assert_eq!(e.flash_attn_policy(), 1);
+    // llama.cpp cannot run a quantised V cache without it.
+    let err = engine(
+        "[engine]\nflash_attn = \"off\"\ncache_type_v = \"q8_0\"",
+        None,
+    )
+    .expect_err("quantised V without flash attention");
+    assert!(err.to_string().contains("needs flash attention"), "{err}");
+    let err = engine("[engine]\nflash_attn = \"sometimes\"", None).expect_err("unknown value");
+    assert!(err.to_string().contains("sometimes"), "{err}");
+    assert_eq!("OFF".parse::<FlashAttn>(), Ok(FlashAttn::Off));
 }

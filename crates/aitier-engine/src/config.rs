@@ -65,6 +65,41 @@ pub struct EngineConfig {
     /// Layers offloaded to the GPU; 0 runs on the CPU. Only a build with
     /// the `cuda` feature has a GPU to offload to.
     pub gpu_layers: u32,
+    /// Flash attention: `Auto` leaves it to llama.cpp (`flash_attn_policy`).
+    pub flash_attn: FlashAttn,
+}
+
+/// The values of llama.cpp's `--flash-attn`, with aitier's own `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum FlashAttn {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl std::str::FromStr for FlashAttn {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "on" | "true" | "1" => Ok(Self::On),
+            "off" | "false" | "0" => Ok(Self::Off),
+            _ => Err(format!(
+                "unknown flash attention setting `{s}` (auto, on or off)"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for FlashAttn {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
 }
 
 /// The element types llama.cpp's `--cache-type-k/-v` take.
@@ -95,6 +130,11 @@ impl KvType {
         (KvType::Q4_0, "q4_0"),
         (KvType::Iq4Nl, "iq4_nl"),
     ];
+
+    /// Stored in blocks of quantised values rather than as floats.
+    pub fn is_quantised(self) -> bool {
+        !matches!(self, KvType::F32 | KvType::F16 | KvType::Bf16)
+    }
 
     pub fn name(self) -> &'static str {
         Self::ALL
@@ -153,6 +193,7 @@ impl EngineConfig {
             cache_type_k: KvType::F16,
             cache_type_v: KvType::F16,
             gpu_layers: 0,
+            flash_attn: FlashAttn::Auto,
         }
     }
 
@@ -173,6 +214,21 @@ impl EngineConfig {
         }
     }
 
+    /// llama.cpp's flash attention policy for a generation engine: -1
+    /// (llama.cpp's auto, on wherever the backend has a kernel), 0 or 1.
+    /// `Auto` is llama.cpp's auto, except that a quantised V cache, which
+    /// llama.cpp cannot run without it, asks for it outright. Off decodes
+    /// long contexts twice as fast on the CPU, but is not the default yet
+    /// (docs/configuration.md#flash-attention says why).
+    pub fn flash_attn_policy(&self) -> i32 {
+        match self.flash_attn {
+            FlashAttn::On => 1,
+            FlashAttn::Off => 0,
+            FlashAttn::Auto if self.cache_type_v.is_quantised() => 1,
+            FlashAttn::Auto => -1,
+        }
+    }
+
     /// The one check of an engine's settings, for the config and for `load`.
     pub fn validate(&self) -> Result<(), String> {
         if self.slots == 0
@@ -184,6 +240,13 @@ impl EngineConfig {
                 "slots, batch_size and queue_depth must be positive and ctx_size at least 16"
                     .into(),
             );
+        }
+        if self.flash_attn == FlashAttn::Off && self.cache_type_v.is_quantised() {
+            return Err(format!(
+                "a {} V cache needs flash attention: set flash_attn to auto or on, \
+                 or cache_type_v to f16",
+                self.cache_type_v
+            ));
         }
         if self.gpu_layers > 0 && !crate::GPU_BUILD {
             return Err(format!(

@@ -38,7 +38,7 @@ mod toolcall;
 #[cfg(feature = "llama")]
 mod worker;
 
-pub use config::{EngineConfig, KvType, Task};
+pub use config::{EngineConfig, FlashAttn, KvType, Task};
 
 /// Whether this build has a GPU backend (the `cuda` feature) to offload
 /// `gpu_layers` to.

@@ -84,6 +84,7 @@ fn spawn_engine(
         .with_n_ubatch(cfg.batch_size)
         .with_n_seq_max(cfg.slots)
         .with_kv_unified(false)
+        .with_flash_attention_policy(cfg.flash_attn_policy())
         .with_type_k(engine_thread::kv_type(cfg.cache_type_k))
         .with_type_v(engine_thread::kv_type(cfg.cache_type_v));
     let params = engine_thread::with_threads(params, cfg);
