@@ -218,7 +218,7 @@ impl EngineConfig {
     /// (llama.cpp's auto, on wherever the backend has a kernel), 0 or 1.
     /// `Auto` is llama.cpp's auto, except that a quantised V cache, which
     /// llama.cpp cannot run without it, asks for it outright. Off decodes
-    /// long contexts twice as fast on the CPU, but is not the default yet
+    /// long contexts twice as fast on the CPU, but is not the default
     /// (docs/configuration.md#flash-attention says why).
     pub fn flash_attn_policy(&self) -> i32 {
         match self.flash_attn {
