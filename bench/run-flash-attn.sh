@@ -32,7 +32,6 @@ wait_up() { for _ in $(seq 1 120); do curl -sf "$1" >/dev/null && return 0; slee
 
 # name threads: starts that server configuration on port 18080.
 start() {
-  local fa
   case "$1" in
     aitier-fa-*)
       target/release/aitier serve --port 18080 --threads "$2" --slots "$SLOTS" --ctx-size "$CTX" \
@@ -42,9 +41,8 @@ start() {
       wait_up http://127.0.0.1:18080/ready
       ;;
     llama-server-fa-*)
-      fa="${1#llama-server-fa-}"
       "$PEER" -m "$MODEL" --port 18080 --threads "$2" --threads-batch "$2" -np "$SLOTS" \
-        -c $((SLOTS * CTX)) --cont-batching -fa "$fa" >"$work/$1-$2.log" 2>&1 </dev/null &
+        -c $((SLOTS * CTX)) --cont-batching -fa "${1#llama-server-fa-}" >"$work/$1-$2.log" 2>&1 </dev/null &
       pid=$!
       wait_up http://127.0.0.1:18080/health
       ;;
@@ -91,11 +89,12 @@ for threads in ("2", "1"):
     print(f"## {title}\n")
     print("| server | flash attention | rounds | B alone TTFT p50 / p99 ms | B under A TTFT p50 / p99 ms | B's p99 ratio | A's streamed tok/s | A's tok/s × llama-server (auto) |")
     print("|---|---|---:|---|---|---|---|---|")
-    rows = {}
+    rows, rounds_of = {}, {}
     for n in names:
         runs = [json.load(open(p)) for p in sorted(glob.glob(f"{work}/{n}-t{threads}-r*.json"))]
         if not runs:
             continue
+        rounds_of[n] = runs
         med = lambda key, i: statistics.median(r[key][i] for r in runs)
         rows[n] = [len(runs), med("b_alone", 0), med("b_alone", 1), med("b_noisy", 0), med("b_noisy", 1),
                    statistics.median(r["b_noisy"][1] / r["b_alone"][1] for r in runs), med("b_noisy", 2)]
@@ -106,8 +105,7 @@ for threads in ("2", "1"):
         print(f"| {server} | {fa} | {k} | {ms(a50)} / {ms(a99)} | {ms(b50)} / {ms(b99)} | {ratio:.2f} | {tps:.1f} | {vs} |")
     print()
     print("Each round's A tok/s and B's p99 ratio:\n")
-    for n in rows:
-        runs = [json.load(open(p)) for p in sorted(glob.glob(f"{work}/{n}-t{threads}-r*.json"))]
+    for n, runs in rounds_of.items():
         per = ", ".join(f"{r['b_noisy'][2]:.1f} ({r['b_noisy'][1] / r['b_alone'][1]:.2f})" for r in runs)
         print(f"- {n}: {per}")
     print()
