@@ -30,10 +30,11 @@ pub struct EngineSettings {
     /// Prompt tokens prefilled per step while others decode.
     #[arg(long, env = "AITIER_PREFILL_CHUNK")]
     pub prefill_chunk: Option<u32>,
-    /// Milliseconds a decode step should take while the engine is shared;
-    /// prompt chunks shrink to fit it (0: always `prefill_chunk`).
-    #[arg(long, env = "AITIER_STEP_TARGET_MS")]
-    pub step_target_ms: Option<u32>,
+    /// Most tokens a decode step takes while the engine is shared (decoding
+    /// streams and prompt chunks together; prompts keep half); bounds how
+    /// long a newcomer waits to start (0: only `prefill_chunk` bounds it).
+    #[arg(long, env = "AITIER_STEP_TOKENS")]
+    pub step_tokens: Option<u32>,
     /// KV cells idle slots may keep as prefix cache (default: all).
     #[arg(long, env = "AITIER_CACHE_CELLS")]
     pub cache_cells: Option<u64>,
@@ -78,7 +79,7 @@ impl EngineSettings {
             batch_size: self.batch_size.or(fallback.batch_size),
             queue_depth: self.queue_depth.or(fallback.queue_depth),
             prefill_chunk: self.prefill_chunk.or(fallback.prefill_chunk),
-            step_target_ms: self.step_target_ms.or(fallback.step_target_ms),
+            step_tokens: self.step_tokens.or(fallback.step_tokens),
             cache_cells: self.cache_cells.or(fallback.cache_cells),
             special_tokens_in_content: self
                 .special_tokens_in_content
@@ -110,7 +111,7 @@ impl EngineSettings {
             threads: self.threads.unwrap_or(d.threads),
             queue_depth: self.queue_depth.unwrap_or(d.queue_depth),
             prefill_chunk: self.prefill_chunk.unwrap_or(d.prefill_chunk),
-            step_target_ms: self.step_target_ms.unwrap_or(d.step_target_ms),
+            step_tokens: self.step_tokens.unwrap_or(d.step_tokens),
             cache_cells: self.cache_cells.or(d.cache_cells),
             special_tokens_in_content: self
                 .special_tokens_in_content

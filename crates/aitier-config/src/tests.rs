@@ -20,7 +20,7 @@ fn file_then_flags_win_in_order() {
     let cfg = write(
         &d,
         "c.toml",
-        &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\nstep_target_ms = 80\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\nstep_target_ms = 30\n", gguf.display()),
+        &format!("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nslots = 2\nstep_tokens = 80\n[[models]]\nname = \"a\"\npath = \"{}\"\nctx_size = 1024\nstep_tokens = 30\n", gguf.display()),
     );
     let args = ServeArgs {
         config: Some(cfg),
@@ -35,7 +35,7 @@ fn file_then_flags_win_in_order() {
     assert_eq!(engine.slots, 2);
     assert_eq!(engine.ctx_per_slot, 1024);
     // The model's own setting wins over [engine].
-    assert_eq!(engine.step_target_ms, 30);
+    assert_eq!(engine.step_tokens, 30);
 }
 
 #[test]

@@ -35,11 +35,12 @@ pub struct EngineConfig {
     /// Prompt tokens prefilled per step while other sequences are decoding;
     /// bounds how long one step (and so every stream's next token) can take.
     pub prefill_chunk: u32,
-    /// While the engine is shared, prompt chunks are sized from the measured
-    /// cost per token so a step takes about this long (at most
-    /// `prefill_chunk` tokens); a newcomer never waits longer than one step
-    /// to be admitted. 0 turns it off.
-    pub step_target_ms: u32,
+    /// Most tokens a step takes while the engine is shared, decoding
+    /// streams' and prompts' together (prompts keep half of it while any
+    /// waits; decoders left out go first next step). A newcomer waits for
+    /// at most one such step, so its wait is a multiple of its own prefill
+    /// time on any machine. 0: no bound but `prefill_chunk` on the prompts.
+    pub step_tokens: u32,
     /// KV cells idle slots may keep as prefix cache (LRU beyond it); None
     /// means all of them.
     pub cache_cells: Option<u64>,
@@ -185,7 +186,7 @@ impl EngineConfig {
             threads: 0,
             queue_depth: 256,
             prefill_chunk: 64,
-            step_target_ms: 50,
+            step_tokens: 16,
             cache_cells: None,
             special_tokens_in_content: false,
             background: false,

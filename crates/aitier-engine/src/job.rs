@@ -1,6 +1,6 @@
 //! What the async side hands the engine thread, and what the two share.
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llguidance::Matcher;
 use tokio::sync::mpsc;
@@ -57,9 +57,8 @@ pub(crate) struct WorkerConfig {
     /// Most prompt tokens one sequence may prefill per step, so a long
     /// prompt shares the batch instead of filling it.
     pub prefill_chunk: u32,
-    /// How long a shared step should take; prompt chunks shrink below
-    /// `prefill_chunk` to fit it.
-    pub step_target: Option<Duration>,
+    /// Most tokens a shared step takes (0: no bound but `prefill_chunk`).
+    pub step_tokens: u32,
     /// Cells idle slots may keep as prefix cache before the least recently
     /// used are cleared.
     pub cache_cells: u64,

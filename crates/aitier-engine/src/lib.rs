@@ -30,6 +30,7 @@ mod sampler;
 mod schema;
 mod segments;
 mod sequence;
+mod step_cost;
 mod template;
 mod textout;
 #[cfg(feature = "llama")]

@@ -1,7 +1,7 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -74,8 +74,7 @@ fn spawn_engine(
         ctx_per_slot,
         batch_size: cfg.batch_size,
         prefill_chunk: cfg.prefill_chunk.clamp(1, cfg.batch_size),
-        step_target: (cfg.step_target_ms > 0)
-            .then(|| Duration::from_millis(cfg.step_target_ms.into())),
+        step_tokens: cfg.step_tokens,
         cache_cells: cfg.cache_cells.unwrap_or(u64::from(n_ctx)),
     };
     let params = LlamaContextParams::default()

@@ -68,6 +68,8 @@ pub(crate) struct Seq {
     pub(crate) logits_at: Option<i32>,
     /// No step has evaluated any of its tokens yet.
     pub(crate) fresh: bool,
+    /// The last step that evaluated any of its tokens.
+    pub(crate) last_step: u64,
     /// The grammar this sequence's output follows, and its mask for the
     /// token the current step samples.
     pub(crate) matcher: Option<Matcher>,

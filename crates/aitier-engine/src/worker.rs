@@ -19,9 +19,10 @@ use aitier_protocol::Usage;
 use crate::fair::FairQueue;
 use crate::grammar;
 use crate::job::{Counters, Job, WorkerConfig};
-use crate::plan::{plan_step, shared_prefill_budget, Demand, Limits, StepPlan, MIN_PREFILL};
+use crate::plan::{plan_step, Demand, Limits, StepPlan};
 use crate::sampler::Sampler;
 use crate::sequence::{choose_slot, common_prefix, Pending, Request, Seq, SlotCache};
+use crate::step_cost::{StepCostModel, StepShape};
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
 use llguidance::Matcher;
 
@@ -37,8 +38,10 @@ pub(crate) struct Worker<'m> {
     /// Bumped on every use of a slot, for LRU.
     clock: u64,
     last_step_short_only: bool,
-    /// Moving average of a shared step's milliseconds per batch token.
-    ms_per_token: Option<f64>,
+    /// Decode steps run so far; each sequence notes the last one it was in.
+    steps: u64,
+    /// What steps cost here, which sizes shared steps.
+    step_cost: StepCostModel,
     counters: Arc<Counters>,
 }
 
@@ -61,7 +64,8 @@ impl<'m> Worker<'m> {
             slots,
             clock: 0,
             last_step_short_only: false,
-            ms_per_token: None,
+            steps: 0,
+            step_cost: StepCostModel::default(),
             counters,
         }
     }
@@ -376,6 +380,7 @@ impl<'m> Worker<'m> {
                 unsent: 0,
                 logits_at: None,
                 fresh: true,
+                last_step: 0,
                 matcher: p.matcher,
                 mask: None,
                 phase,
@@ -391,9 +396,9 @@ impl<'m> Worker<'m> {
         batch.clear();
         let plan = self.plan();
         self.last_step_short_only = plan.short_only;
-        if !self.fill(batch, &plan.take) {
+        let Some(shape) = self.fill(batch, &plan.take) else {
             return;
-        }
+        };
         // The masks for the tokens this step samples depend only on the
         // tokens already sampled: compute them while llama.cpp decodes.
         let mut pending: Vec<(usize, Matcher)> = self
@@ -405,7 +410,7 @@ impl<'m> Worker<'m> {
             .collect();
         let counters = self.counters.clone();
         let (decoded, masks) =
-            grammar::masks_beside(&mut pending, &counters, || self.decode(batch, &plan));
+            grammar::masks_beside(&mut pending, &counters, || self.decode(batch, &plan, shape));
         let mut failed = Vec::new();
         for ((i, matcher), mask) in pending.into_iter().zip(masks) {
             let Some(seq) = self.running.get_mut(i) else {
@@ -440,26 +445,37 @@ impl<'m> Worker<'m> {
             .map(|s| Demand {
                 tenant: &s.tenant,
                 left: s.tokens.len() - s.n_past,
+                depth: s.n_past,
                 fresh: s.fresh,
                 slot: s.slot,
+                last_step: s.last_step,
             })
             .collect();
         let limits = Limits {
             batch_size: self.cfg.batch_size as usize,
             prefill_chunk: self.cfg.prefill_chunk as usize,
+            step_tokens: self.cfg.step_tokens as usize,
+            cell_cost: self.step_cost.cell_cost(),
         };
-        let (target, ms_per_token) = (self.cfg.step_target, self.ms_per_token);
-        plan_step(&demands, self.last_step_short_only, &limits, |decoding| {
-            shared_prefill_budget(target, ms_per_token, decoding, limits.prefill_chunk)
-        })
+        plan_step(&demands, self.last_step_short_only, &limits)
     }
 
-    /// Puts `take` tokens of each planned sequence into the batch; false
-    /// when the batch overflowed (a planning bug).
-    fn fill(&mut self, batch: &mut LlamaBatch, plan: &[(usize, usize)]) -> bool {
+    /// Puts `take` tokens of each planned sequence into the batch and
+    /// returns the step's shape; None when the batch overflowed (a planning
+    /// bug).
+    fn fill(&mut self, batch: &mut LlamaBatch, plan: &[(usize, usize)]) -> Option<StepShape> {
+        self.steps += 1;
+        let mut shape = StepShape::default();
         for &(i, take) in plan {
             let seq = &mut self.running[i];
+            shape.tokens += take;
+            if seq.tokens.len() - seq.n_past == 1 {
+                shape.decode_cells += seq.n_past;
+            } else {
+                shape.prompt_cells += seq.n_past + take;
+            }
             seq.fresh = false;
+            seq.last_step = self.steps;
             let done_after = seq.n_past + take == seq.tokens.len();
             for k in 0..take {
                 let pos = seq.n_past + k;
@@ -467,7 +483,7 @@ impl<'m> Worker<'m> {
                 let tok = LlamaToken(seq.tokens[pos] as i32);
                 if batch.add(tok, pos as i32, &[seq.slot], logits).is_err() {
                     tracing::error!("batch overflow; this is a bug");
-                    return false;
+                    return None;
                 }
             }
             seq.logits_at = done_after.then(|| batch.n_tokens() - 1);
@@ -482,12 +498,12 @@ impl<'m> Worker<'m> {
                 .fetch_add(in_prompt as u64, Ordering::Relaxed);
             seq.n_past += take;
         }
-        true
+        Some(shape)
     }
 
-    /// Runs the batch and learns the cost per token from shared steps;
-    /// false when llama.cpp failed, after failing every running request.
-    fn decode(&mut self, batch: &mut LlamaBatch, plan: &StepPlan) -> bool {
+    /// Runs the batch and learns from its cost; false when llama.cpp
+    /// failed, after failing every running request.
+    fn decode(&mut self, batch: &mut LlamaBatch, plan: &StepPlan, shape: StepShape) -> bool {
         let started = Instant::now();
         let decoded = self.ctx.decode(batch);
         let secs = started.elapsed().as_secs_f64();
@@ -499,18 +515,14 @@ impl<'m> Worker<'m> {
         tracing::trace!(
             tokens,
             sequences = self.running.len(),
+            decode_cells = shape.decode_cells,
+            prompt_cells = shape.prompt_cells,
             short_only = plan.short_only,
             ms,
             "decode step"
         );
-        if plan.shared && !plan.short_only && tokens >= MIN_PREFILL as i32 {
-            let per_token = ms / f64::from(tokens);
-            self.ms_per_token = Some(match self.ms_per_token {
-                Some(avg) => avg * 0.8 + per_token * 0.2,
-                None => per_token,
-            });
-        }
         let Err(e) = decoded else {
+            self.step_cost.observe(shape, ms);
             return true;
         };
         tracing::error!(error = %e, "llama_decode failed");
