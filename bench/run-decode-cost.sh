@@ -23,13 +23,9 @@ LLAMA_BENCH="$(dirname "$PEER")/llama-bench"
 export RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}"
 cargo build --release --locked -p aitier-server --bin aitier
 cargo build --release --locked -p aitier-engine --example decode_cost
-if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check httpx
+source bench/common.sh
+bench_venv
 
-pid=""
-stop() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
-trap stop EXIT
-wait_up() { for _ in $(seq 1 120); do curl -sf "$1" >/dev/null && return 0; sleep 0.5; done; return 1; }
 # ms per token from single_stream.py's median decode rate.
 http_ms() { .venv/bin/python bench/single_stream.py "$1" --runs 3 | awk '/decode tok\/s/ {printf "%.3f\n", 1000/$4}'; }
 

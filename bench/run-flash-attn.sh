@@ -22,13 +22,9 @@ scripts/install-build-deps.sh
 scripts/fetch-model.sh
 PEER="$(bench/peer/build-llama-server.sh)"
 RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}" cargo build --release --locked -p aitier-server --bin aitier
-if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check httpx
+source bench/common.sh
+bench_venv
 
-pid=""
-stop() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
-trap stop EXIT
-wait_up() { for _ in $(seq 1 120); do curl -sf "$1" >/dev/null && return 0; sleep 0.5; done; return 1; }
 
 # name threads: starts that server configuration on port 18080.
 start() {

@@ -12,12 +12,9 @@ rounds="${1:-2}"
 work=bench/.work/kv-cache
 mkdir -p "$work"
 RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}" cargo build --release --locked -p aitier-server --bin aitier
-if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check httpx
+source bench/common.sh
+bench_venv
 
-pid=""
-stop() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
-trap stop EXIT
 serve() { # name, args...
   local name=$1; shift
   rm -rf "$work/data-$name"
