@@ -12,7 +12,7 @@
 //! however many streams decode, so prefill never stalls at a few tokens a
 //! step.
 
-use crate::step_cost::CellCost;
+use crate::step_cost::{CellCost, StepShape};
 
 /// What the planner needs to know of one running sequence.
 pub(crate) struct Demand<'a> {
@@ -46,14 +46,12 @@ pub(crate) struct Limits {
 impl Limits {
     /// The cost of a decoding stream's next token, in tokens.
     fn decode_cost(&self, s: &Demand) -> f64 {
-        1.0 + self.cell_cost.decode * s.depth as f64
+        self.cell_cost.of(StepShape::decode(s.depth))
     }
 
-    /// The cost of a chunk of `n` prompt tokens after `depth` cached ones,
-    /// in tokens: a chunk reads its sequence's cells once, so a deep
-    /// prompt's small chunks cost nearly as much as large ones.
-    fn prompt_cost(&self, depth: usize, n: usize) -> f64 {
-        n as f64 + self.cell_cost.prompt * (depth + n) as f64
+    /// The cost of a chunk of `n` prompt tokens, in tokens.
+    fn prompt_cost(&self, s: &Demand, n: usize) -> f64 {
+        self.cell_cost.of(StepShape::chunk(s.depth, n))
     }
 }
 
@@ -126,14 +124,15 @@ fn plan_shared(seqs: &[Demand], limits: &Limits) -> Vec<(usize, usize)> {
     let mut decoders: Vec<usize> = (0..seqs.len()).filter(|&i| seqs[i].left == 1).collect();
     decoders.sort_by_key(|&i| (seqs[i].last_step, seqs[i].slot));
     let decode_total: f64 = decoders.iter().map(|&i| limits.decode_cost(&seqs[i])).sum();
-    let mut share = (budget - decode_total).max((budget / 2.0).ceil());
+    let share = (budget - decode_total).max((budget / 2.0).ceil());
+    let mut spent = 0.0;
     let mut room = limits.batch_size;
     let mut chunk = limits.prefill_chunk;
     let mut take = Vec::new();
     for i in by_prompt_length(seqs) {
         let s = &seqs[i];
         let most = s.left.min(chunk).min(room);
-        let fits = |n: usize| !bounded || limits.prompt_cost(s.depth, n) <= share;
+        let fits = |n: usize| !bounded || spent + limits.prompt_cost(s, n) <= share;
         // The largest n that fits: cost grows with n.
         let (mut lo, mut hi) = (0, most);
         while lo < hi {
@@ -153,14 +152,10 @@ fn plan_shared(seqs: &[Demand], limits: &Limits) -> Vec<(usize, usize)> {
             break;
         }
         take.push((i, n));
-        share -= limits.prompt_cost(s.depth, n);
+        spent += limits.prompt_cost(s, n);
         chunk -= n;
         room -= n;
     }
-    let spent: f64 = take
-        .iter()
-        .map(|&(i, n)| limits.prompt_cost(seqs[i].depth, n))
-        .sum();
     let mut left = budget - spent;
     for (k, &i) in decoders.iter().enumerate() {
         let cost = limits.decode_cost(&seqs[i]);
@@ -188,10 +183,15 @@ mod tests {
         },
     };
 
-    const BOUNDED: Limits = Limits {
-        step_tokens: 32,
-        ..LIMITS
-    };
+    const BOUNDED: Limits = steps(32);
+
+    /// The unbounded limits with a step of `n` tokens.
+    const fn steps(n: usize) -> Limits {
+        Limits {
+            step_tokens: n,
+            ..LIMITS
+        }
+    }
 
     fn seq(tenant: &str, left: usize, fresh: bool, slot: i32) -> Demand<'_> {
         Demand {
@@ -254,14 +254,7 @@ mod tests {
         // Tenant a has nothing decoding, and its prompt has 30 tokens left
         // after earlier chunks: it shares the step like any prefill.
         let seqs = [seq("a", 30, false, 0), seq("b", 1, false, 1)];
-        let p = plan_step(
-            &seqs,
-            false,
-            &Limits {
-                step_tokens: 9,
-                ..LIMITS
-            },
-        );
+        let p = plan_step(&seqs, false, &steps(9));
         assert!(!p.short_only);
         assert_eq!(p.take, vec![(0, 8), (1, 1)]);
     }
@@ -269,14 +262,7 @@ mod tests {
     #[test]
     fn a_tenants_own_arrival_shares_the_step_with_its_streams() {
         let seqs = [seq("a", 1, false, 0), seq("a", 12, true, 1)];
-        let p = plan_step(
-            &seqs,
-            false,
-            &Limits {
-                step_tokens: 9,
-                ..LIMITS
-            },
-        );
+        let p = plan_step(&seqs, false, &steps(9));
         assert!(!p.short_only);
         assert_eq!(p.take, vec![(0, 1), (1, 8)]);
     }
@@ -305,14 +291,7 @@ mod tests {
         let p = plan_step(&seqs, false, &BOUNDED);
         assert_eq!(p.take[4..], [(4, 8), (5, 20)]);
         // prefill_chunk still bounds the prompts of a step.
-        let p = plan_step(
-            &seqs,
-            false,
-            &Limits {
-                step_tokens: 200,
-                ..LIMITS
-            },
-        );
+        let p = plan_step(&seqs, false, &steps(200));
         assert_eq!(split(&seqs, &p), (64, 4));
     }
 
@@ -324,14 +303,7 @@ mod tests {
         seqs.push(seq("a", 1500, false, 30));
         let p = plan_step(&seqs, false, &BOUNDED);
         assert_eq!(split(&seqs, &p), (16, 16));
-        let p = plan_step(
-            &seqs,
-            false,
-            &Limits {
-                step_tokens: 33,
-                ..LIMITS
-            },
-        );
+        let p = plan_step(&seqs, false, &steps(33));
         assert_eq!(split(&seqs, &p), (17, 16));
     }
 
@@ -363,14 +335,7 @@ mod tests {
     #[test]
     fn a_step_of_one_token_still_moves_both() {
         let seqs = [seq("a", 1, false, 0), seq("a", 50, false, 1)];
-        let p = plan_step(
-            &seqs,
-            false,
-            &Limits {
-                step_tokens: 1,
-                ..LIMITS
-            },
-        );
+        let p = plan_step(&seqs, false, &steps(1));
         assert_eq!(split(&seqs, &p), (1, 1));
     }
 

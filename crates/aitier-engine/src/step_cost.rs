@@ -17,11 +17,50 @@ pub(crate) struct StepShape {
     pub prompt_cells: usize,
 }
 
+impl StepShape {
+    /// A decoding stream's next token, after `depth` cached ones.
+    pub fn decode(depth: usize) -> Self {
+        Self {
+            tokens: 1,
+            decode_cells: depth,
+            prompt_cells: 0,
+        }
+    }
+
+    /// A chunk of `n` prompt tokens after `depth` cached ones: it reads
+    /// its sequence's cells once, so a deep prompt's small chunks cost
+    /// nearly as much as large ones.
+    pub fn chunk(depth: usize, n: usize) -> Self {
+        Self {
+            tokens: n,
+            decode_cells: 0,
+            prompt_cells: depth + n,
+        }
+    }
+}
+
+impl std::ops::AddAssign for StepShape {
+    fn add_assign(&mut self, other: Self) {
+        self.tokens += other.tokens;
+        self.decode_cells += other.decode_cells;
+        self.prompt_cells += other.prompt_cells;
+    }
+}
+
 /// What reading one KV cell costs, in batch tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct CellCost {
     pub decode: f64,
     pub prompt: f64,
+}
+
+impl CellCost {
+    /// What `shape` costs, in tokens.
+    pub fn of(&self, shape: StepShape) -> f64 {
+        shape.tokens as f64
+            + self.decode * shape.decode_cells as f64
+            + self.prompt * shape.prompt_cells as f64
+    }
 }
 
 /// Recent steps weigh most: each step's weight decays by this per step, so

@@ -468,12 +468,11 @@ impl<'m> Worker<'m> {
         let mut shape = StepShape::default();
         for &(i, take) in plan {
             let seq = &mut self.running[i];
-            shape.tokens += take;
-            if seq.tokens.len() - seq.n_past == 1 {
-                shape.decode_cells += seq.n_past;
+            shape += if seq.tokens.len() - seq.n_past == 1 {
+                StepShape::decode(seq.n_past)
             } else {
-                shape.prompt_cells += seq.n_past + take;
-            }
+                StepShape::chunk(seq.n_past, take)
+            };
             seq.fresh = false;
             seq.last_step = self.steps;
             let done_after = seq.n_past + take == seq.tokens.len();
