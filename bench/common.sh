@@ -1,6 +1,15 @@
 # Sourced (from the repository root) by the bench/run-*.sh scripts that run
-# one server at a time: the benchmark venv with httpx, and the helpers that
-# wait for a server to answer and stop it (also on exit).
+# one server at a time: what they all build and install, and the helpers
+# that wait for a server to answer and stop it (also on exit).
+
+# The build dependencies, the default model, aitier's release build
+# (`-C target-cpu=native` unless RUSTFLAGS says otherwise) and the venv.
+bench_prepare() {
+  scripts/install-build-deps.sh
+  scripts/fetch-model.sh
+  RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}" cargo build --release --locked -p aitier-server --bin aitier
+  bench_venv
+}
 
 bench_venv() {
   if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi

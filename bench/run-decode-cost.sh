@@ -16,15 +16,12 @@ MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"
 work=bench/.work/decode-cost
 mkdir -p "$work" bench/results
 
-scripts/install-build-deps.sh
-scripts/fetch-model.sh
+export RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}"
+source bench/common.sh
+bench_prepare
+cargo build --release --locked -p aitier-engine --example decode_cost
 PEER="$(bench/peer/build-llama-server.sh)"
 LLAMA_BENCH="$(dirname "$PEER")/llama-bench"
-export RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}"
-cargo build --release --locked -p aitier-server --bin aitier
-cargo build --release --locked -p aitier-engine --example decode_cost
-source bench/common.sh
-bench_venv
 
 # ms per token from single_stream.py's median decode rate.
 http_ms() { .venv/bin/python bench/single_stream.py "$1" --runs 3 | awk '/decode tok\/s/ {printf "%.3f\n", 1000/$4}'; }

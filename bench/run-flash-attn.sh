@@ -18,12 +18,9 @@ MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"
 work=bench/.work/flash-attn
 mkdir -p "$work" bench/results
 
-scripts/install-build-deps.sh
-scripts/fetch-model.sh
-PEER="$(bench/peer/build-llama-server.sh)"
-RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}" cargo build --release --locked -p aitier-server --bin aitier
 source bench/common.sh
-bench_venv
+bench_prepare
+PEER="$(bench/peer/build-llama-server.sh)"
 
 
 # name threads: starts that server configuration on port 18080.

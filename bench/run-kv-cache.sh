@@ -11,9 +11,8 @@ cd "$(dirname "$0")/.."
 rounds="${1:-2}"
 work=bench/.work/kv-cache
 mkdir -p "$work"
-RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}" cargo build --release --locked -p aitier-server --bin aitier
 source bench/common.sh
-bench_venv
+bench_prepare
 
 serve() { # name, args...
   local name=$1; shift

@@ -17,13 +17,10 @@ MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"
 work=bench/.work/portable
 mkdir -p "$work" bench/results
 
-scripts/install-build-deps.sh
-scripts/fetch-model.sh
-RUSTFLAGS="-C target-cpu=native" cargo build --release --locked -p aitier-server --bin aitier
+source bench/common.sh
+RUSTFLAGS="-C target-cpu=native" bench_prepare
 RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR=target/portable \
   cargo build --release --locked -p aitier-server --bin aitier
-source bench/common.sh
-bench_venv
 
 
 out="$work/samples.tsv"

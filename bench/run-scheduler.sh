@@ -10,12 +10,9 @@ SLOTS="${SLOTS:-20}"
 CTX="${CTX:-2048}"
 MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-scripts/install-build-deps.sh
-scripts/fetch-model.sh
-PEER="$(bench/peer/build-llama-server.sh)"
-RUSTFLAGS="${RUSTFLAGS:--C target-cpu=native}" cargo build --release --locked -p aitier-server --bin aitier
 source bench/common.sh
-bench_venv
+bench_prepare
+PEER="$(bench/peer/build-llama-server.sh)"
 
 WORK=bench/.work
 mkdir -p bench/results "$WORK"
