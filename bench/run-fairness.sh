@@ -8,8 +8,10 @@
 # streamed tok/s against llama-server's, and aitier's engine tok/s under A's
 # load (prompt and generated tokens per second of decoding, from the
 # engine's `decode step` trace events). BEFORE=path adds the aitier binary
-# at that path as a row (to compare with an earlier build). Writes
-# bench/results/fairness.md.
+# at that path as a row (to compare with an earlier build), named
+# BEFORE_LABEL. SLOTS and CTX set both servers' slots (20 of 2,048 tokens:
+# more than A's streams; SLOTS=4 CTX=4096, aitier's default, is the case
+# where A holds every slot). Writes OUT (bench/results/fairness.md).
 # Usage: bench/run-fairness.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +20,10 @@ SLOTS="${SLOTS:-20}"
 CTX="${CTX:-2048}"
 STEPS="${STEPS:-16 32 64}"
 NN_SECONDS="${NN_SECONDS:-30}"
+BEFORE_LABEL="${BEFORE_LABEL:-before (50 ms step target)}"
+OUT="${OUT:-bench/results/fairness.md}"
 MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"
-work=bench/.work/fairness
+work="${WORK:-bench/.work/fairness}"
 mkdir -p "$work" bench/results
 
 source bench/common.sh
@@ -75,9 +79,9 @@ for round in $(seq "$FIRST_ROUND" "$rounds"); do
   done
 done
 
-.venv/bin/python - "$work" "$SLOTS" "$CTX" "$NN_SECONDS" "$THREAD_COUNTS" >bench/results/fairness.md <<'PY'
+.venv/bin/python - "$work" "$SLOTS" "$CTX" "$NN_SECONDS" "$THREAD_COUNTS" "$BEFORE_LABEL" >"$OUT" <<'PY'
 import glob, json, re, statistics, subprocess, sys
-work, slots, ctx, nn, thread_counts = sys.argv[1:]
+work, slots, ctx, nn, thread_counts, before_label = sys.argv[1:]
 cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
 date = subprocess.run(["date", "-u", "+%Y-%m-%d"], capture_output=True, text=True).stdout.strip()
 
@@ -98,13 +102,14 @@ def engine_rate(log):
 
 def label(name):
     if name == "aitier-before":
-        return "aitier, before (50 ms step target)"
+        return f"aitier, {before_label}"
     if name.startswith("aitier-steps-"):
         return f"aitier, --step-tokens {name.rsplit('-', 1)[1]}"
     return name
 
 
-print("# Fairness under the noisy neighbour, at the machine's speed and slowed\n")
+scarce = " when A holds every slot" if int(slots) < 16 else ""
+print(f"# Fairness under the noisy neighbour{scarce}, at the machine's speed and slowed\n")
 print(f"{date}, {cpu}, default model, {slots} slots of {ctx} tokens on both servers, a fresh server per")
 print("measurement (`bench/run-fairness.sh`). A: 16 streams with ~1,500-token prompts, 128 tokens each;")
 print(f"B: one 8-token request a second, {nn} of them alone, then {nn} under A. Medians over the rounds,")

@@ -38,6 +38,11 @@ pub struct EngineSettings {
     /// KV cells idle slots may keep as prefix cache (default: all).
     #[arg(long, env = "AITIER_CACHE_CELLS")]
     pub cache_cells: Option<u64>,
+    /// KV cells sequences paused for another tenant keep in memory until
+    /// they resume (default: one slot's context); beyond it they are
+    /// recomputed.
+    #[arg(long, env = "AITIER_SWAP_CELLS")]
+    pub swap_cells: Option<u64>,
     /// Parse control tokens written in chat message contents (trusted
     /// callers only: it lets an end user forge roles).
     #[arg(long, env = "AITIER_SPECIAL_TOKENS_IN_CONTENT")]
@@ -81,6 +86,7 @@ impl EngineSettings {
             prefill_chunk: self.prefill_chunk.or(fallback.prefill_chunk),
             step_tokens: self.step_tokens.or(fallback.step_tokens),
             cache_cells: self.cache_cells.or(fallback.cache_cells),
+            swap_cells: self.swap_cells.or(fallback.swap_cells),
             special_tokens_in_content: self
                 .special_tokens_in_content
                 .or(fallback.special_tokens_in_content),
@@ -113,6 +119,7 @@ impl EngineSettings {
             prefill_chunk: self.prefill_chunk.unwrap_or(d.prefill_chunk),
             step_tokens: self.step_tokens.unwrap_or(d.step_tokens),
             cache_cells: self.cache_cells.or(d.cache_cells),
+            swap_cells: self.swap_cells.or(d.swap_cells),
             special_tokens_in_content: self
                 .special_tokens_in_content
                 .unwrap_or(d.special_tokens_in_content),

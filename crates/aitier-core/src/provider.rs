@@ -126,6 +126,8 @@ pub struct ProviderStats {
     /// idle slots keep), and all there are.
     pub kv_cells_used: u64,
     pub kv_cells_total: u64,
+    /// Sequences paused to hand their slot to another tenant.
+    pub preempted: u64,
 }
 
 /// Several providers' counters as one (a router's deployments, the tier's models).
@@ -143,6 +145,7 @@ impl std::iter::Sum for ProviderStats {
             grammar_mask_micros: s.grammar_mask_micros + p.grammar_mask_micros,
             kv_cells_used: s.kv_cells_used + p.kv_cells_used,
             kv_cells_total: s.kv_cells_total + p.kv_cells_total,
+            preempted: s.preempted + p.preempted,
         })
     }
 }

@@ -44,6 +44,11 @@ pub struct EngineConfig {
     /// KV cells idle slots may keep as prefix cache (LRU beyond it); None
     /// means all of them.
     pub cache_cells: Option<u64>,
+    /// KV cells that sequences paused for another tenant (see `preempt`)
+    /// may keep in host memory until they resume; beyond it a paused
+    /// sequence is recomputed, from the prefix cache where it can be.
+    /// None means one slot's context.
+    pub swap_cells: Option<u64>,
     /// Tokenize chat message contents with control tokens parsed, as
     /// llama.cpp's server does, so that a caller can write template markup
     /// into them. Off by default: it lets an end user forge roles. Only for
@@ -188,6 +193,7 @@ impl EngineConfig {
             prefill_chunk: 64,
             step_tokens: 16,
             cache_cells: None,
+            swap_cells: None,
             special_tokens_in_content: false,
             background: false,
             chat_template_file: None,

@@ -41,6 +41,16 @@ impl<T> FairQueue<T> {
     }
 
     pub fn push(&mut self, tenant: &str, weight: u32, item: T, cost: u64) {
+        self.insert(tenant, weight, item, cost, false);
+    }
+
+    /// Queues `item` ahead of the tenant's others: work it had started,
+    /// handed back.
+    pub fn push_front(&mut self, tenant: &str, weight: u32, item: T, cost: u64) {
+        self.insert(tenant, weight, item, cost, true);
+    }
+
+    fn insert(&mut self, tenant: &str, weight: u32, item: T, cost: u64, front: bool) {
         let t = self
             .tenants
             .entry(tenant.to_string())
@@ -53,7 +63,11 @@ impl<T> FairQueue<T> {
         if t.items.is_empty() {
             self.ring.push_back(tenant.to_string());
         }
-        t.items.push_back((item, cost));
+        if front {
+            t.items.push_front((item, cost));
+        } else {
+            t.items.push_back((item, cost));
+        }
         self.len += 1;
     }
 
@@ -196,6 +210,24 @@ mod tests {
         assert_eq!(q.pop_where(|x| *x != 1), None);
         assert_eq!(q.pop(), Some(1));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_item_handed_back_goes_ahead_of_its_tenants_others() {
+        let mut q = FairQueue::new(10);
+        q.push("a", 1, 1, 1);
+        q.push_front("a", 1, 0, 1);
+        q.push_front("b", 1, 9, 1);
+        let order: Vec<i32> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order
+                .iter()
+                .filter(|&&x| x != 9)
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(order.len(), 3);
     }
 
     #[test]

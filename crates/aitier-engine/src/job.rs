@@ -47,6 +47,8 @@ pub(crate) struct Counters {
     pub grammar_masks: AtomicU64,
     pub grammar_mask_micros: AtomicU64,
     pub kv_cells_used: AtomicU64,
+    /// Sequences paused to hand their slot to another tenant.
+    pub preempted: AtomicU64,
     pub histograms: EngineHistograms,
 }
 
@@ -62,4 +64,6 @@ pub(crate) struct WorkerConfig {
     /// Cells idle slots may keep as prefix cache before the least recently
     /// used are cleared.
     pub cache_cells: u64,
+    /// Cells paused sequences may keep aside in host memory.
+    pub swap_cells: u64,
 }

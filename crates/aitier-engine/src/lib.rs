@@ -26,6 +26,7 @@ mod job;
 #[cfg(feature = "llama")]
 mod local;
 mod plan;
+mod preempt;
 mod sampler;
 mod schema;
 mod segments;

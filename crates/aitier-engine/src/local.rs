@@ -76,6 +76,7 @@ fn spawn_engine(
         prefill_chunk: cfg.prefill_chunk.clamp(1, cfg.batch_size),
         step_tokens: cfg.step_tokens,
         cache_cells: cfg.cache_cells.unwrap_or(u64::from(n_ctx)),
+        swap_cells: cfg.swap_cells.unwrap_or(u64::from(ctx_per_slot)),
     };
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
@@ -498,6 +499,7 @@ impl Provider for LocalModel {
             grammar_masks: c.grammar_masks.load(Ordering::Relaxed),
             grammar_mask_micros: c.grammar_mask_micros.load(Ordering::Relaxed),
             kv_cells_used: c.kv_cells_used.load(Ordering::Relaxed),
+            preempted: c.preempted.load(Ordering::Relaxed),
             kv_cells_total: self.kv_cells,
         }
     }

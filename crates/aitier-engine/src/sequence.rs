@@ -29,6 +29,7 @@ pub(crate) struct Request {
 pub(crate) struct Pending {
     pub(crate) req: u64,
     pub(crate) tenant: String,
+    pub(crate) weight: u32,
     pub(crate) index: u32,
     /// Which prompt of the request; choices of one prompt share its cells.
     pub(crate) prompt_idx: usize,
@@ -48,6 +49,7 @@ pub(crate) struct Pending {
 pub(crate) struct Seq {
     pub(crate) req: u64,
     pub(crate) tenant: String,
+    pub(crate) weight: u32,
     pub(crate) index: u32,
     pub(crate) prompt_idx: usize,
     pub(crate) prompt_len: usize,
@@ -78,6 +80,53 @@ pub(crate) struct Seq {
     /// until its first token, then `decode`; closed when it ends.
     pub(crate) span: tracing::Span,
     pub(crate) phase: tracing::Span,
+}
+
+/// A running sequence that gave its slot to another tenant, with its cells
+/// (`C`: llama.cpp's copy of them) when they were kept aside.
+pub(crate) struct Paused<C> {
+    pub(crate) seq: Box<Seq>,
+    pub(crate) cells: Option<C>,
+}
+
+/// What waits for a slot: a choice not started yet, or one paused.
+pub(crate) enum Waiting<C> {
+    New(Box<Pending>),
+    Paused(Paused<C>),
+}
+
+impl<C> Waiting<C> {
+    pub(crate) fn req(&self) -> u64 {
+        match self {
+            Self::New(p) => p.req,
+            Self::Paused(p) => p.seq.req,
+        }
+    }
+
+    pub(crate) fn tenant(&self) -> &str {
+        match self {
+            Self::New(p) => &p.tenant,
+            Self::Paused(p) => &p.seq.tenant,
+        }
+    }
+
+    pub(crate) fn weight(&self) -> u32 {
+        match self {
+            Self::New(p) => p.weight,
+            Self::Paused(p) => p.seq.weight,
+        }
+    }
+
+    /// Cells kept aside for it, outside the KV cache.
+    pub(crate) fn cells_aside(&self) -> u64 {
+        match self {
+            Self::Paused(Paused {
+                seq,
+                cells: Some(_),
+            }) => seq.n_past as u64,
+            _ => 0,
+        }
+    }
 }
 
 /// What one sequence id holds in the KV cache while no sequence runs on it.

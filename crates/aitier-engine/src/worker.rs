@@ -11,6 +11,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{LlamaStateSeqFlags, SeqState};
 use tokio::sync::mpsc;
 
 use aitier_core::{CoreError, FinishReason, GenEvent, TokenLogprob};
@@ -20,8 +21,11 @@ use crate::fair::FairQueue;
 use crate::grammar;
 use crate::job::{Counters, Job, WorkerConfig};
 use crate::plan::{plan_step, Demand, Limits, StepPlan};
+use crate::preempt::{pick_paused, Candidate, Holdings};
 use crate::sampler::Sampler;
-use crate::sequence::{choose_slot, common_prefix, Pending, Request, Seq, SlotCache};
+use crate::sequence::{
+    choose_slot, common_prefix, Paused, Pending, Request, Seq, SlotCache, Waiting,
+};
 use crate::step_cost::{StepCostModel, StepShape};
 use crate::textout::{StopMatcher, StopOutcome, Utf8Buffer};
 use llguidance::Matcher;
@@ -32,7 +36,7 @@ pub(crate) struct Worker<'m> {
     cfg: WorkerConfig,
     requests: HashMap<u64, Request>,
     next_req: u64,
-    waiting: FairQueue<Pending>,
+    waiting: FairQueue<Waiting<SeqState>>,
     running: Vec<Seq>,
     slots: Vec<SlotCache>,
     /// Bumped on every use of a slot, for LRU.
@@ -138,9 +142,10 @@ impl<'m> Worker<'m> {
                 self.waiting.push(
                     &job.tenant,
                     job.weight,
-                    Pending {
+                    Waiting::New(Box::new(Pending {
                         req: id,
                         tenant: job.tenant.clone(),
+                        weight: job.weight,
                         index: p as u32 * job.n + j,
                         prompt_idx: p,
                         prompt: prompt.clone(),
@@ -151,7 +156,7 @@ impl<'m> Worker<'m> {
                         submitted: job.submitted,
                         span: job.span.clone(),
                         queue_span: job.queue_span.clone(),
-                    },
+                    })),
                     cost,
                 );
             }
@@ -188,16 +193,20 @@ impl<'m> Worker<'m> {
 
     fn expire_waiting(&mut self) {
         let now = Instant::now();
+        // A paused sequence has started: its deadline has passed its test.
         let mut expired: Vec<u64> = self
             .waiting
             .iter()
-            .filter(|p| {
+            .filter_map(|w| match w {
+                Waiting::New(p) => Some(p.req),
+                Waiting::Paused(_) => None,
+            })
+            .filter(|req| {
                 self.requests
-                    .get(&p.req)
+                    .get(req)
                     .and_then(|r| r.deadline)
                     .is_some_and(|d| d <= now)
             })
-            .map(|p| p.req)
             .collect();
         expired.sort_unstable();
         expired.dedup();
@@ -216,7 +225,7 @@ impl<'m> Worker<'m> {
         if self.requests.remove(&id).is_some() {
             self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        self.waiting.retain(|p| p.req != id);
+        self.waiting.retain(|w| w.req() != id);
         let mut i = 0;
         while i < self.running.len() {
             if self.running[i].req == id {
@@ -331,62 +340,183 @@ impl<'m> Worker<'m> {
         Some((target, cached))
     }
 
+    /// Fills free slots from the queue in fair order; with none free, a
+    /// tenant over its share of the slots hands one to a waiting tenant
+    /// (see `preempt`).
     fn admit(&mut self) {
-        while self.slots.iter().any(|s| !s.busy) {
+        loop {
             let requests = &self.requests;
             // A request's further choices wait until its first one has
             // prefilled the prompt, then share those cells.
-            let Some(p) = self.waiting.pop_where(|p| {
-                requests
+            let ready = |w: &Waiting<SeqState>| match w {
+                Waiting::New(p) => requests
                     .get(&p.req)
-                    .is_some_and(|r| p.index % r.n == 0 || r.prefilled[p.prompt_idx])
-            }) else {
-                break;
+                    .is_some_and(|r| p.index.is_multiple_of(r.n) || r.prefilled[p.prompt_idx]),
+                Waiting::Paused(_) => true,
             };
-            let Some((slot, cached)) = self.place(&p.prompt) else {
-                break;
-            };
-            if let Some(r) = self.requests.get_mut(&p.req) {
-                if p.index % r.n == 0 {
-                    r.cached_tokens += cached as u32;
+            let next = if self.slots.iter().any(|s| !s.busy) {
+                self.waiting.pop_where(ready)
+            } else {
+                let held =
+                    Holdings::new(self.running.iter().map(|s| (s.tenant.as_str(), s.weight)));
+                let Some(w) = self
+                    .waiting
+                    .pop_where(|w| ready(w) && held.lender_for(w.tenant(), w.weight()).is_some())
+                else {
+                    break;
+                };
+                let lender = held.lender_for(w.tenant(), w.weight());
+                let candidates: Vec<Candidate> = self
+                    .running
+                    .iter()
+                    .map(|s| Candidate {
+                        tenant: &s.tenant,
+                        computed: s.n_past,
+                        req: s.req,
+                    })
+                    .collect();
+                if let Some(i) = lender.and_then(|l| pick_paused(&candidates, l)) {
+                    self.pause(i);
                 }
+                Some(w)
+            };
+            let started = match next {
+                Some(Waiting::New(p)) => self.start(p),
+                Some(Waiting::Paused(p)) => self.resume(p),
+                None => break,
+            };
+            if !started {
+                break;
             }
-            self.counters
-                .histograms
-                .queue_wait_seconds
-                .observe(p.submitted.elapsed().as_secs_f64());
-            let stream = u64::from(p.index);
-            let phase = tracing::info_span!(
-                parent: &p.span,
-                "prefill",
-                prompt_tokens = p.prompt.len() as i64,
-                cached_tokens = cached as i64
-            );
-            self.running.push(Seq {
-                req: p.req,
-                tenant: p.tenant,
-                index: p.index,
-                prompt_idx: p.prompt_idx,
-                prompt_len: p.prompt.len(),
-                slot: slot as i32,
-                tokens: p.prompt,
-                n_past: cached,
-                generated: 0,
-                max_new: p.max_new,
-                sampler: Sampler::new(p.sampling, stream),
-                utf8: Utf8Buffer::default(),
-                stop: StopMatcher::new(p.stop),
-                logprobs: Vec::new(),
-                unsent: 0,
-                logits_at: None,
-                fresh: true,
-                last_step: 0,
-                matcher: p.matcher,
-                mask: None,
-                phase,
-                span: p.span,
-            });
         }
+    }
+
+    /// Gives a waiting choice a slot; false when none was free.
+    fn start(&mut self, p: Box<Pending>) -> bool {
+        let p = *p;
+        let Some((slot, cached)) = self.place(&p.prompt) else {
+            return false;
+        };
+        if let Some(r) = self.requests.get_mut(&p.req) {
+            if p.index.is_multiple_of(r.n) {
+                r.cached_tokens += cached as u32;
+            }
+        }
+        self.counters
+            .histograms
+            .queue_wait_seconds
+            .observe(p.submitted.elapsed().as_secs_f64());
+        let stream = u64::from(p.index);
+        let phase = tracing::info_span!(
+            parent: &p.span,
+            "prefill",
+            prompt_tokens = p.prompt.len() as i64,
+            cached_tokens = cached as i64
+        );
+        self.running.push(Seq {
+            req: p.req,
+            tenant: p.tenant,
+            weight: p.weight,
+            index: p.index,
+            prompt_idx: p.prompt_idx,
+            prompt_len: p.prompt.len(),
+            slot: slot as i32,
+            tokens: p.prompt,
+            n_past: cached,
+            generated: 0,
+            max_new: p.max_new,
+            sampler: Sampler::new(p.sampling, stream),
+            utf8: Utf8Buffer::default(),
+            stop: StopMatcher::new(p.stop),
+            logprobs: Vec::new(),
+            unsent: 0,
+            logits_at: None,
+            fresh: true,
+            last_step: 0,
+            matcher: p.matcher,
+            mask: None,
+            phase,
+            span: p.span,
+        });
+        true
+    }
+
+    /// Takes running sequence `i` out of its slot and queues it ahead of
+    /// its tenant's other work. Its cells go aside (a copy in host memory,
+    /// a few milliseconds) while the paused sequences' fit `swap_cells`;
+    /// either way the slot keeps them as prefix cache until reused.
+    fn pause(&mut self, i: usize) {
+        let mut seq = self.running.swap_remove(i);
+        seq.logits_at = None;
+        seq.mask = None;
+        let aside: u64 = self.waiting.iter().map(Waiting::cells_aside).sum();
+        let fits = seq.n_past > 0 && aside + seq.n_past as u64 <= self.cfg.swap_cells;
+        let cells = fits
+            .then(|| {
+                self.ctx
+                    .state_seq_get(seq.slot, LlamaStateSeqFlags::empty())
+            })
+            .and_then(|r| {
+                r.map_err(
+                    |e| tracing::warn!(error = %e, "could not keep a paused sequence's cells"),
+                )
+                .ok()
+            });
+        tracing::debug!(
+            req = seq.req,
+            tenant = %seq.tenant,
+            cells = seq.n_past,
+            kept = cells.is_some(),
+            "paused for another tenant"
+        );
+        self.counters.preempted.fetch_add(1, Ordering::Relaxed);
+        self.clock += 1;
+        let slot = &mut self.slots[seq.slot as usize];
+        slot.busy = false;
+        slot.tokens = seq.tokens[..seq.n_past].to_vec();
+        slot.last_used = self.clock;
+        self.enforce_cache_budget();
+        // Its tenant is charged for what it still has to do.
+        let redo = if cells.is_some() {
+            0
+        } else {
+            seq.n_past as u64
+        };
+        let cost = u64::from(seq.max_new.saturating_sub(seq.generated)) + redo;
+        let (tenant, weight) = (seq.tenant.clone(), seq.weight);
+        let paused = Paused {
+            seq: Box::new(seq),
+            cells,
+        };
+        self.waiting
+            .push_front(&tenant, weight, Waiting::Paused(paused), cost);
+    }
+
+    /// Puts a paused sequence back in a slot, with its cells from the
+    /// prefix cache if a slot still holds them, else from the copy kept
+    /// aside, else recomputed from as much prefix as is cached.
+    fn resume(&mut self, p: Paused<SeqState>) -> bool {
+        let Paused { mut seq, cells } = p;
+        let Some((slot, cached)) = self.place(&seq.tokens) else {
+            return false;
+        };
+        seq.n_past = if cached >= seq.n_past {
+            cached
+        } else {
+            match cells.map(|c| self.ctx.state_seq_set(&c, slot as i32)) {
+                Some(Ok(())) => seq.n_past,
+                Some(Err(e)) => {
+                    // llama.cpp cleared what it had begun to write.
+                    tracing::warn!(error = %e, "could not restore a paused sequence's cells");
+                    self.clear_slot(slot, 0);
+                    0
+                }
+                None => cached,
+            }
+        };
+        seq.slot = slot as i32;
+        self.running.push(*seq);
+        true
     }
 
     /// One decode: every decoding sequence contributes its newest token, then

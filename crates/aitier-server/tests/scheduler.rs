@@ -1,7 +1,7 @@
 //! The engine's scheduler through the real binary: batching without
 //! cross-talk, cancellation freeing cells, the prefix cache, shared prompts
-//! for n > 1, a bounded queue, and chunked prefill letting another tenant
-//! through.
+//! for n > 1, a bounded queue, chunked prefill letting another tenant
+//! through, and a tenant holding every slot handing one over.
 mod common;
 
 use common::{metric, no_eos, open_stream, post, read_events, Server};
@@ -282,4 +282,99 @@ fn a_stream_waiting_in_the_queue_sends_keep_alive_comments() {
     assert_eq!(data.len(), 1, "{data:?}");
     assert!(data[0].contains(r#""role":"assistant""#), "{data:?}");
     drop((sock, reader, held));
+}
+
+/// The text of a completions stream's events: the first `n`, or (None) all
+/// of them to `[DONE]`.
+fn stream_text(reader: &mut impl std::io::BufRead, n: Option<usize>) -> String {
+    let mut text = String::new();
+    let mut seen = 0;
+    let mut line = String::new();
+    while n.is_none_or(|n| seen < n) {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "stream ended early"
+        );
+        let Some(data) = line.trim_end().strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let event: Value = serde_json::from_str(data).expect("event");
+        text.push_str(event["choices"][0]["text"].as_str().unwrap_or(""));
+        seen += 1;
+    }
+    text
+}
+
+/// Tenant A holds both slots with two long greedy streams; tenant B's short
+/// request is answered without waiting for them, as one of A's streams
+/// hands it its slot; that stream then resumes exactly where it was, so
+/// both answer as they do alone.
+fn a_stream_paused_for_another_tenant_resumes_exactly(flags: &[&str]) {
+    let mut args = vec!["--slots", "2"];
+    args.extend_from_slice(flags);
+    let s = Server::start(&args);
+    let prompts = ["1, 2, 3, 4, 5, 6,", "A, B, C, D, E, F,"];
+    let max_tokens = 120;
+    let body = |prompt: &str, stream: bool| {
+        json!({"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+            "logit_bias": no_eos(), "user": "tenant-a", "stream": stream})
+    };
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| {
+            let (st, b) = post(&s, "/v1/completions", &body(p, false));
+            assert_eq!(st, 200, "{b}");
+            b["choices"][0]["text"].as_str().expect("text").to_string()
+        })
+        .collect();
+    let generated_before = metric(&s, "aitier_generated_tokens_total");
+    let mut streams: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let r = common::client()
+                .post(s.url("/v1/completions"))
+                .json(&body(p, true))
+                .send()
+                .expect("send");
+            assert_eq!(r.status(), 200);
+            std::io::BufReader::new(r)
+        })
+        .collect();
+    // Both of A's streams are decoding before B asks.
+    let mut texts: Vec<String> = streams
+        .iter_mut()
+        .map(|r| stream_text(r, Some(3)))
+        .collect();
+    let (st, b) = post(
+        &s,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "The capital of France is", "max_tokens": 4,
+            "logit_bias": no_eos(), "user": "tenant-b"}),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["usage"]["completion_tokens"], 4);
+    let meanwhile = metric(&s, "aitier_generated_tokens_total") - generated_before;
+    assert!(
+        meanwhile < 2 * max_tokens,
+        "B waited for A's streams to end ({meanwhile} tokens generated meanwhile)"
+    );
+    assert_eq!(metric(&s, "aitier_sequences_preempted_total"), 1);
+    for ((r, text), want) in streams.iter_mut().zip(&mut texts).zip(&alone) {
+        text.push_str(&stream_text(r, None));
+        assert_eq!(text, want, "A's stream after its pause");
+    }
+}
+
+#[test]
+fn a_paused_stream_resumes_from_its_cells_kept_aside() {
+    a_stream_paused_for_another_tenant_resumes_exactly(&[]);
+}
+
+#[test]
+fn a_paused_stream_resumes_by_recomputing_its_cells() {
+    a_stream_paused_for_another_tenant_resumes_exactly(&["--swap-cells", "0"]);
 }

@@ -28,7 +28,7 @@ type Series = (
     fn(&ProviderStats) -> u64,
 );
 
-const PROVIDER_SERIES: [Series; 11] = [
+const PROVIDER_SERIES: [Series; 12] = [
     (
         "aitier_prompt_tokens",
         MetricType::Counter,
@@ -94,6 +94,12 @@ const PROVIDER_SERIES: [Series; 11] = [
         MetricType::Gauge,
         "KV cache cells in all (slots x context per slot).",
         |s| s.kv_cells_total,
+    ),
+    (
+        "aitier_sequences_preempted",
+        MetricType::Counter,
+        "Sequences paused to hand their slot to another tenant over its share.",
+        |s| s.preempted,
     ),
 ];
 
