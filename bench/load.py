@@ -119,6 +119,16 @@ async def noisy_neighbour(url, seconds, with_noise):
 
         t_start = time.perf_counter()
         a_tasks = [asyncio.create_task(quiet(w)) for w in range(16)] if with_noise else []
+        # A's rate over the same window for every server, however long B's
+        # requests take: the 3 s head start plus one second per B request.
+        window = 3 + seconds
+        a_window = []
+
+        async def snapshot():
+            await asyncio.sleep(window)
+            a_window.append(a_tokens[0] / window)
+
+        snap = asyncio.create_task(snapshot())
         if with_noise:
             await asyncio.sleep(3)  # let A fill the engine first
         b_ttfts = []
@@ -130,10 +140,12 @@ async def noisy_neighbour(url, seconds, with_noise):
             await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
         stop.set()
         a_rate = a_tokens[0] / (time.perf_counter() - t_start)
+        snap.cancel()
         for t in a_tasks:
             t.cancel()
         await asyncio.gather(*a_tasks, return_exceptions=True)
-    return pct(b_ttfts, 50), pct(b_ttfts, 99), a_rate
+    # A's rate over B's whole run, and over the fixed window.
+    return pct(b_ttfts, 50), pct(b_ttfts, 99), a_rate, a_window[0] if a_window else a_rate
 
 
 async def prefix_cache(url):
