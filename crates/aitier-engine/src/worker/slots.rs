@@ -13,11 +13,16 @@ impl Worker<'_> {
     /// A sequence leaves its slot; what it computed stays as prefix cache.
     pub(super) fn release(&mut self, mut seq: Seq) {
         seq.tokens.truncate(seq.n_past);
+        self.vacate(seq.slot as usize, seq.tokens);
+    }
+
+    /// `slot` goes idle, its cells holding `tokens` as prefix cache.
+    fn vacate(&mut self, slot: usize, tokens: Vec<u32>) {
         self.clock += 1;
-        let slot = &mut self.slots[seq.slot as usize];
-        slot.busy = false;
-        slot.tokens = seq.tokens;
-        slot.last_used = self.clock;
+        let s = &mut self.slots[slot];
+        s.busy = false;
+        s.tokens = tokens;
+        s.last_used = self.clock;
         self.enforce_cache_budget();
     }
 
@@ -32,7 +37,7 @@ impl Worker<'_> {
     }
 
     /// Clears least recently used idle caches until they fit the budget.
-    pub(super) fn enforce_cache_budget(&mut self) {
+    fn enforce_cache_budget(&mut self) {
         loop {
             let held: u64 = self
                 .slots
@@ -142,12 +147,7 @@ impl Worker<'_> {
             "paused for another tenant"
         );
         self.counters.preempted.fetch_add(1, Ordering::Relaxed);
-        self.clock += 1;
-        let slot = &mut self.slots[seq.slot as usize];
-        slot.busy = false;
-        slot.tokens = seq.tokens[..seq.n_past].to_vec();
-        slot.last_used = self.clock;
-        self.enforce_cache_budget();
+        self.vacate(seq.slot as usize, seq.tokens[..seq.n_past].to_vec());
         // Its tenant is charged for what it still has to do.
         let redo = if cells.is_some() {
             0
