@@ -277,23 +277,28 @@ impl<'m> Worker<'m> {
                 }
                 Some(w)
             };
-            let started = match next {
-                Some(Waiting::New(p)) => self.start(p),
-                Some(Waiting::Paused(p)) => self.resume(p),
+            let handed_back = match next {
+                Some(Waiting::New(p)) => self.start(p).err().map(Waiting::New),
+                Some(Waiting::Paused(p)) => self.resume(p).err().map(Waiting::Paused),
                 None => break,
             };
-            if !started {
+            if let Some(w) = handed_back {
+                // No slot after all (one was free, or was just freed, so
+                // this should not happen): it keeps its place at the head of
+                // its tenant's queue, already charged.
+                let (tenant, weight) = (w.tenant().to_string(), w.weight());
+                self.waiting.push_front(&tenant, weight, w, 0);
                 break;
             }
         }
     }
 
-    /// Gives a waiting choice a slot; false when none was free.
-    fn start(&mut self, p: Box<Pending>) -> bool {
-        let p = *p;
-        let Some((slot, cached)) = self.place(&p.prompt) else {
-            return false;
+    /// Gives a waiting choice a slot, or hands it back when none is free.
+    fn start(&mut self, p: Box<Pending>) -> Result<(), Box<Pending>> {
+        let Some((slot, cached)) = self.place(&p.prompt, true) else {
+            return Err(p);
         };
+        let p = *p;
         if let Some(r) = self.requests.get_mut(&p.req) {
             if p.index.is_multiple_of(r.n) {
                 r.cached_tokens += cached as u32;
@@ -335,7 +340,7 @@ impl<'m> Worker<'m> {
             phase,
             span: p.span,
         });
-        true
+        Ok(())
     }
 
     /// One decode: every decoding sequence contributes its newest token, then

@@ -63,15 +63,16 @@ impl Worker<'_> {
     }
 
     /// Picks the slot for a new sequence and reuses the longest cached
-    /// prefix of its prompt: the slot's own cells, or another sequence's
-    /// shared into it. Returns the slot and how many prompt tokens are cached.
-    pub(super) fn place(&mut self, prompt: &[u32]) -> Option<(usize, usize)> {
+    /// prefix of its prompt: the slot's own cells, or (with `share`) another
+    /// sequence's copied into it. Returns the slot and how many prompt
+    /// tokens are cached.
+    pub(super) fn place(&mut self, prompt: &[u32], share: bool) -> Option<(usize, usize)> {
         // At least the last prompt token is evaluated, for its logits.
         let usable = prompt.len().saturating_sub(1);
         let target = choose_slot(&self.slots, prompt, usable)?;
         let own = common_prefix(&self.slots[target].tokens, prompt).min(usable);
         let mut donor: Option<(usize, usize)> = None;
-        for (i, s) in self.slots.iter().enumerate() {
+        for (i, s) in self.slots.iter().enumerate().filter(|_| share) {
             if i != target && !s.busy {
                 let n = common_prefix(&s.tokens, prompt).min(usable);
                 if n > donor.map_or(own, |d| d.1) {
@@ -79,7 +80,7 @@ impl Worker<'_> {
                 }
             }
         }
-        for seq in &self.running {
+        for seq in self.running.iter().filter(|_| share) {
             let n = common_prefix(&seq.tokens[..seq.n_past], prompt).min(usable);
             if n > donor.map_or(own, |d| d.1) {
                 donor = Some((seq.slot as usize, n));
@@ -166,12 +167,15 @@ impl Worker<'_> {
 
     /// Puts a paused sequence back in a slot, with its cells from the
     /// prefix cache if a slot still holds them, else from the copy kept
-    /// aside, else recomputed from as much prefix as is cached.
-    pub(super) fn resume(&mut self, p: Paused<SeqState>) -> bool {
-        let Paused { mut seq, cells } = p;
-        let Some((slot, cached)) = self.place(&seq.tokens) else {
-            return false;
+    /// aside, else recomputed from as much prefix as is cached. Hands it
+    /// back when no slot is free.
+    pub(super) fn resume(&mut self, p: Paused<SeqState>) -> Result<(), Paused<SeqState>> {
+        // Cells kept aside are restored whole: copying another slot's
+        // prefix in first would be work thrown away.
+        let Some((slot, cached)) = self.place(&p.seq.tokens, p.cells.is_none()) else {
+            return Err(p);
         };
+        let Paused { mut seq, cells } = p;
         seq.n_past = if cached >= seq.n_past {
             cached
         } else {
@@ -188,6 +192,6 @@ impl Worker<'_> {
         };
         seq.slot = slot as i32;
         self.running.push(*seq);
-        true
+        Ok(())
     }
 }
