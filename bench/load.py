@@ -4,16 +4,18 @@ same threads, same prompts, temperature 0, measured in one run.
 
     load.py --target NAME=URL --phase P --json FILE   measure one server
                                     (P: levels, prefix or noisy; merged into FILE)
-    load.py --table A.json B.json --out FILE     the comparison table
+    load.py --table A.json B.json [--ceiling F] [--rss F] [--out FILE]
+                                    the comparison table (with llama-bench's
+                                    tg128 rates and the servers' VmRSS)
 
 For each target:
-  * aggregate generated tokens/s and TTFT p50/p99 at 1, 2, 4, 8, 16
-    concurrent streams of 128 tokens (end-of-text banned so every request
-    generates exactly 128);
+  * aggregate generated tokens/s, TTFT p50/p99 and one stream's decode rate
+    after its first token at 1, 2, 4, 8, 16 concurrent streams of 128
+    tokens (end-of-text banned so every request generates exactly 128);
   * noisy neighbour: tenant A keeps 16 streams with ~1,500-token prompts busy
     while tenant B sends one short request per second; B's TTFT p50/p99 is
-    compared with B alone, and A's streamed tokens/s over the same time shown
-    beside it;
+    compared with B alone, and A's streamed tokens/s over a fixed window
+    (--a-seconds) shown beside it;
   * prefix cache: TTFT of a request repeating a ~500-token system prompt,
     cold (first time) against warm.
 Ratios in the table are first / last. Each levels run is appended to FILE
@@ -46,8 +48,8 @@ def pct(xs, p):
 
 
 async def stream_chat(client, url, messages, max_tokens, user=None, seen=None):
-    """Returns (ttft_s, completion_tokens); counts content chunks in seen[0]
-    as they arrive, so a cancelled stream's tokens still count."""
+    """Returns (ttft_s, completion_tokens, total_s); counts content chunks in
+    seen[0] as they arrive, so a cancelled stream's tokens still count."""
     body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
             "stream": True, "stream_options": {"include_usage": True},
             "logit_bias": NO_EOS, "ignore_eos": True}
@@ -72,26 +74,29 @@ async def stream_chat(client, url, messages, max_tokens, user=None, seen=None):
                         seen[0] += 1
                     if ttft is None:
                         ttft = time.perf_counter() - t0
-    return ttft, tokens or chunks
+    return ttft, tokens or chunks, time.perf_counter() - t0
 
 
 async def concurrency_level(url, c, per_worker):
     async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:
-        ttfts, total = [], 0
+        ttfts, rates, total = [], [], 0
 
         async def worker(w):
             nonlocal total
             for i in range(per_worker):
                 topic = TOPICS[(w * per_worker + i) % len(TOPICS)]
                 msgs = [{"role": "user", "content": f"Write a long story about {topic}."}]
-                ttft, n = await stream_chat(client, url, msgs, 128)
+                ttft, n, took = await stream_chat(client, url, msgs, 128)
                 ttfts.append(ttft)
+                # What one stream sees once it has started: the tokens after
+                # the first over the time after the first.
+                rates.append((n - 1) / (took - ttft))
                 total += n
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(c)))
         wall = time.perf_counter() - t0
-    return total / wall, pct(ttfts, 50), pct(ttfts, 99)
+    return total / wall, pct(ttfts, 50), pct(ttfts, 99), statistics.median(rates)
 
 
 def long_prompt(i, words=400):
@@ -99,7 +104,7 @@ def long_prompt(i, words=400):
     return [{"role": "user", "content": f"Summarise these notes ({i}): {text}"}]
 
 
-async def noisy_neighbour(url, seconds, with_noise):
+async def noisy_neighbour(url, seconds, with_noise, a_seconds=0):
     async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:
         stop = asyncio.Event()
 
@@ -120,8 +125,10 @@ async def noisy_neighbour(url, seconds, with_noise):
         t_start = time.perf_counter()
         a_tasks = [asyncio.create_task(quiet(w)) for w in range(16)] if with_noise else []
         # A's rate over the same window for every server, however long B's
-        # requests take: the 3 s head start plus one second per B request.
-        window = 3 + seconds
+        # requests take: the 3 s head start plus one second per B request,
+        # or a_seconds from A's start if longer (A's first prompts are all
+        # prefill: a short window measures little else).
+        window = max(3 + seconds, a_seconds)
         a_window = []
 
         async def snapshot():
@@ -135,16 +142,18 @@ async def noisy_neighbour(url, seconds, with_noise):
         for k in range(seconds):
             t_next = time.perf_counter() + 1.0
             msgs = [{"role": "user", "content": f"Say hello to visitor {k}."}]
-            ttft, _ = await stream_chat(client, url, msgs, 8, user="tenant-b")
+            ttft, _, _ = await stream_chat(client, url, msgs, 8, user="tenant-b")
             b_ttfts.append(ttft)
             await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+        if with_noise:
+            await asyncio.wait([snap])
         stop.set()
         a_rate = a_tokens[0] / (time.perf_counter() - t_start)
         snap.cancel()
         for t in a_tasks:
             t.cancel()
         await asyncio.gather(*a_tasks, return_exceptions=True)
-    # A's rate over B's whole run, and over the fixed window.
+    # A's rate over the whole phase, and over the fixed window.
     return pct(b_ttfts, 50), pct(b_ttfts, 99), a_rate, a_window[0] if a_window else a_rate
 
 
@@ -152,17 +161,17 @@ async def prefix_cache(url):
     system = "You are the support assistant of a hardware shop. Rules:\n" + "".join(
         f"{i}. Answer politely about product line {i}, its warranty and its spare parts.\n" for i in range(1, 41))
     async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:
-        cold, _ = await stream_chat(client, url, [{"role": "system", "content": system},
+        cold, _, _ = await stream_chat(client, url, [{"role": "system", "content": system},
                                                   {"role": "user", "content": "Do you sell drills?"}], 4)
         warm = []
         for q in ["Where is my order?", "Can I return a saw?", "Do you open on Sunday?"]:
-            t, _ = await stream_chat(client, url, [{"role": "system", "content": system},
+            t, _, _ = await stream_chat(client, url, [{"role": "system", "content": system},
                                                    {"role": "user", "content": q}], 4)
             warm.append(t)
     return cold, statistics.median(warm)
 
 
-async def run_phase(name, url, phase, levels, per_worker, nn_seconds):
+async def run_phase(name, url, phase, levels, per_worker, nn_seconds, a_seconds):
     res = {}
     async with httpx.AsyncClient(timeout=600, limits=NO_KEEPALIVE) as client:  # warm-up
         await stream_chat(client, url, [{"role": "user", "content": "Hi"}], 8)
@@ -176,36 +185,82 @@ async def run_phase(name, url, phase, levels, per_worker, nn_seconds):
         print(f"{name} prefix cache: cold {res['prefix'][0]*1000:.0f} ms warm {res['prefix'][1]*1000:.0f} ms", flush=True)
     elif phase == "noisy":
         res["b_alone"] = await noisy_neighbour(url, nn_seconds, False)
-        res["b_noisy"] = await noisy_neighbour(url, nn_seconds, True)
+        res["b_noisy"] = await noisy_neighbour(url, nn_seconds, True, a_seconds)
         print(f"{name} B alone p99 {res['b_alone'][1]*1000:.0f} ms, under A p99 {res['b_noisy'][1]*1000:.0f} ms", flush=True)
     return res
 
 
-def table(results, levels):
+def median_of(path):
+    """The median of the numbers on the lines of PATH."""
+    with open(path) as f:
+        return statistics.median(float(x) for x in f.read().split())
+
+
+def rss_rows(path, names):
+    """PATH: lines of server, phase, MiB at start, MiB after. One row per
+    server: each phase's start and after (the median where it ran in rounds)."""
+    by = {}
+    with open(path) as f:
+        for line in f:
+            n, phase, start, after = line.split()
+            by.setdefault((n, phase), []).append((float(start), float(after)))
+    phases = list(dict.fromkeys(p for _, p in by))
+    out = ["## Resident memory (VmRSS, MiB: when the server answers / after the phase)", "",
+           "| server | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
+    for n in names:
+        cells = []
+        for p in phases:
+            v = by.get((n, p), [])
+            cells.append(f"{statistics.median(a for a, _ in v):.0f} / {statistics.median(b for _, b in v):.0f}"
+                         if v else "")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    return out
+
+
+def table(results, levels, ceiling=None, rss=None):
     names = list(results)
     first, last = names[0], names[-1]
     ms = lambda s: f"{s * 1000:.0f}"
-    out = ["## Aggregate throughput (max_tokens 128, temperature 0)", "",
-           "| streams | " + " | ".join(f"{n} tok/s | {n} TTFT p50 / p99 ms" for n in names) + f" | {first}/{last} tok/s |",
-           "|---|" + "---|---|" * len(names) + "---|"]
+    out = []
+    if ceiling is not None:
+        # The engine with no server around it, on the same model and threads.
+        out += ["## One stream against the engine's ceiling", "",
+                "| | decode tok/s | × llama-bench tg128 |", "|---|---:|---:|",
+                f"| llama-bench tg128 (median of rounds) | {ceiling:.1f} | 1.00 |"]
+        for n in names:
+            rate = results[n]["levels"][1][3] if len(results[n]["levels"][1]) > 3 else None
+            if rate is not None:
+                out.append(f"| {n}, one stream, after its first token | {rate:.1f} | {rate / ceiling:.2f} |")
+        out.append("")
+    per_stream = all(len(results[n]["levels"][c]) > 3 for n in names for c in levels)
+    head = " | ".join(f"{n} tok/s | {n} TTFT p50 / p99 ms" + (f" | {n} per-stream tok/s" if per_stream else "")
+                      for n in names)
+    cols = 3 if per_stream else 2
+    out += ["## Aggregate throughput (max_tokens 128, temperature 0)", "",
+            f"| streams | {head} | {first}/{last} tok/s | {first}/{last} TTFT p99 |",
+            "|---|" + "---|" * (cols * len(names)) + "---|---|"]
     for c in levels:
         row = [str(c)]
         for n in names:
-            tps, p50, p99 = results[n]["levels"][c]
-            row += [f"{tps:.1f}", f"{ms(p50)} / {ms(p99)}"]
-        row.append(f"{results[first]['levels'][c][0] / results[last]['levels'][c][0]:.2f}")
+            v = results[n]["levels"][c]
+            row += [f"{v[0]:.1f}", f"{ms(v[1])} / {ms(v[2])}"] + ([f"{v[3]:.1f}"] if per_stream else [])
+        f, l = results[first]["levels"][c], results[last]["levels"][c]
+        row += [f"{f[0] / l[0]:.2f}", f"{f[2] / l[2]:.2f}"]
         out.append("| " + " | ".join(row) + " |")
     out += ["", "## Noisy neighbour (A: 16 streams, ~1,500-token prompts; B: one short request per second)", "",
-            "| server | B alone TTFT p50 / p99 ms | B under A TTFT p50 / p99 ms | p99 ratio | A's streamed tok/s meanwhile |",
+            "| server | B alone TTFT p50 / p99 ms | B under A TTFT p50 / p99 ms | p99 ratio | A's streamed tok/s |",
             "|---|---|---|---|---|"]
     for n in names:
         a, b = results[n]["b_alone"], results[n]["b_noisy"]
-        out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} | {b[2]:.1f} |")
+        a_rate = b[3] if len(b) > 3 else b[2]
+        out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} | {a_rate:.1f} |")
     out += ["", "## Prefix cache (~800-token system prompt repeated)", "",
             "| server | cold TTFT ms | warm TTFT ms (median of 3) | warm/cold |", "|---|---|---|---|"]
     for n in names:
         cold, warm = results[n]["prefix"]
         out.append(f"| {n} | {ms(cold)} | {ms(warm)} | {warm / cold:.2f} |")
+    if rss is not None:
+        out += [""] + rss_rows(rss, names)
     return "\n".join(out) + "\n"
 
 
@@ -218,12 +273,16 @@ async def main():
     ap.add_argument("--levels", default="1,2,4,8,16")
     ap.add_argument("--per-worker", type=int, default=2, help="requests per concurrent stream")
     ap.add_argument("--nn-seconds", type=int, default=20)
+    ap.add_argument("--a-seconds", type=int, default=0,
+                    help="A's rate over this many seconds from its start, if longer than B's run")
+    ap.add_argument("--ceiling", help="llama-bench tg128 tok/s, one per line (with --table)")
+    ap.add_argument("--rss", help="server, phase, MiB at start, MiB after, one per line (with --table)")
     ap.add_argument("--out")
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
     if a.target:
         name, url = a.target.split("=", 1)
-        res = await run_phase(name, url, a.phase, levels, a.per_worker, a.nn_seconds)
+        res = await run_phase(name, url, a.phase, levels, a.per_worker, a.nn_seconds, a.a_seconds)
         try:
             with open(a.json) as f:
                 old = json.load(f)
@@ -235,7 +294,8 @@ async def main():
             run = {str(c): v for c, v in res.pop("levels").items()}
             runs = old.get("level_runs", []) + [run]
             old["level_runs"] = runs
-            old["levels"] = {c: [statistics.median(r[str(c)][i] for r in runs) for i in range(3)]
+            width = min(len(r[str(c)]) for r in runs for c in levels)
+            old["levels"] = {c: [statistics.median(r[str(c)][i] for r in runs) for i in range(width)]
                              for c in levels}
         old.update(res)
         with open(a.json, "w") as f:
@@ -247,7 +307,8 @@ async def main():
             r = json.load(f)
         r["levels"] = {int(k): v for k, v in r["levels"].items()}
         results[r.pop("name")] = r
-    md = table(results, sorted(results[next(iter(results))]["levels"]))
+    ceiling = median_of(a.ceiling) if a.ceiling else None
+    md = table(results, sorted(results[next(iter(results))]["levels"]), ceiling, a.rss)
     print(md)
     if a.out:
         with open(a.out, "w") as f:
