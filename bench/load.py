@@ -228,22 +228,18 @@ def table(results, levels, ceiling=None, rss=None):
                 "| | decode tok/s | × llama-bench tg128 |", "|---|---:|---:|",
                 f"| llama-bench tg128 (median of rounds) | {ceiling:.1f} | 1.00 |"]
         for n in names:
-            rate = results[n]["levels"][1][3] if len(results[n]["levels"][1]) > 3 else None
-            if rate is not None:
-                out.append(f"| {n}, one stream, after its first token | {rate:.1f} | {rate / ceiling:.2f} |")
+            rate = results[n]["levels"][1][3]
+            out.append(f"| {n}, one stream, after its first token | {rate:.1f} | {rate / ceiling:.2f} |")
         out.append("")
-    per_stream = all(len(results[n]["levels"][c]) > 3 for n in names for c in levels)
-    head = " | ".join(f"{n} tok/s | {n} TTFT p50 / p99 ms" + (f" | {n} per-stream tok/s" if per_stream else "")
-                      for n in names)
-    cols = 3 if per_stream else 2
+    head = " | ".join(f"{n} tok/s | {n} TTFT p50 / p99 ms | {n} per-stream tok/s" for n in names)
     out += ["## Aggregate throughput (max_tokens 128, temperature 0)", "",
             f"| streams | {head} | {first}/{last} tok/s | {first}/{last} TTFT p99 |",
-            "|---|" + "---|" * (cols * len(names)) + "---|---|"]
+            "|---|" + "---|" * (3 * len(names)) + "---|---|"]
     for c in levels:
         row = [str(c)]
         for n in names:
             v = results[n]["levels"][c]
-            row += [f"{v[0]:.1f}", f"{ms(v[1])} / {ms(v[2])}"] + ([f"{v[3]:.1f}"] if per_stream else [])
+            row += [f"{v[0]:.1f}", f"{ms(v[1])} / {ms(v[2])}", f"{v[3]:.1f}"]
         f, l = results[first]["levels"][c], results[last]["levels"][c]
         row += [f"{f[0] / l[0]:.2f}", f"{f[2] / l[2]:.2f}"]
         out.append("| " + " | ".join(row) + " |")
@@ -252,8 +248,7 @@ def table(results, levels, ceiling=None, rss=None):
             "|---|---|---|---|---|"]
     for n in names:
         a, b = results[n]["b_alone"], results[n]["b_noisy"]
-        a_rate = b[3] if len(b) > 3 else b[2]
-        out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} | {a_rate:.1f} |")
+        out.append(f"| {n} | {ms(a[0])} / {ms(a[1])} | {ms(b[0])} / {ms(b[1])} | {b[1] / a[1]:.2f} | {b[3]:.1f} |")
     out += ["", "## Prefix cache (~800-token system prompt repeated)", "",
             "| server | cold TTFT ms | warm TTFT ms (median of 3) | warm/cold |", "|---|---|---|---|"]
     for n in names:
@@ -294,8 +289,7 @@ async def main():
             run = {str(c): v for c, v in res.pop("levels").items()}
             runs = old.get("level_runs", []) + [run]
             old["level_runs"] = runs
-            width = min(len(r[str(c)]) for r in runs for c in levels)
-            old["levels"] = {c: [statistics.median(r[str(c)][i] for r in runs) for i in range(width)]
+            old["levels"] = {c: [statistics.median(r[str(c)][i] for r in runs) for i in range(len(run[str(c)]))]
                              for c in levels}
         old.update(res)
         with open(a.json, "w") as f:
