@@ -153,8 +153,9 @@ async def noisy_neighbour(url, seconds, with_noise, a_seconds=0):
         for t in a_tasks:
             t.cancel()
         await asyncio.gather(*a_tasks, return_exceptions=True)
-    # A's rate over the whole phase, and over the fixed window.
-    return pct(b_ttfts, 50), pct(b_ttfts, 99), a_rate, a_window[0] if a_window else a_rate
+    # A's rate over the whole phase, and over the fixed window; B's TTFTs in
+    # order, to see which requests make the tail.
+    return pct(b_ttfts, 50), pct(b_ttfts, 99), a_rate, a_window[0] if a_window else a_rate, b_ttfts
 
 
 async def prefix_cache(url):
@@ -187,6 +188,7 @@ async def run_phase(name, url, phase, levels, per_worker, nn_seconds, a_seconds)
         res["b_alone"] = await noisy_neighbour(url, nn_seconds, False)
         res["b_noisy"] = await noisy_neighbour(url, nn_seconds, True, a_seconds)
         print(f"{name} B alone p99 {res['b_alone'][1]*1000:.0f} ms, under A p99 {res['b_noisy'][1]*1000:.0f} ms", flush=True)
+        print(f"{name} B under A, each TTFT ms: {[round(t * 1000) for t in res['b_noisy'][4]]}", flush=True)
     return res
 
 
