@@ -135,10 +135,11 @@ fn plan_shared(seqs: &[Demand], limits: &Limits) -> Vec<(usize, usize)> {
     // One tenant alone has nobody to protect from its own long steps: all
     // its streams decode, and its prompts keep pace with them.
     let alone = seqs.iter().all(|s| s.tenant == seqs[0].tenant);
+    let half = (budget / 2.0).ceil();
     let floor = if alone {
-        (budget / 2.0).ceil().max(decoders.len() as f64)
+        half.max(decoders.len() as f64)
     } else {
-        (budget / 2.0).ceil()
+        half
     };
     let share = (budget - decode_total).max(floor);
     let mut spent = 0.0;
