@@ -4,8 +4,21 @@
 //! through, and a tenant holding every slot handing one over.
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
+
 use common::{metric, no_eos, open_stream, post, read_events, Server};
 use serde_json::{json, Value};
+
+/// Each test's server decodes on two OpenMP threads that spin at a barrier
+/// after every operation; two such servers on two cores slowed each other
+/// so that this suite took 57 to 98 s side by side against 31 s in turn.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Held for a whole test: the tests take turns on the model.
+fn turn() -> MutexGuard<'static, ()> {
+    // A test that failed holding it poisons it; the next still runs.
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 const MODEL: &str = "smollm2-135m-instruct";
 
@@ -38,6 +51,7 @@ fn greedy_first_tokens(s: &Server, prompt: &str) -> Vec<String> {
 
 #[test]
 fn concurrent_sequences_continue_their_own_prompts() {
+    let _turn = turn();
     let s = Server::start(&["--slots", "8"]);
     let solo: Vec<Vec<String>> = PROMPTS.iter().map(|p| greedy_first_tokens(&s, p)).collect();
     let together: Vec<Vec<String>> = std::thread::scope(|scope| {
@@ -66,6 +80,7 @@ fn concurrent_sequences_continue_their_own_prompts() {
 
 #[test]
 fn cancelled_request_frees_its_cells_for_a_full_context_request() {
+    let _turn = turn();
     let ctx = 512;
     let s = Server::start(&["--slots", "1", "--ctx-size", &ctx.to_string()]);
     let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
@@ -115,6 +130,7 @@ fn long_system_prompt() -> String {
 
 #[test]
 fn repeated_prefix_is_served_from_the_cache() {
+    let _turn = turn();
     let s = Server::start(&[]);
     let system = long_system_prompt();
     let ask = |q: &str| {
@@ -148,6 +164,7 @@ fn repeated_prefix_is_served_from_the_cache() {
 
 #[test]
 fn n_choices_share_one_prefill() {
+    let _turn = turn();
     let s = Server::start(&["--slots", "4"]);
     let (st, b) = post(
         &s,
@@ -166,6 +183,7 @@ fn n_choices_share_one_prefill() {
 
 #[test]
 fn shared_prefill_continues_exactly_like_its_own() {
+    let _turn = turn();
     let s = Server::start(&["--slots", "4"]);
     let body = |n: u32| {
         json!({"model": MODEL, "prompt": "The three primary colours are", "n": n,
@@ -183,6 +201,7 @@ fn shared_prefill_continues_exactly_like_its_own() {
 
 #[test]
 fn full_queue_answers_429_with_retry_after() {
+    let _turn = turn();
     let s = Server::start(&["--slots", "1", "--queue-depth", "1"]);
     let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
         "logit_bias": no_eos(), "stream": true});
@@ -205,6 +224,7 @@ fn full_queue_answers_429_with_retry_after() {
 
 #[test]
 fn request_queued_past_its_deadline_gets_a_timeout_error() {
+    let _turn = turn();
     let s = Server::start(&["--slots", "1", "--queue-timeout", "1"]);
     let body = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
         "logit_bias": no_eos(), "stream": true});
@@ -222,6 +242,7 @@ fn request_queued_past_its_deadline_gets_a_timeout_error() {
 
 #[test]
 fn short_request_passes_between_the_chunks_of_another_tenants_long_prompt() {
+    let _turn = turn();
     let s = Server::start(&["--slots", "2", "--ctx-size", "2048"]);
     let long: String = (0..300).map(|i| format!("note {i}; ")).collect();
     let (_, toks) = post(&s, "/tokenize", &json!({"content": long}));
@@ -253,6 +274,7 @@ fn short_request_passes_between_the_chunks_of_another_tenants_long_prompt() {
 #[test]
 fn a_stream_waiting_in_the_queue_sends_keep_alive_comments() {
     use std::io::BufRead;
+    let _turn = turn();
     let s = Server::start(&["--slots", "1", "--keep-alive-secs", "1"]);
     let blocker = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 3000,
         "logit_bias": no_eos(), "stream": true});
@@ -371,10 +393,12 @@ fn a_stream_paused_for_another_tenant_resumes_exactly(flags: &[&str]) {
 
 #[test]
 fn a_paused_stream_resumes_from_its_cells_kept_aside() {
+    let _turn = turn();
     a_stream_paused_for_another_tenant_resumes_exactly(&[]);
 }
 
 #[test]
 fn a_paused_stream_resumes_by_recomputing_its_cells() {
+    let _turn = turn();
     a_stream_paused_for_another_tenant_resumes_exactly(&["--swap-cells", "0"]);
 }
