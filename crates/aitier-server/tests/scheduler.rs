@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 /// Each test's server decodes on two OpenMP threads that spin at a barrier
 /// after every operation; two such servers on two cores slowed each other
-/// so that this suite took 57 to 98 s side by side against 31 s in turn.
+/// so that this suite took 57 to 98 s side by side against 27 s in turn.
 static TURN: Mutex<()> = Mutex::new(());
 
 /// Held for a whole test: the tests take turns on the model.
